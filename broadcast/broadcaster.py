@@ -1,0 +1,198 @@
+"""The media plane's one entry point: publish and play stream paths, list them, close.
+
+Protocol adapters (WHIP, WHEP, WebSocket, the REST API) call this and nothing below it;
+SDP crosses in and out as strings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+from .aiortchooks import check_internals
+from .errors import Overloaded, SessionNotFound, StreamBusy, StreamNotLive
+from .producer import Source
+from .publisher import PublisherSession
+from .sdpoffer import SUPPORTED_VIDEO, shape_play_offer, shape_publish_offer
+from .session import IceServer, PeerSession, SessionSettings
+from .stream import Stream, StreamInfo
+from .streampath import StreamPath
+from .viewer import ViewerSession
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class BroadcastSettings:
+    ice_servers: list[IceServer] = field(default_factory=list)
+    max_sessions: int = 2000
+    connect_timeout: float = 30.0
+    video_codecs: tuple[str, ...] = SUPPORTED_VIDEO  # preference when a publisher offers several
+    retry_after: int = 2  # seconds a viewer of a feed that is not live should wait
+
+
+class Broadcaster:
+    def __init__(self, settings: BroadcastSettings | None = None) -> None:
+        check_internals()
+        self.settings = settings or BroadcastSettings()
+        self.streams: dict[StreamPath, Stream] = {}
+        self.sessions: dict[str, PeerSession] = {}
+        self._sampler: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @property
+    def session_settings(self) -> SessionSettings:
+        return SessionSettings(self.settings.ice_servers, self.settings.connect_timeout)
+
+    def start(self) -> None:
+        """Start the once-a-second rate sampler (call from a running loop)."""
+        if self._sampler is None:
+            self._sampler = asyncio.get_running_loop().create_task(self._sample_rates())
+
+    async def _sample_rates(self) -> None:
+        while True:
+            for stream in list(self.streams.values()):
+                stream.sample_rates()
+            await asyncio.sleep(1.0)
+
+    def _check_capacity(self) -> None:
+        if len(self.sessions) >= self.settings.max_sessions:
+            raise Overloaded(
+                f"the server is at its limit of {self.settings.max_sessions} sessions; "
+                "try again shortly or ask the operator to raise limits.max_sessions"
+            )
+
+    # -- publishing ---------------------------------------------------------------------
+    async def publish(self, path: StreamPath, offer_sdp: str, protocol: str = "whip",
+                      label: str = "") -> PublisherSession:
+        """Start a publisher session on `path`. Raises BroadcastError subclasses."""
+        self._check_capacity()
+        existing = self.streams.get(path)
+        if existing is not None and existing.live:
+            raise StreamBusy(
+                f"{path} is already live from another publisher; stop that publisher "
+                "(or DELETE its session) first, or publish to another feed name"
+            )
+        keep = existing.video.codec if existing is not None and existing.viewers else None
+        shaped = shape_publish_offer(offer_sdp, self.settings.video_codecs, keep)
+        stream = existing or self._new_stream(path)
+        session = PublisherSession(stream, self.session_settings, protocol, label)
+        stream.publisher = session
+        self._register(session)
+        try:
+            await session.start(shaped)
+        except BaseException:
+            await session.close()
+            raise
+        stream.mark_live(protocol)
+        logger.info("%s: live (%s%s)", path, shaped.video_codec or "no video",
+                    ", opus" if shaped.has_audio else "")
+        return session
+
+    def attach_source(self, path: StreamPath, video: tuple[Source, str] | None,
+                      audio: Source | None, kind: str = "synthetic") -> Stream:
+        """Publish from an in-process source (the demo's synthetic OR feed, files).
+
+        The source pushes frames into `stream.video` / `stream.audio` itself.
+        """
+        stream = self.streams.get(path) or self._new_stream(path)
+        if stream.live:
+            raise StreamBusy(f"{path} is already live")
+        if video is not None:
+            stream.video.attach(video[0], video[1])
+            stream.local_source = video[0]
+        if audio is not None:
+            stream.audio.attach(audio, "opus")
+            stream.local_source = stream.local_source or audio
+        stream.mark_live(kind)
+        return stream
+
+    def detach_source(self, path: StreamPath) -> None:
+        stream = self.streams.get(path)
+        if stream is not None and stream.local_source is not None:
+            stream.local_source = None
+            stream.mark_offline()
+            self._forget_if_idle(stream)
+
+    # -- playing ------------------------------------------------------------------------
+    async def play(self, path: StreamPath, offer_sdp: str, protocol: str = "whep",
+                   label: str = "") -> ViewerSession:
+        """Start a viewer session on `path`.
+
+        A feed whose publisher is reconnecting (the stream still has viewers or was live
+        with a known codec) accepts new viewers, who start with the publisher's return.
+        """
+        self._check_capacity()
+        stream = self.streams.get(path)
+        if stream is None or stream.video.codec is None and stream.audio.codec is None:
+            raise StreamNotLive(
+                f"{path} is not live yet; retry in {self.settings.retry_after} s",
+                self.settings.retry_after,
+            )
+        shaped = shape_play_offer(offer_sdp, stream.video.codec, stream.h264_profile)
+        session = ViewerSession(stream, self.session_settings, protocol, label)
+        stream.viewers.add(session)
+        self._register(session)
+        try:
+            await session.start(shaped)
+        except BaseException:
+            await session.close()
+            raise
+        return session
+
+    # -- sessions -----------------------------------------------------------------------
+    def _new_stream(self, path: StreamPath) -> Stream:
+        stream = Stream(path)
+        self.streams[path] = stream
+        return stream
+
+    def _register(self, session: PeerSession) -> None:
+        self.sessions[session.id] = session
+        session.on_closed.append(self._on_session_closed)
+
+    def _on_session_closed(self, session: PeerSession) -> None:
+        self.sessions.pop(session.id, None)
+        stream = self.streams.get(session.path)
+        if stream is None:
+            return
+        if stream.publisher is session:
+            stream.publisher = None
+            stream.mark_offline()
+            logger.info("%s: publisher left; %d viewer(s) wait for it to return",
+                        stream.path, len(stream.viewers))
+        stream.viewers.discard(session)
+        self._forget_if_idle(stream)
+
+    def _forget_if_idle(self, stream: Stream) -> None:
+        if stream.idle and self.streams.get(stream.path) is stream:
+            del self.streams[stream.path]
+            stream.close()
+
+    def get_session(self, session_id: str) -> PeerSession:
+        session = self.sessions.get(session_id)
+        if session is None:
+            raise SessionNotFound("no such session (it may have ended); start a new one")
+        return session
+
+    async def close_session(self, session_id: str) -> None:
+        await self.get_session(session_id).close()
+
+    def stream_infos(self) -> list[StreamInfo]:
+        return [s.info() for s in sorted(self.streams.values(), key=lambda s: str(s.path))]
+
+    async def close(self) -> None:
+        """Idempotent: closes every session and stream."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._sampler is not None:
+            self._sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sampler
+        await asyncio.gather(*(s.close() for s in list(self.sessions.values())),
+                             return_exceptions=True)
+        for stream in list(self.streams.values()):
+            stream.close()
+        self.streams.clear()

@@ -1,0 +1,52 @@
+"""ViewerSession: a WebRTC connection that receives one feed (WHEP, browser viewer)."""
+
+from __future__ import annotations
+
+import logging
+
+from .aiortchooks import install_sender_hooks
+from .consumer import Consumer
+from .sdpoffer import ShapedOffer
+from .session import PeerSession, SessionSettings
+from .stream import Stream
+
+logger = logging.getLogger(__name__)
+
+
+class ViewerSession(PeerSession):
+    role = "viewer"
+
+    def __init__(self, stream: Stream, settings: SessionSettings, protocol: str = "whep",
+                 label: str = "") -> None:
+        super().__init__(stream.path, settings, label)
+        self.stream = stream
+        self.protocol = protocol
+        self.consumers: list[Consumer] = []
+
+    async def start(self, shaped: ShapedOffer) -> str:
+        return await self._negotiate(shaped, self._attach_consumers)
+
+    def _attach_consumers(self) -> None:
+        for transceiver in self.pc.getTransceivers():
+            kind = transceiver.kind
+            if kind not in ("audio", "video"):
+                continue
+            producer = self.stream.video if kind == "video" else self.stream.audio
+            consumer = Consumer(producer)
+            consumer.on("ended", self._on_consumer_ended)
+            self.consumers.append(consumer)
+            sender = self.pc.addTrack(consumer)
+            install_sender_hooks(sender, producer.codec or "", consumer.request_keyframe)
+
+    def _on_consumer_ended(self) -> None:
+        # The producer closed it (codec change, stream closed): this viewer must renegotiate.
+        if not self.closed:
+            self.close_soon()
+
+    @property
+    def frames_dropped(self) -> int:
+        return sum(c.frames_dropped for c in self.consumers)
+
+    def _release(self) -> None:
+        for consumer in self.consumers:
+            consumer.stop()

@@ -1,0 +1,164 @@
+"""What WHIP and WHEP share: reading SDP bodies, the session resource (PATCH, DELETE),
+OPTIONS/CORS, ICE server Link headers, and the mapping of media-plane errors to HTTP."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from broadcast.errors import (
+    BroadcastError,
+    InvalidOffer,
+    Overloaded,
+    SessionNotFound,
+    StreamBusy,
+    StreamNotLive,
+    UnsupportedOffer,
+)
+from broadcast.sdpoffer import MAX_SDP_BYTES
+from broadcast.session import IceServer, PeerSession
+from broadcast.streampath import StreamPath
+
+from .appstate import BROADCASTER, CONFIG
+
+logger = logging.getLogger(__name__)
+
+SDP = "application/sdp"
+TRICKLE = "application/trickle-ice-sdpfrag"
+EXPOSED = "Location, Link, ETag, Accept-Patch, Retry-After"
+
+
+def text_error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, text=message + "\n", headers=headers)
+
+
+def error_response(exc: BroadcastError) -> web.Response:
+    message = str(exc)
+    if isinstance(exc, InvalidOffer):
+        return text_error(400, message)
+    if isinstance(exc, UnsupportedOffer):
+        return text_error(422, message)
+    if isinstance(exc, StreamNotLive):
+        return text_error(409, message, {"Retry-After": str(exc.retry_after)})
+    if isinstance(exc, StreamBusy):
+        return text_error(409, message)
+    if isinstance(exc, Overloaded):
+        return text_error(503, message, {"Retry-After": str(exc.retry_after)})
+    if isinstance(exc, SessionNotFound):
+        return text_error(404, message)
+    return text_error(500, message)
+
+
+def stream_path(request: web.Request) -> StreamPath:
+    info = request.match_info
+    try:
+        return StreamPath(info["event"], info["theatre"], info["feed"])
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text=f"{exc}\n") from None
+
+
+async def read_body(request: web.Request, content_type: str, limit: int) -> str:
+    if request.content_type != content_type:
+        raise web.HTTPUnsupportedMediaType(
+            text=f"Content-Type must be {content_type} (got {request.content_type or 'none'})\n"
+        )
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    body = await request.content.read(limit + 1)
+    if len(body) > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise web.HTTPBadRequest(text="body is not UTF-8 text\n") from None
+
+
+def ice_link_header(servers: list[IceServer]) -> str | None:
+    links = []
+    for server in servers:
+        for url in server.urls:
+            link = f'<{url}>; rel="ice-server"'
+            if server.username and server.credential:
+                link += (f'; username="{server.username}"; credential="{server.credential}"; '
+                         'credential-type="password"')
+            links.append(link)
+    return ", ".join(links) or None
+
+
+def cors_headers(request: web.Request) -> dict[str, str]:
+    origin = request.headers.get("Origin")
+    allowed = request.app[CONFIG].cors_origins
+    if origin and ("*" in allowed or origin in allowed):
+        return {"Access-Control-Allow-Origin": origin, "Vary": "Origin",
+                "Access-Control-Expose-Headers": EXPOSED}
+    return {}
+
+
+def options_handler(methods: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def options(request: web.Request) -> web.Response:
+        headers = {"Allow": methods, **cors_headers(request)}
+        if "POST" in methods:
+            headers["Accept-Post"] = SDP
+        if "PATCH" in methods:
+            headers["Accept-Patch"] = TRICKLE
+        if "Access-Control-Allow-Origin" in headers:
+            headers["Access-Control-Allow-Methods"] = methods
+            headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, If-Match"
+            headers["Access-Control-Max-Age"] = "600"
+        link = ice_link_header(request.app[BROADCASTER].settings.ice_servers)
+        if link:
+            headers["Link"] = link
+        return web.Response(status=204, headers=headers)
+
+    return options
+
+
+Starter = Callable[[web.Request, StreamPath, str], Awaitable[PeerSession]]
+
+
+async def create_session(request: web.Request, start: Starter, kind: str) -> web.Response:
+    """POST an offer: 201 with the answer and the session's Location."""
+    path = stream_path(request)
+    offer = await read_body(request, SDP, MAX_SDP_BYTES)
+    try:
+        session = await start(request, path, offer)
+    except BroadcastError as exc:
+        logger.info("%s %s refused: %s", kind, path, exc)
+        return error_response(exc)
+    headers = {
+        "Location": f"{request.path.rstrip('/')}/{session.id}",
+        "Content-Type": SDP,
+        **cors_headers(request),
+    }
+    link = ice_link_header(request.app[BROADCASTER].settings.ice_servers)
+    if link:
+        headers["Link"] = link
+    return web.Response(status=201, text=session.answer_sdp, headers=headers)
+
+
+def _session(request: web.Request) -> PeerSession:
+    session_id = request.match_info["session"]
+    session = request.app[BROADCASTER].sessions.get(session_id)
+    if session is None or str(session.path) != str(stream_path(request)):
+        raise web.HTTPNotFound(text="no such session (it may have ended); start a new one\n")
+    return session
+
+
+async def patch_session(request: web.Request) -> web.Response:
+    session = _session(request)
+    fragment = await read_body(request, TRICKLE, MAX_SDP_BYTES)
+    if "a=ice-ufrag:" in fragment and not request.headers.get("If-Match"):
+        return text_error(428, "an ICE restart needs an If-Match header")
+    try:
+        await session.add_ice_fragment(fragment)
+    except BroadcastError as exc:
+        return error_response(exc)
+    return web.Response(status=204, headers=cors_headers(request))
+
+
+async def delete_session(request: web.Request) -> web.Response:
+    session = _session(request)
+    await session.close()
+    return web.Response(status=200, headers=cors_headers(request))

@@ -1,0 +1,36 @@
+"""WHEP playback (draft-ietf-wish-whep): `POST /whep/{event}/{theatre}/{feed}` plays one feed.
+
+A feed that is not live answers 409 with Retry-After. A feed whose publisher is
+reconnecting accepts viewers, who start when it returns.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from broadcast.session import PeerSession
+from broadcast.streampath import StreamPath
+
+from .appstate import BROADCASTER
+from .httpsession import create_session, delete_session, options_handler, patch_session
+
+FEED = "/whep/{event}/{theatre}/{feed}"
+SESSION = FEED + "/{session}"
+
+
+async def _play(request: web.Request, path: StreamPath, offer: str) -> PeerSession:
+    return await request.app[BROADCASTER].play(path, offer, protocol="whep")
+
+
+async def post_offer(request: web.Request) -> web.Response:
+    return await create_session(request, _play, "WHEP")
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.post(FEED, post_offer),
+        web.options(FEED, options_handler("POST, OPTIONS")),
+        web.patch(SESSION, patch_session),
+        web.delete(SESSION, delete_session),
+        web.options(SESSION, options_handler("PATCH, DELETE, OPTIONS")),
+    ]
