@@ -41,6 +41,7 @@ class Consumer(MediaStreamTrack):
         self._waiter: asyncio.Future[None] | None = None
         # Video starts on a keyframe; so does a viewer that overflowed.
         self.waiting_for_keyframe = producer.kind == "video"
+        self._recovering = False  # waiting for a keyframe after an overflow
         self.frames_sent = 0
         self.bytes_sent = 0
         self.frames_dropped = 0
@@ -57,8 +58,11 @@ class Consumer(MediaStreamTrack):
             return
         if self.waiting_for_keyframe:
             if not frame.keyframe:
+                if self._recovering:
+                    self.frames_dropped += 1  # lost to this viewer, unlike frames before joining
                 return
             self.waiting_for_keyframe = False
+            self._recovering = False
         if len(self._queue) >= self.max_queue:
             dropped = len(self._queue) + 1
             self._queue.clear()
@@ -67,6 +71,7 @@ class Consumer(MediaStreamTrack):
             if self.kind == "video":
                 if not frame.keyframe:
                     self.waiting_for_keyframe = True
+                    self._recovering = True
                     self.producer.request_keyframe()
                     return
                 self.frames_dropped -= 1  # this keyframe restarts the queue
@@ -82,6 +87,7 @@ class Consumer(MediaStreamTrack):
         self._queue.clear()
         if self.kind == "video":
             self.waiting_for_keyframe = True
+            self._recovering = False
 
     # -- called by the viewer's RTCRtpSender --------------------------------------------
     async def recv(self) -> EncodedFrame:  # type: ignore[override]

@@ -39,6 +39,7 @@ class EncodedClip:
     width: int
     height: int
     fps: int
+    profile: str = "baseline"  # H.264 profile
     video: list[ClipPacket] = field(default_factory=list)
     audio: list[ClipPacket] = field(default_factory=list)
 
@@ -52,10 +53,14 @@ class EncodedClip:
 
     @property
     def h264_profile(self) -> str | None:
-        return "42e01f" if self.codec == "H264" else None
+        """profile-level-id for SDP (level 3.1)."""
+        if self.codec != "H264":
+            return None
+        return {"baseline": "42e01f", "main": "4d001f", "high": "64001f"}[self.profile]
 
 
-def _video_encoder(codec: str, width: int, height: int, fps: int, bitrate: int) -> av.CodecContext:
+def _video_encoder(codec: str, width: int, height: int, fps: int, bitrate: int,
+                   profile: str) -> av.CodecContext:
     if codec == "H264":
         ctx = av.CodecContext.create("libx264", "w")
         ctx.options = {
@@ -64,7 +69,7 @@ def _video_encoder(codec: str, width: int, height: int, fps: int, bitrate: int) 
             # SPS/PPS before every IDR and a keyframe every second: a viewer joins fast
             "x264-params": f"keyint={fps}:min-keyint={fps}:scenecut=0:repeat-headers=1",
         }
-        ctx.profile = "baseline"
+        ctx.profile = profile
     elif codec == "VP8":
         ctx = av.CodecContext.create("libvpx", "w")
         ctx.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
@@ -80,10 +85,10 @@ def _video_encoder(codec: str, width: int, height: int, fps: int, bitrate: int) 
 
 
 def encode_clip(codec: str = "H264", width: int = 1280, height: int = 720, fps: int = 30,
-                seconds: int = 4, bitrate: int = 2_000_000) -> EncodedClip:
+                seconds: int = 4, bitrate: int = 2_000_000, profile: str = "baseline") -> EncodedClip:
     """Encode `seconds` of test picture and tone. Takes a few seconds for 720p."""
-    clip = EncodedClip(codec, width, height, fps)
-    enc = _video_encoder(codec, width, height, fps, bitrate)
+    clip = EncodedClip(codec, width, height, fps, profile)
+    enc = _video_encoder(codec, width, height, fps, bitrate, profile)
     frames = fps * seconds
     ticks = VIDEO_CLOCK_RATE // fps
 

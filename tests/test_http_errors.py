@@ -1,0 +1,174 @@
+"""WHIP/WHEP error paths (RFC 9725 and the WHEP draft): status codes and headers."""
+
+from __future__ import annotations
+
+import re
+
+import aiohttp
+from aiortc import RTCPeerConnection
+
+from broadcast.session import IceServer
+from signaling.config import ServerConfig
+
+from .conftest import RunningServer, start_server
+from .peers import CounterTrack, ToneTrack, post_offer, publish, watch
+
+PATH = "course/or3/overhead"
+SDP = {"Content-Type": "application/sdp"}
+
+
+async def make_offer(video: int = 1, audio: int = 1, direction: str = "sendonly") -> str:
+    pc = RTCPeerConnection()
+    for _ in range(video):
+        pc.addTransceiver(CounterTrack() if direction != "recvonly" else "video", direction=direction)
+    for _ in range(audio):
+        pc.addTransceiver(ToneTrack() if direction != "recvonly" else "audio", direction=direction)
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp = pc.localDescription.sdp
+    await pc.close()
+    return sdp
+
+
+async def test_options_advertises_sdp(server: RunningServer) -> None:
+    async with server.http.options(f"{server.base}/whip/{PATH}") as resp:
+        assert resp.status == 204
+        assert resp.headers["Accept-Post"] == "application/sdp"
+        assert "POST" in resp.headers["Allow"]
+    async with server.http.options(f"{server.base}/whep/{PATH}") as resp:
+        assert resp.status == 204
+        assert resp.headers["Accept-Post"] == "application/sdp"
+
+
+async def test_wrong_content_type_is_415(server: RunningServer) -> None:
+    offer = await make_offer()
+    for url in (f"{server.base}/whip/{PATH}", f"{server.base}/whep/{PATH}"):
+        async with server.http.post(url, data=offer, headers={"Content-Type": "text/plain"}) as r:
+            assert r.status == 415
+            assert "application/sdp" in await r.text()
+
+
+async def test_malformed_sdp_is_400(server: RunningServer) -> None:
+    for body in ("hello", "v=0\r\nm=video\r\n", "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
+                 "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\n"):
+        status, text, _ = await post_offer(server.http, f"{server.base}/whip/{PATH}", body)
+        assert status == 400, (body, status, text)
+        assert text.strip()
+    assert server.broadcaster.sessions == {}
+
+
+async def test_oversized_sdp_is_413(server: RunningServer) -> None:
+    offer = await make_offer()
+    padded = offer + "a=x-padding:" + "x" * 40_000 + "\r\n"
+    status, _, _ = await post_offer(server.http, f"{server.base}/whip/{PATH}", padded)
+    assert status == 413
+
+
+async def test_too_many_tracks_is_422(server: RunningServer) -> None:
+    status, text, _ = await post_offer(server.http, f"{server.base}/whip/{PATH}",
+                                       await make_offer(video=2))
+    assert status == 422
+    assert "too many tracks" in text
+    assert server.broadcaster.sessions == {} and server.broadcaster.streams == {}
+
+
+async def test_unsupported_codec_is_422(server: RunningServer) -> None:
+    offer = await make_offer(audio=0)
+    # keep only a codec the relay does not handle
+    offer = re.sub(r"a=rtpmap:(\d+) (VP8|H264)/90000", r"a=rtpmap:\1 AV1/90000", offer)
+    status, text, _ = await post_offer(server.http, f"{server.base}/whip/{PATH}", offer)
+    assert status == 422
+    assert "H.264" in text and "VP8" in text
+
+
+async def test_publisher_must_send_and_viewer_must_receive(server: RunningServer) -> None:
+    status, text, _ = await post_offer(server.http, f"{server.base}/whip/{PATH}",
+                                       await make_offer(direction="recvonly"))
+    assert status == 422 and "publisher must send" in text
+    pub = await publish(server.http, server.base, PATH, "VP8")
+    status, text, _ = await post_offer(server.http, f"{server.base}/whep/{PATH}",
+                                       await make_offer(direction="sendonly"))
+    assert status == 422 and "viewer must receive" in text
+    await pub.pc.close()
+
+
+async def test_whep_on_feed_not_live_is_409_with_retry_after(server: RunningServer) -> None:
+    status, text, headers = await post_offer(server.http, f"{server.base}/whep/{PATH}",
+                                             await make_offer(direction="recvonly"))
+    assert status == 409
+    assert int(headers["Retry-After"]) > 0
+    assert "not live" in text
+
+
+async def test_second_publisher_is_409(server: RunningServer) -> None:
+    pub = await publish(server.http, server.base, PATH, "VP8")
+    status, text, _ = await post_offer(server.http, f"{server.base}/whip/{PATH}", await make_offer())
+    assert status == 409
+    assert "already live" in text
+    assert len(server.broadcaster.sessions) == 1
+    await pub.pc.close()
+
+
+async def test_bad_stream_path_is_400(server: RunningServer) -> None:
+    status, text, _ = await post_offer(server.http, f"{server.base}/whip/Course/OR_1/x",
+                                       await make_offer())
+    assert status == 400
+    assert "lower-case" in text
+
+
+async def test_session_patch_and_delete(server: RunningServer) -> None:
+    pub = await publish(server.http, server.base, PATH, "VP8")
+    url = pub.session_url
+    assert re.fullmatch(rf"{server.base}/whip/{PATH}/[A-Za-z0-9_-]{{20,}}", url)
+    frag = ("a=mid:0\r\na=candidate:1 1 udp 2130706431 192.0.2.99 50000 typ host\r\n"
+            "a=end-of-candidates\r\n")
+    hdr = {"Content-Type": "application/trickle-ice-sdpfrag"}
+    async with server.http.patch(url, data=frag, headers=hdr) as resp:
+        assert resp.status == 204
+    async with server.http.patch(url, data=frag, headers=SDP) as resp:
+        assert resp.status == 415
+    restart = "a=ice-ufrag:abcd\r\na=ice-pwd:0123456789012345678901\r\n" + frag
+    async with server.http.patch(url, data=restart, headers=hdr) as resp:
+        assert resp.status == 428
+    async with server.http.patch(url, data=restart, headers={**hdr, "If-Match": "*"}) as resp:
+        assert resp.status == 422
+        assert "ICE restart" in await resp.text()
+    async with server.http.patch(url, data="a=nonsense\r\n", headers=hdr) as resp:
+        assert resp.status == 400
+    async with server.http.delete(url) as resp:
+        assert resp.status == 200
+    assert server.broadcaster.sessions == {} and server.broadcaster.streams == {}
+    async with server.http.delete(url) as resp:
+        assert resp.status == 404
+    async with server.http.delete(f"{server.base}/whip/{PATH}/not-a-session") as resp:
+        assert resp.status == 404
+    await pub.pc.close()
+
+
+async def test_overload_is_503_with_retry_after() -> None:
+    runner, base, app = await start_server(ServerConfig(max_sessions=1))
+    async with aiohttp.ClientSession() as http:
+        pub = await publish(http, base, PATH, "VP8")
+        status, text, headers = await post_offer(http, f"{base}/whep/{PATH}",
+                                                 await make_offer(direction="recvonly"))
+        assert status == 503
+        assert int(headers["Retry-After"]) > 0
+        assert "limit" in text
+        await pub.pc.close()
+    await runner.cleanup()
+
+
+async def test_ice_servers_are_advertised_in_link_headers() -> None:
+    config = ServerConfig(ice_servers=[IceServer(["stun:stun.hospital.example:3478"])])
+    runner, base, app = await start_server(config)
+    async with aiohttp.ClientSession() as http, http.options(f"{base}/whip/{PATH}") as resp:
+        assert resp.headers["Link"] == '<stun:stun.hospital.example:3478>; rel="ice-server"'
+    await runner.cleanup()
+
+
+async def test_viewer_answer_is_sendonly(server: RunningServer) -> None:
+    pub = await publish(server.http, server.base, PATH, "VP8")
+    viewer = await watch(server.http, server.base, PATH)
+    assert "a=sendonly" in viewer.answer and "a=recvonly" not in viewer.answer
+    assert "a=setup:passive" in viewer.answer, "the server takes the DTLS server role"
+    await viewer.close(server.http)
+    await pub.pc.close()
