@@ -126,7 +126,7 @@ class Broadcaster:
         """
         self._check_capacity()
         stream = self.streams.get(path)
-        if stream is None or stream.video.codec is None and stream.audio.codec is None:
+        if stream is None or (stream.video.codec is None and stream.audio.codec is None):
             raise StreamNotLive(
                 f"{path} is not live yet; retry in {self.settings.retry_after} s",
                 self.settings.retry_after,

@@ -110,10 +110,11 @@ class PeerSession:
         return list(seen.values())
 
     def _watch_dtls(self, transport: Any) -> None:
-        @transport.on("statechange")
         def on_state() -> None:
             if transport.state == "failed":
                 self._explain_dtls_failure()
+
+        transport.on("statechange", on_state)
 
     def _explain_dtls_failure(self) -> None:
         client = self.shaped.client_hint if self.shaped else ""

@@ -13,6 +13,7 @@ import fractions
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import av
 import numpy as np
@@ -44,14 +45,6 @@ class EncodedClip:
     audio: list[ClipPacket] = field(default_factory=list)
 
     @property
-    def duration_video(self) -> int:
-        return len(self.video) * VIDEO_CLOCK_RATE // self.fps
-
-    @property
-    def duration_audio(self) -> int:
-        return len(self.audio) * OPUS_FRAME
-
-    @property
     def h264_profile(self) -> str | None:
         """profile-level-id for SDP (level 3.1)."""
         if self.codec != "H264":
@@ -60,7 +53,7 @@ class EncodedClip:
 
 
 def _video_encoder(codec: str, width: int, height: int, fps: int, bitrate: int,
-                   profile: str) -> av.CodecContext:
+                   profile: str) -> Any:
     if codec == "H264":
         ctx = av.CodecContext.create("libx264", "w")
         ctx.options = {
@@ -92,9 +85,9 @@ def encode_clip(codec: str = "H264", width: int = 1280, height: int = 720, fps: 
     frames = fps * seconds
     ticks = VIDEO_CLOCK_RATE // fps
 
-    def collect(packets: list[av.Packet]) -> None:
+    def collect(packets: list[Any]) -> None:
         for p in packets:
-            clip.video.append(ClipPacket(bytes(p), int(p.pts) * ticks, bool(p.is_keyframe)))
+            clip.video.append(ClipPacket(bytes(p), int(p.pts or 0) * ticks, bool(p.is_keyframe)))
 
     for i in range(frames):
         frame = av.VideoFrame.from_ndarray(make_frame(i, width, height, fps), format="rgb24")
@@ -107,14 +100,13 @@ def encode_clip(codec: str = "H264", width: int = 1280, height: int = 720, fps: 
     collect(enc.encode(None))
     clip.video.sort(key=lambda p: p.pts)
 
-    opus = av.CodecContext.create("libopus", "w")
+    opus: Any = av.CodecContext.create("libopus", "w")
     opus.sample_rate = AUDIO_CLOCK_RATE
     opus.layout = "stereo"
     opus.format = "s16"
     opus.bit_rate = 64_000
     opus.time_base = fractions.Fraction(1, AUDIO_CLOCK_RATE)
     samples = AUDIO_CLOCK_RATE * seconds
-    first_pts: int | None = None
     for start in range(0, samples, OPUS_FRAME):
         mono = tone(start, OPUS_FRAME)
         stereo = np.repeat(mono, 2).reshape(1, -1)
@@ -123,7 +115,6 @@ def encode_clip(codec: str = "H264", width: int = 1280, height: int = 720, fps: 
         af.pts = start
         af.time_base = opus.time_base
         for p in opus.encode(af):
-            first_pts = int(p.pts) if first_pts is None else first_pts
             clip.audio.append(ClipPacket(bytes(p), len(clip.audio) * OPUS_FRAME, True))
     for _ in opus.encode(None):
         pass
@@ -131,23 +122,40 @@ def encode_clip(codec: str = "H264", width: int = 1280, height: int = 720, fps: 
 
 
 class _ClipCursor:
-    """Walks a looped packet list on a continuous timeline, paced by the wall clock."""
+    """Walks a looped packet list on a continuous timeline, paced by the wall clock.
 
-    def __init__(self, packets: list[ClipPacket], loop_ticks: int, clock_rate: int) -> None:
+    `jump_to_keyframe()` answers a keyframe request the only way a pre-encoded clip can:
+    the next packet sent is the clip's next keyframe (the picture skips ahead, the timeline
+    does not), so a joining viewer starts within a frame instead of waiting up to a GOP.
+    """
+
+    def __init__(self, packets: list[ClipPacket], ticks_per_packet: int, clock_rate: int) -> None:
         self.packets = packets
-        self.loop_ticks = loop_ticks
+        self.ticks = ticks_per_packet
         self.clock_rate = clock_rate
-        self.position = 0
+        self.index = 0  # next packet in the clip
+        self.sent = 0  # packets sent: the continuous timeline
         self.start: float | None = None
+        self._jump = False
+
+    def jump_to_keyframe(self) -> None:
+        self._jump = True
 
     def next(self) -> tuple[ClipPacket, int, float]:
         """The next packet, its continuous pts, and the monotonic time it is due."""
-        loops, idx = divmod(self.position, len(self.packets))
-        packet = self.packets[idx]
-        pts = loops * self.loop_ticks + packet.pts
+        if self._jump:
+            self._jump = False
+            n = len(self.packets)
+            for step in range(n):
+                if self.packets[(self.index + step) % n].keyframe:
+                    self.index = (self.index + step) % n
+                    break
+        packet = self.packets[self.index % len(self.packets)]
+        self.index = (self.index + 1) % len(self.packets)
+        pts = self.sent * self.ticks
         if self.start is None:
             self.start = time.monotonic()
-        self.position += 1
+        self.sent += 1
         return packet, pts, self.start + pts / self.clock_rate
 
 
@@ -159,16 +167,18 @@ class SyntheticFeed:
         self.name = name
         self._tasks: list[asyncio.Task[None]] = []
 
+        self._video = _ClipCursor(clip.video, VIDEO_CLOCK_RATE // clip.fps, VIDEO_CLOCK_RATE)
+        self._audio = _ClipCursor(clip.audio, OPUS_FRAME, AUDIO_CLOCK_RATE)
+
     async def request_keyframe(self) -> bool:
-        return True  # the clip has a keyframe every second
+        self._video.jump_to_keyframe()
+        return True
 
     def start(self, video_producer: object, audio_producer: object) -> None:
         loop = asyncio.get_running_loop()
         self._tasks = [
-            loop.create_task(self._run(video_producer, _ClipCursor(
-                self.clip.video, self.clip.duration_video, VIDEO_CLOCK_RATE))),
-            loop.create_task(self._run(audio_producer, _ClipCursor(
-                self.clip.audio, self.clip.duration_audio, AUDIO_CLOCK_RATE))),
+            loop.create_task(self._run(video_producer, self._video)),
+            loop.create_task(self._run(audio_producer, self._audio)),
         ]
 
     async def _run(self, producer: object, cursor: _ClipCursor) -> None:
@@ -194,13 +204,17 @@ class ClipTrack(MediaStreamTrack):
         super().__init__()
         self.kind = kind
         if kind == "video":
-            self._cursor = _ClipCursor(clip.video, clip.duration_video, VIDEO_CLOCK_RATE)
+            self._cursor = _ClipCursor(clip.video, VIDEO_CLOCK_RATE // clip.fps, VIDEO_CLOCK_RATE)
             self._time_base = fractions.Fraction(1, VIDEO_CLOCK_RATE)
         else:
-            self._cursor = _ClipCursor(clip.audio, clip.duration_audio, AUDIO_CLOCK_RATE)
+            self._cursor = _ClipCursor(clip.audio, OPUS_FRAME, AUDIO_CLOCK_RATE)
             self._time_base = fractions.Fraction(1, AUDIO_CLOCK_RATE)
 
-    async def recv(self) -> av.Packet:  # type: ignore[override]
+    def request_keyframe(self) -> None:
+        """Hook this to the sender's PLI handling (aiortc only forwards PLI to encoders)."""
+        self._cursor.jump_to_keyframe()
+
+    async def recv(self) -> Any:
         if self.readyState != "live":
             raise MediaStreamError
         packet, pts, due = self._cursor.next()

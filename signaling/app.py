@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
-from broadcast.broadcaster import BroadcastSettings, Broadcaster
+from broadcast.broadcaster import Broadcaster, BroadcastSettings
 
 from . import api, pages, whep, whip
 from .appstate import BROADCASTER, CONFIG, WEB_ROOT
@@ -28,8 +29,8 @@ SECURITY_HEADERS = {
 
 
 @web.middleware
-async def security_headers(request: web.Request, handler: web.Handler) -> web.StreamResponse:
-    response = await handler(request)
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response: web.StreamResponse = await handler(request)
     for key, value in SECURITY_HEADERS.items():
         response.headers.setdefault(key, value)
     return response

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from .appstate import WEB_ROOT
 
 PAGES = {"/": "index.html", "/publish": "publish.html", "/watch": "watch.html"}
 
 
-def _page(name: str) -> web.Handler:
+def _page(name: str) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         return web.FileResponse(request.app[WEB_ROOT] / name,
                                 headers={"Cache-Control": "no-cache"})

@@ -4,6 +4,7 @@ viewers that decode and read the counter back. They talk WHIP/WHEP over real HTT
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -173,6 +174,6 @@ async def watch(http: aiohttp.ClientSession, base: str, path: str, audio: bool =
 def assert_consecutive(counters: list[int], what: str = "viewer") -> None:
     """Every frame from the first one received arrived once and in order."""
     assert counters, f"{what} decoded no frame"
-    gaps = [(a, b) for a, b in zip(counters, counters[1:], strict=False) if b != a + 1]
+    gaps = [(a, b) for a, b in itertools.pairwise(counters) if b != a + 1]
     assert not gaps, f"{what}: counter jumps {gaps[:5]} in {len(counters)} frames"
 

@@ -145,7 +145,7 @@ async def test_session_patch_and_delete(server: RunningServer) -> None:
 
 
 async def test_overload_is_503_with_retry_after() -> None:
-    runner, base, app = await start_server(ServerConfig(max_sessions=1))
+    runner, base, _app = await start_server(ServerConfig(max_sessions=1))
     async with aiohttp.ClientSession() as http:
         pub = await publish(http, base, PATH, "VP8")
         status, text, headers = await post_offer(http, f"{base}/whep/{PATH}",
@@ -159,7 +159,7 @@ async def test_overload_is_503_with_retry_after() -> None:
 
 async def test_ice_servers_are_advertised_in_link_headers() -> None:
     config = ServerConfig(ice_servers=[IceServer(["stun:stun.hospital.example:3478"])])
-    runner, base, app = await start_server(config)
+    runner, base, _app = await start_server(config)
     async with aiohttp.ClientSession() as http, http.options(f"{base}/whip/{PATH}") as resp:
         assert resp.headers["Link"] == '<stun:stun.hospital.example:3478>; rel="ice-server"'
     await runner.cleanup()

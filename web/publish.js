@@ -128,3 +128,6 @@ stopButton.addEventListener("click", stop);
 window.addEventListener("pagehide", teardown);
 setInterval(showStats, 1000);
 listCameras();
+
+// A read-only handle for diagnostics and browser tests (getStats from the console).
+window.orcast = { get peer() { return pc; } };

@@ -103,3 +103,6 @@ async function showStats() {
 window.addEventListener("pagehide", teardown);
 setInterval(showStats, 1000);
 connect();
+
+// A read-only handle for diagnostics and browser tests (getStats from the console).
+window.orcast = { get peer() { return pc; } };

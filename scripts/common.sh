@@ -1,0 +1,42 @@
+# Shared by demo.sh and test.sh: Debian packages and the project's virtual environment.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${ORCAST_VENV:-$ROOT/.venv}"
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# apt_need PKG...: installs the Debian/Ubuntu packages that are missing.
+apt_need() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "==> installing Debian packages: ${missing[*]}"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+# venv_install EXTRA: creates .venv (if needed) and installs ORcast into it.
+venv_install() {
+  local extra="$1"
+  if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    echo "ORcast needs Python 3.11 or newer; this is $(python3 --version)." >&2
+    exit 1
+  fi
+  if [ ! -x "$VENV/bin/python" ]; then
+    echo "==> creating $VENV"
+    if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
+      # Debian/Ubuntu ship venv (ensurepip) separately from python3
+      rm -rf "$VENV"
+      apt_need python3-venv
+      python3 -m venv "$VENV"
+    fi
+  fi
+  echo "==> installing ORcast${extra:+ with [$extra]} into $VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q -e "$ROOT${extra:+[$extra]}"
+}

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Installs ORcast and starts the demo: the server plus a synthetic OR feed.
+# Usage: ./scripts/demo.sh [orcast demo options, e.g. --port 8081]
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+venv_install ""
+exec "$VENV/bin/orcast" demo "$@"

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs what the tests need (Debian's chromium for the browser tests) and runs them all:
+# ruff, mypy, then pytest. Extra arguments go to pytest, e.g. ./scripts/test.sh -k relay
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+apt_need chromium
+venv_install "test"
+cd "$ROOT"
+echo "==> ruff"
+"$VENV/bin/ruff" check broadcast signaling tests bench
+echo "==> mypy"
+"$VENV/bin/mypy"
+echo "==> pytest"
+exec "$VENV/bin/python" -m pytest "$@"
