@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,10 +120,15 @@ class Viewer:
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
     async def wait_frames(self, count: int, timeout: float = 15.0) -> None:
+        await self.wait_until(lambda: len(self.counters) >= count, timeout,
+                              f"viewer got fewer than {count} frames")
+
+    async def wait_until(self, condition: Callable[[], bool], timeout: float = 15.0,
+                         what: str = "condition not met") -> None:
         deadline = time.monotonic() + timeout
-        while len(self.counters) < count:
+        while not condition():
             if time.monotonic() > deadline:
-                raise AssertionError(f"viewer got {len(self.counters)} frames, wanted {count}")
+                raise AssertionError(f"{what} after {timeout} s ({len(self.counters)} frames)")
             await asyncio.sleep(0.05)
 
 
