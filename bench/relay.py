@@ -83,15 +83,16 @@ class TapViewer:
 
     def on_frame(self, codec: Any, frame: Any) -> None:
         if self.first_decoded is None:
-            # decode until the first picture comes out (the join time), then never again
-            import av
+            # decode (with aiortc's own decoder, as a decoding viewer would) until the first
+            # picture comes out: that is the join time. Never decode again.
+            from aiortc.codecs import get_decoder
             if self.decoder is None:
-                self.decoder = av.CodecContext.create("h264", "r")
+                self.decoder = get_decoder(codec)
             try:
-                if self.decoder.decode(av.Packet(frame.data)):
+                if self.decoder.decode(frame):
                     self.first_decoded = time.monotonic()
                     self.decoder = None
-            except av.FFmpegError:
+            except Exception:
                 pass
             if self.first_decoded is None:
                 return
@@ -224,6 +225,17 @@ def wait_http(base: str, timeout: float = 30) -> None:
     raise TimeoutError(f"server at {base} did not start")
 
 
+def server_frames_in(base: str) -> int | None:
+    """Video frames the server has received on the bench path (ORcast only)."""
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"{base}/api/streams", timeout=2) as resp:
+            streams = json.load(resp)["streams"]
+    except OSError:
+        return None
+    return next((int(s["frames_in"]) for s in streams if s["path"] == PATH), None)
+
+
 def measure(server_pid: int, base: str, viewers: int, seconds: float, per_worker: int = 10) -> dict[str, Any]:
     workers = []
     remaining = viewers
@@ -236,9 +248,13 @@ def measure(server_pid: int, base: str, viewers: int, seconds: float, per_worker
     time.sleep(2.0)  # settle
     for w in workers:
         w.stdin.write("start\n"); w.stdin.flush()  # type: ignore[union-attr]  # noqa: E702
+    frames0 = server_frames_in(base)
     cpu0, t0 = cpu_seconds(server_pid), time.monotonic()
+    clients0 = sum(cpu_seconds(w.pid) for w in workers)
     time.sleep(seconds)
     cpu1, t1 = cpu_seconds(server_pid), time.monotonic()
+    clients1 = sum(cpu_seconds(w.pid) for w in workers)
+    frames1 = server_frames_in(base)
     for w in workers:
         w.stdin.write("report\n"); w.stdin.flush()  # type: ignore[union-attr]  # noqa: E702
     rows: list[dict[str, Any]] = []
@@ -250,6 +266,9 @@ def measure(server_pid: int, base: str, viewers: int, seconds: float, per_worker
     return {
         "viewers": viewers,
         "server_cores": (cpu1 - cpu0) / (t1 - t0),
+        "viewer_processes_cores": (clients1 - clients0) / (t1 - t0),
+        # what reached the server: below 30 means frames were lost before the fan-out
+        "server_fps_in": (frames1 - frames0) / (t1 - t0) if frames0 is not None and frames1 is not None else None,
         "fps_mean": statistics.mean(r["fps"] for r in rows),
         "fps_min": min(r["fps"] for r in rows),
         "gaps_total": sum(r["gaps"] for r in rows),
@@ -280,7 +299,8 @@ def run_target(name: str, counts: list[int], seconds: float) -> dict[str, Any]:
             row = measure(server.pid, base, n, seconds)
             row["per_viewer_cores"] = (row["server_cores"] - idle) / n
             print(f"[{name}] {n:>3} viewers: {row['server_cores']:.3f} cores, "
-                  f"{row['per_viewer_cores']:.4f}/viewer, fps {row['fps_mean']:.1f}", flush=True)
+                  f"{row['per_viewer_cores']:.4f}/viewer, fps {row['fps_mean']:.1f}, "
+                  f"viewer processes {row['viewer_processes_cores']:.2f} cores", flush=True)
             results.append(row)
         publisher.stdin.close()  # type: ignore[union-attr]
         publisher.wait(30)
@@ -305,15 +325,18 @@ def main() -> None:
     baseline = run_target("baseline", base_counts, args.seconds)
     base_per_viewer = statistics.mean(r["per_viewer_cores"] for r in baseline["runs"])
     lines = ["| server | viewers | server cores | cores/viewer | ratio vs baseline | fps mean (min) "
-             "| frame gaps | join p50 / p95 ms |", "|---|---|---|---|---|---|---|---|"]
+             "| frame gaps | join p50 / p95 ms | server fps in | viewer clients' cores |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name, result in (("ORcast relay", orcast), ("aiortc MediaRelay", baseline)):
         for r in result["runs"]:
             ratio = base_per_viewer / r["per_viewer_cores"] if r["per_viewer_cores"] > 0 else float("inf")
             r["ratio_vs_baseline"] = ratio
+            fps_in = "-" if r["server_fps_in"] is None else f"{r['server_fps_in']:.1f}"
             lines.append(
                 f"| {name} | {r['viewers']} | {r['server_cores']:.3f} | {r['per_viewer_cores']:.4f} | "
                 f"{ratio:.0f}x | {r['fps_mean']:.1f} ({r['fps_min']:.1f}) | {r['gaps_total']} | "
-                f"{r['join_p50_ms']:.0f} / {r['join_p95_ms']:.0f} |")
+                f"{r['join_p50_ms']:.0f} / {r['join_p95_ms']:.0f} | {fps_in} | "
+                f"{r['viewer_processes_cores']:.2f} |")
     table = "\n".join(lines)
     print(table)
     print(f"publisher only: ORcast {orcast['publisher_only_cores']:.3f} cores, "

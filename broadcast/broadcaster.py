@@ -11,7 +11,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
-from .aiortchooks import check_internals
+from .aiortchooks import check_internals, install_fast_clock
 from .errors import Overloaded, SessionNotFound, StreamBusy, StreamNotLive
 from .producer import Source
 from .publisher import PublisherSession
@@ -36,6 +36,7 @@ class BroadcastSettings:
 class Broadcaster:
     def __init__(self, settings: BroadcastSettings | None = None) -> None:
         check_internals()
+        install_fast_clock()
         self.settings = settings or BroadcastSettings()
         self.streams: dict[StreamPath, Stream] = {}
         self.sessions: dict[str, PeerSession] = {}

@@ -27,7 +27,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-KEYFRAME_REQUEST_INTERVAL = 0.5  # s; coalesces PLIs from joining and lossy viewers
+# Keyframe requests (PLI) to the publisher: while a requested keyframe is on its way, further
+# requests ride on it; it is asked again after KEYFRAME_RETRY without one; never more often
+# than every KEYFRAME_MIN_INTERVAL (each keyframe is a bitrate burst for the encoder).
+KEYFRAME_MIN_INTERVAL = 0.2
+KEYFRAME_RETRY = 1.0
 
 
 class Source(Protocol):
@@ -56,8 +60,8 @@ class Producer:
         self._index = 0
         # keyframe requests
         self._kf_task: asyncio.Task[None] | None = None
-        self._kf_last_sent = 0.0
-        self._kf_wanted_since: float | None = None
+        self._kf_last_sent = -KEYFRAME_RETRY
+        self._kf_pending = False
         self.last_keyframe_at: float | None = None
         # counters
         self.frames_in = 0
@@ -81,6 +85,7 @@ class Producer:
         self.codec = codec
         self.source = source
         self._rebase = True
+        self._kf_pending = False
         for consumer in self.consumers:
             consumer.producer_reset()
         if self.kind == "video" and self.consumers:
@@ -126,6 +131,7 @@ class Producer:
                 self.resolution = vp8_resolution(data) or self.resolution
             self.keyframes_in += 1
             self.last_keyframe_at = now
+            self._kf_pending = False
         self.frames_in += 1
         self.bytes_in += len(data)
         frame = EncodedFrame(codec, data, out_ts, keyframe, self.clock_rate, self._index)
@@ -139,28 +145,25 @@ class Producer:
 
     # -- keyframes ---------------------------------------------------------------------
     def request_keyframe(self) -> None:
-        """Ask the source for a keyframe: at most one request per interval, coalesced."""
+        """Ask the source for a keyframe, coalesced with one already on its way."""
         if self.kind != "video" or self._closed:
             return
         now = time.monotonic()
-        if self._kf_wanted_since is None:
-            self._kf_wanted_since = now
-        if self._kf_task is None or self._kf_task.done():
-            delay = max(0.0, self._kf_last_sent + KEYFRAME_REQUEST_INTERVAL - now)
-            self._kf_task = asyncio.get_running_loop().create_task(self._send_keyframe_request(delay))
+        if self._kf_pending and now - self._kf_last_sent < KEYFRAME_RETRY:
+            return  # the keyframe already asked for will serve this request too
+        if self._kf_task is not None and not self._kf_task.done():
+            return  # a request is already scheduled
+        delay = max(0.0, self._kf_last_sent + KEYFRAME_MIN_INTERVAL - now)
+        self._kf_task = asyncio.get_running_loop().create_task(self._send_keyframe_request(delay))
 
     async def _send_keyframe_request(self, delay: float) -> None:
         if delay:
             await asyncio.sleep(delay)
-        wanted = self._kf_wanted_since
-        self._kf_wanted_since = None
-        if wanted is None or (self.last_keyframe_at is not None and self.last_keyframe_at > wanted):
-            return  # a keyframe arrived meanwhile
         source = self.source
         if source is None:
-            self._kf_wanted_since = wanted  # ask the next source as soon as it attaches
-            return
+            return  # attach() asks the next source as soon as it arrives
         self._kf_last_sent = time.monotonic()
+        self._kf_pending = True
         self.keyframe_requests_sent += 1
         try:
             await source.request_keyframe()

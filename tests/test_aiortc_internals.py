@@ -13,6 +13,8 @@ from broadcast.aiortchooks import (
     EncodedFrameTap,
     SharedPacketizer,
     check_internals,
+    fast_ms,
+    fast_ntp_time,
     install_receiver_tap,
 )
 from broadcast.frame import EncodedFrame
@@ -48,6 +50,15 @@ async def test_publisher_receivers_carry_the_tap_and_never_decode(server: Runnin
     assert receivers and all(
         isinstance(r._RTCRtpReceiver__decoder_queue, EncodedFrameTap) for r in receivers)
     await pub.pc.close()
+
+
+def test_fast_clock_matches_aiortc_clock() -> None:
+    import aiortc.clock as clock
+    original_ntp = clock.datetime_to_ntp(clock.current_datetime())
+    fast = fast_ntp_time()
+    assert abs(fast - original_ntp) < (1 << 32) // 100, "more than 10 ms apart"
+    original_ms = int((clock.current_datetime() - clock.NTP_EPOCH).total_seconds() * 1000)
+    assert abs(fast_ms() - original_ms) <= 10
 
 
 def test_shared_packetizer_packs_once_for_every_viewer() -> None:

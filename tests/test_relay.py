@@ -72,3 +72,23 @@ async def test_viewers_resume_when_publisher_returns(server: RunningServer) -> N
     for v in viewers:
         await v.close(server.http)
     await pub2.pc.close()
+
+
+async def test_viewer_pli_is_forwarded_upstream_coalesced(server: RunningServer) -> None:
+    pub = await publish(server.http, server.base, PATH, "VP8", audio=False)
+    viewer = await watch(server.http, server.base, PATH, audio=False)
+    await viewer.wait_frames(10)
+    stream = next(iter(server.broadcaster.streams.values()))
+    await asyncio.sleep(1.2)  # past the retry window of the join request
+    before_requests = stream.video.keyframe_requests_sent
+    before_keyframes = stream.video.keyframes_in
+    receiver = viewer.pc.getTransceivers()[0].receiver
+    ssrc = receiver.getSynchronizationSources()[0].source
+    for _ in range(10):  # a burst of picture-loss reports from the viewer
+        await receiver._send_rtcp_pli(ssrc)
+    await asyncio.sleep(0.8)
+    sent = stream.video.keyframe_requests_sent - before_requests
+    assert 1 <= sent <= 2, f"{sent} PLIs forwarded for a burst of 10"
+    assert stream.video.keyframes_in > before_keyframes, "the publisher was not asked for a keyframe"
+    await viewer.close(server.http)
+    await pub.pc.close()
