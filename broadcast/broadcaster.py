@@ -177,9 +177,6 @@ class Broadcaster:
             raise SessionNotFound("no such session (it may have ended); start a new one")
         return session
 
-    async def close_session(self, session_id: str) -> None:
-        await self.get_session(session_id).close()
-
     def stream_infos(self) -> list[StreamInfo]:
         return [s.info() for s in sorted(self.streams.values(), key=lambda s: str(s.path))]
 

@@ -12,7 +12,6 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -48,7 +47,6 @@ class Consumer(MediaStreamTrack):
         self.overflows = 0
         self.created_at = time.monotonic()
         self.first_frame_at: float | None = None
-        self.on_first_frame: Callable[[Consumer], None] | None = None
         self._closed = False
         producer.add_consumer(self)
 
@@ -103,13 +101,7 @@ class Consumer(MediaStreamTrack):
         self.frames_sent += 1
         self.bytes_sent += len(frame.data)
         if self.first_frame_at is None:
-            self.first_frame_at = time.monotonic()
-            callback = self.on_first_frame
-            if callback is not None:
-                try:
-                    callback(self)
-                except Exception:
-                    logger.exception("first-frame listener failed")
+            self.first_frame_at = time.monotonic()  # join time, for metrics
         return frame
 
     @property
@@ -131,5 +123,3 @@ class Consumer(MediaStreamTrack):
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
         super().stop()
-
-    close = stop

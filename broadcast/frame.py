@@ -7,7 +7,6 @@ what resolution does the stream have) is read from the bitstream headers here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from fractions import Fraction
 
 VIDEO_CLOCK_RATE = 90_000
 AUDIO_CLOCK_RATE = 48_000
@@ -35,14 +34,6 @@ class EncodedFrame:
     index: int = 0  # position in the producer's output, for packetizer state (VP8 picture id)
     # RTP payloads, filled once by the first consumer that sends the frame and then shared.
     payloads: list[bytes] | None = field(default=None)
-
-    @property
-    def kind(self) -> str:
-        return "audio" if self.codec == "opus" else "video"
-
-    @property
-    def time_base(self) -> Fraction:
-        return Fraction(1, self.clock_rate)
 
 
 def h264_nal_units(data: bytes) -> list[bytes]:

@@ -96,10 +96,6 @@ class Producer:
         if self.source is source:
             self.source = None
 
-    @property
-    def live(self) -> bool:
-        return self.source is not None
-
     # -- media -------------------------------------------------------------------------
     def push(self, source: Source, data: bytes, timestamp: int) -> None:
         """Take one encoded frame from `source` (timestamp in this producer's clock units)."""

@@ -72,10 +72,6 @@ class PeerSession:
     def closed(self) -> bool:
         return self._closed
 
-    @property
-    def state(self) -> str:
-        return str(self.pc.connectionState)
-
     def log_name(self) -> str:
         return f"{self.role} {self.id[:6]} on {self.path}"
 

@@ -139,10 +139,12 @@ async def create_session(request: web.Request, start: Starter, kind: str) -> web
 
 
 def _session(request: web.Request) -> PeerSession:
-    session_id = request.match_info["session"]
-    session = request.app[BROADCASTER].sessions.get(session_id)
-    if session is None or str(session.path) != str(stream_path(request)):
-        raise web.HTTPNotFound(text="no such session (it may have ended); start a new one\n")
+    try:
+        session = request.app[BROADCASTER].get_session(request.match_info["session"])
+    except SessionNotFound as exc:
+        raise web.HTTPNotFound(text=f"{exc}\n") from None
+    if session.path != stream_path(request):
+        raise web.HTTPNotFound(text="no such session on this stream path\n")
     return session
 
 
