@@ -93,7 +93,8 @@ class Broadcaster:
         return session
 
     def attach_source(self, path: StreamPath, video: tuple[Source, str] | None,
-                      audio: Source | None, kind: str = "synthetic") -> Stream:
+                      audio: Source | None, kind: str = "synthetic",
+                      h264_profile: str | None = None) -> Stream:
         """Publish from an in-process source (the demo's synthetic OR feed, files).
 
         The source pushes frames into `stream.video` / `stream.audio` itself.
@@ -104,6 +105,7 @@ class Broadcaster:
         if video is not None:
             stream.video.attach(video[0], video[1])
             stream.local_source = video[0]
+            stream.h264_profile = h264_profile
         if audio is not None:
             stream.audio.attach(audio, "opus")
             stream.local_source = stream.local_source or audio

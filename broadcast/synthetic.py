@@ -20,6 +20,7 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from .frame import AUDIO_CLOCK_RATE, VIDEO_CLOCK_RATE
+from .producer import Producer
 from .testpattern import make_frame, tone
 
 logger = logging.getLogger(__name__)
@@ -174,15 +175,15 @@ class SyntheticFeed:
         self._video.jump_to_keyframe()
         return True
 
-    def start(self, video_producer: object, audio_producer: object) -> None:
+    def start(self, video_producer: Producer, audio_producer: Producer) -> None:
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._run(video_producer, self._video)),
             loop.create_task(self._run(audio_producer, self._audio)),
         ]
 
-    async def _run(self, producer: object, cursor: _ClipCursor) -> None:
-        push = producer.push  # type: ignore[attr-defined]
+    async def _run(self, producer: Producer, cursor: _ClipCursor) -> None:
+        push = producer.push
         while True:
             packet, pts, due = cursor.next()
             delay = due - time.monotonic()

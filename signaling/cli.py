@@ -65,8 +65,8 @@ def _demo_ctx(feeds: list[tuple[StreamPath, SyntheticFeed]]) -> Callable[[web.Ap
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         broadcaster = app[BROADCASTER]
         for path, feed in feeds:
-            stream = broadcaster.attach_source(path, (feed, feed.clip.codec), feed)
-            stream.h264_profile = feed.clip.h264_profile
+            stream = broadcaster.attach_source(path, (feed, feed.clip.codec), feed,
+                                               h264_profile=feed.clip.h264_profile)
             feed.start(stream.video, stream.audio)
         yield
         for path, feed in feeds:
