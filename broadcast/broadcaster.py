@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from .aiortchooks import check_internals, install_fast_clock
 from .errors import Overloaded, SessionNotFound, StreamBusy, StreamNotLive
+from .participant import Participant
 from .producer import Source
 from .publisher import PublisherSession
 from .sdpoffer import SUPPORTED_VIDEO, shape_play_offer, shape_publish_offer
@@ -67,7 +68,7 @@ class Broadcaster:
 
     # -- publishing ---------------------------------------------------------------------
     async def publish(self, path: StreamPath, offer_sdp: str, protocol: str = "whip",
-                      label: str = "") -> PublisherSession:
+                      participant: Participant | None = None) -> PublisherSession:
         """Start a publisher session on `path`. Raises BroadcastError subclasses."""
         self._check_capacity()
         existing = self.streams.get(path)
@@ -79,7 +80,7 @@ class Broadcaster:
         keep = existing.video.codec if existing is not None and existing.viewers else None
         shaped = shape_publish_offer(offer_sdp, self.settings.video_codecs, keep)
         stream = existing or self._new_stream(path)
-        session = PublisherSession(stream, self.session_settings, protocol, label)
+        session = PublisherSession(stream, self.session_settings, protocol, participant)
         stream.publisher = session
         self._register(session)
         try:
@@ -121,7 +122,7 @@ class Broadcaster:
 
     # -- playing ------------------------------------------------------------------------
     async def play(self, path: StreamPath, offer_sdp: str, protocol: str = "whep",
-                   label: str = "") -> ViewerSession:
+                   participant: Participant | None = None) -> ViewerSession:
         """Start a viewer session on `path`.
 
         A feed whose publisher is reconnecting (the stream still has viewers or was live
@@ -135,7 +136,7 @@ class Broadcaster:
                 self.settings.retry_after,
             )
         shaped = shape_play_offer(offer_sdp, stream.video.codec, stream.h264_profile)
-        session = ViewerSession(stream, self.session_settings, protocol, label)
+        session = ViewerSession(stream, self.session_settings, protocol, participant)
         stream.viewers.add(session)
         self._register(session)
         try:

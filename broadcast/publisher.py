@@ -10,6 +10,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 
 from .aiortchooks import EncodedFrameTap, install_receiver_tap, request_keyframe_upstream
+from .participant import Participant
 from .producer import Producer
 from .sdpoffer import ShapedOffer
 from .session import PeerSession, SessionSettings, codec_name
@@ -45,8 +46,8 @@ class PublisherSession(PeerSession):
     role = "publisher"
 
     def __init__(self, stream: Stream, settings: SessionSettings, protocol: str = "whip",
-                 label: str = "") -> None:
-        super().__init__(stream.path, settings, label)
+                 participant: Participant | None = None) -> None:
+        super().__init__(stream.path, settings, participant)
         self.stream = stream
         self.protocol = protocol
         self.sources: list[ReceiverSource] = []

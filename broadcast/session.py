@@ -21,6 +21,7 @@ from aiortc.sdp import candidate_from_sdp
 
 from .aiortchooks import configure_dtls
 from .errors import InvalidOffer, UnsupportedOffer
+from .participant import Participant
 from .sdpoffer import ShapedOffer, restore_answer
 from .streampath import StreamPath
 
@@ -48,10 +49,11 @@ class SessionSettings:
 class PeerSession:
     role = "peer"
 
-    def __init__(self, path: StreamPath, settings: SessionSettings, label: str = "") -> None:
+    def __init__(self, path: StreamPath, settings: SessionSettings,
+                 participant: Participant | None = None) -> None:
         self.id = secrets.token_urlsafe(18)  # unguessable: it is the session URL
         self.path = path
-        self.label = label  # e.g. who connected, for logs; never a secret
+        self.participant = participant  # who connected (None: in-process or open access)
         self.settings = settings
         # An empty list, not None: None makes aiortc use a public Google STUN server.
         self.pc = RTCPeerConnection(
@@ -62,6 +64,7 @@ class PeerSession:
         self.answer_sdp = ""
         self.shaped: ShapedOffer | None = None
         self.on_closed: list[Callable[[PeerSession], None]] = []
+        self.close_reason = ""
         self._closed = False
         self._close_task: asyncio.Task[None] | None = None
         self._timeout: asyncio.TimerHandle | None = None
@@ -73,7 +76,8 @@ class PeerSession:
         return self._closed
 
     def log_name(self) -> str:
-        return f"{self.role} {self.id[:6]} on {self.path}"
+        who = f" by {self.participant.describe()}" if self.participant else ""
+        return f"{self.role} {self.id[:6]} on {self.path}{who}"
 
     async def _negotiate(self, shaped: ShapedOffer, prepare: Callable[[], None]) -> str:
         """Apply the offer, let `prepare` attach tracks, answer. Returns the answer SDP."""
@@ -178,11 +182,12 @@ class PeerSession:
         if not self._closed and self._close_task is None:
             self._close_task = asyncio.get_running_loop().create_task(self.close())
 
-    async def close(self) -> None:
+    async def close(self, reason: str = "") -> None:
         """Idempotent: closes the connection and releases what the session holds."""
         if self._closed:
             return
         self._closed = True
+        self.close_reason = reason
         if self._timeout is not None:
             self._timeout.cancel()
         self._release()
@@ -195,7 +200,7 @@ class PeerSession:
                 listener(self)
             except Exception:
                 logger.exception("%s: close listener failed", self.log_name())
-        logger.info("%s: closed", self.log_name())
+        logger.info("%s: closed%s", self.log_name(), f" ({reason})" if reason else "")
 
     def _release(self) -> None:
         """Subclasses free their sources or consumers here."""

@@ -6,6 +6,7 @@ import logging
 
 from .aiortchooks import install_sender_hooks
 from .consumer import Consumer
+from .participant import Participant
 from .sdpoffer import ShapedOffer
 from .session import PeerSession, SessionSettings
 from .stream import Stream
@@ -17,8 +18,8 @@ class ViewerSession(PeerSession):
     role = "viewer"
 
     def __init__(self, stream: Stream, settings: SessionSettings, protocol: str = "whep",
-                 label: str = "") -> None:
-        super().__init__(stream.path, settings, label)
+                 participant: Participant | None = None) -> None:
+        super().__init__(stream.path, settings, participant)
         self.stream = stream
         self.protocol = protocol
         self.consumers: list[Consumer] = []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from pathlib import Path
 
 from aiohttp import web
@@ -11,9 +11,12 @@ from aiohttp.typedefs import Handler
 
 from broadcast.broadcaster import Broadcaster, BroadcastSettings
 
-from . import api, pages, whep, whip
-from .appstate import BROADCASTER, CONFIG, WEB_ROOT
+from . import adminapi, api, pages, whep, whip, wsapi
+from .access import Access
+from .appstate import ACCESS, BROADCASTER, CONFIG, WEB_ROOT, WS_HUB
 from .config import ServerConfig
+from .eventstore import EventStore
+from .tokens import TokenIssuer, load_secret
 
 logger = logging.getLogger(__name__)
 
@@ -23,17 +26,65 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "media-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'"
+        "media-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+        "form-action 'self'"
     ),
+    "X-Frame-Options": "DENY",
+    "Permissions-Policy": "camera=(self), microphone=(self), fullscreen=(self), geolocation=()",
+    "Cross-Origin-Opener-Policy": "same-origin",
 }
+HSTS = "max-age=31536000"
+CORS_METHODS = "GET, POST, PATCH, DELETE, OPTIONS"
+CORS_HEADERS = "Authorization, Content-Type, If-Match"
+CORS_EXPOSED = "Location, Link, ETag, Accept-Patch, Accept-Post, Retry-After, WWW-Authenticate"
+
+
+def _decorate(request: web.Request, headers: MutableMapping[str, str]) -> None:
+    """Security headers on every response, CORS for allowed origins only."""
+    for key, value in SECURITY_HEADERS.items():
+        headers.setdefault(key, value)
+    config = request.app[CONFIG]
+    if config.tls_cert is not None:
+        headers.setdefault("Strict-Transport-Security", HSTS)
+    origin = request.headers.get("Origin")
+    if origin and ("*" in config.cors_origins or origin in config.cors_origins):
+        headers["Access-Control-Allow-Origin"] = origin
+        headers["Vary"] = "Origin"
+        headers["Access-Control-Expose-Headers"] = CORS_EXPOSED
+        if request.method == "OPTIONS":
+            headers["Access-Control-Allow-Methods"] = CORS_METHODS
+            headers["Access-Control-Allow-Headers"] = CORS_HEADERS
+            headers["Access-Control-Max-Age"] = "600"
 
 
 @web.middleware
-async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    response: web.StreamResponse = await handler(request)
-    for key, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(key, value)
+async def headers_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        response: web.StreamResponse = await handler(request)
+    except web.HTTPException as exc:
+        _decorate(request, exc.headers)
+        raise
+    if not response.prepared:
+        _decorate(request, response.headers)
     return response
+
+
+@web.middleware
+async def api_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """/api errors as JSON a page can show: {"error": "…", "status": N}."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if not request.path.startswith("/api/") or exc.status < 400:
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")}
+        message = (exc.text or exc.reason).strip()
+        return web.json_response({"error": message, "status": exc.status}, status=exc.status,
+                                 headers=headers)
+
+
+async def api_options(request: web.Request) -> web.Response:
+    return web.Response(status=204, headers={"Allow": CORS_METHODS})
 
 
 async def _broadcaster_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -43,8 +94,25 @@ async def _broadcaster_ctx(app: web.Application) -> AsyncIterator[None]:
     await broadcaster.close()
 
 
+async def _access_ctx(app: web.Application) -> AsyncIterator[None]:
+    access = app[ACCESS]
+    access.start()
+    yield
+    await access.stop()
+    access.store.close()
+
+
+def open_store(config: ServerConfig) -> EventStore:
+    """The event store, with the config file's events written in (config wins for them)."""
+    store = EventStore(config.data_dir)
+    for event in config.events:
+        store.put_event(event, replace_existing=True)
+    store.prune()
+    return store
+
+
 def create_app(config: ServerConfig, broadcaster: Broadcaster | None = None) -> web.Application:
-    app = web.Application(middlewares=[security_headers], client_max_size=64 * 1024)
+    app = web.Application(middlewares=[headers_middleware, api_errors], client_max_size=64 * 1024)
     app[CONFIG] = config
     app[WEB_ROOT] = WEB_DIR
     app[BROADCASTER] = broadcaster or Broadcaster(BroadcastSettings(
@@ -53,10 +121,19 @@ def create_app(config: ServerConfig, broadcaster: Broadcaster | None = None) -> 
         connect_timeout=config.connect_timeout,
         retry_after=config.retry_after,
     ))
+    app[ACCESS] = Access(config, TokenIssuer(load_secret(config.data_dir)), open_store(config),
+                         app[BROADCASTER])
+    app[WS_HUB] = wsapi.WsHub(app)
+    # cleanup runs in reverse: the hub and access close before the broadcaster
     app.cleanup_ctx.append(_broadcaster_ctx)
+    app.cleanup_ctx.append(_access_ctx)
+    app.cleanup_ctx.append(wsapi.hub_ctx)
     app.add_routes(whip.routes())
     app.add_routes(whep.routes())
+    app.add_routes(wsapi.routes())
     app.add_routes(api.routes())
+    app.add_routes(adminapi.routes())
+    app.add_routes([web.options("/api/{tail:.*}", api_options)])
     app.add_routes(pages.routes())
     app.router.add_static("/static/", WEB_DIR, show_index=False, follow_symlinks=False)
     return app

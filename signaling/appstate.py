@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -10,6 +11,12 @@ from broadcast.broadcaster import Broadcaster
 
 from .config import ServerConfig
 
+if TYPE_CHECKING:
+    from .access import Access
+    from .wsapi import WsHub
+
 BROADCASTER = web.AppKey("broadcaster", Broadcaster)
 CONFIG = web.AppKey("config", ServerConfig)
 WEB_ROOT = web.AppKey("web_root", Path)
+ACCESS: web.AppKey[Access] = web.AppKey("access")
+WS_HUB: web.AppKey[WsHub] = web.AppKey("ws_hub")

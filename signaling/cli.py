@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import signal
+import ssl
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -13,12 +14,17 @@ from pathlib import Path
 
 from aiohttp import web
 
+from broadcast.participant import ALL_EVENTS, Role
 from broadcast.streampath import StreamPath
 from broadcast.synthetic import SyntheticFeed, encode_clip
 
-from .app import create_app
-from .appstate import BROADCASTER
+from .app import create_app, open_store
+from .appstate import ACCESS, BROADCASTER
 from .config import LOG_LEVELS, ConfigError, ServerConfig, load_config
+from .eventstore import Event, EventStore, Theatre
+from .links import role_link, server_base
+from .logsafety import install_log_safety
+from .tokens import TokenIssuer, load_secret, parse_ttl
 
 logger = logging.getLogger("orcast")
 
@@ -26,6 +32,19 @@ DEMO_FEEDS = (
     # path, codec, width, height
     ("demo/or1/endoscope", "H264", 1280, 720),
     ("demo/or1/room", "VP8", 640, 360),
+)
+DEMO_EVENT = Event(
+    slug="demo", title="ORcast demo course",
+    theatres=(Theatre("or1", "OR 1"), Theatre("or2", "OR 2"), Theatre("podium", "Podium")),
+    source="demo",
+)
+DEMO_LINKS: tuple[tuple[Role, str, str | None], ...] = (
+    (Role.VIEWER, "Demo viewer", None),
+    (Role.TECHNICIAN, "OR 2 technician", "or2"),
+    (Role.FACULTY, "Demo faculty", None),
+    (Role.MODERATOR, "Demo moderator", None),
+    (Role.HALL, "Hall display", None),
+    (Role.ORGANIZER, "Demo organiser", None),
 )
 
 
@@ -35,6 +54,8 @@ def _add_server_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="TOML configuration file")
     parser.add_argument("--data-dir", type=Path, help="where recordings and state live")
     parser.add_argument("--log-level", choices=LOG_LEVELS, help="default info")
+    parser.add_argument("--cert", type=Path, help="TLS certificate chain (PEM); serve HTTPS")
+    parser.add_argument("--key", type=Path, help="TLS private key (PEM)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,21 +65,87 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server_args(serve)
     demo = sub.add_parser("demo", help="run the server with a synthetic OR feed to watch at once")
     _add_server_args(demo)
+    token = sub.add_parser("token", help="mint a link for one role of an event")
+    token.add_argument("--event", required=True, help="event slug, or '*' for a server-wide organizer")
+    token.add_argument("--role", required=True, choices=[r.value for r in Role])
+    token.add_argument("--theatre", help="limit a technician or faculty link to one theatre")
+    token.add_argument("--name", help="display name shown to others (default: the role)")
+    token.add_argument("--ttl", default=None, help="lifetime like 90m, 12h, 7d (default auth.default_ttl)")
+    token.add_argument("--max-sessions", type=int,
+                       help="live sessions this link may hold at once (default limits.sessions_per_token)")
+    token.add_argument("--config", type=Path, help="TOML configuration file")
+    token.add_argument("--data-dir", type=Path, help="where the server keeps its state")
     return parser
 
 
 def resolve_config(args: argparse.Namespace) -> ServerConfig:
     config = load_config(args.config)
     # precedence: command-line flag > config file > default
-    if args.host:
+    if getattr(args, "host", None):
         config.host = args.host
-    if args.port:
+    if getattr(args, "port", None):
         config.port = args.port
     if args.data_dir:
         config.data_dir = args.data_dir
-    if args.log_level:
+    if getattr(args, "log_level", None):
         config.log_level = args.log_level
+    if getattr(args, "cert", None) or getattr(args, "key", None):
+        if not (args.cert and args.key):
+            raise ConfigError(["--cert and --key go together"])
+        config.tls_cert, config.tls_key = args.cert, args.key
     return config
+
+
+def ssl_context(config: ServerConfig) -> ssl.SSLContext | None:
+    if config.tls_cert is None or config.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(config.tls_cert, config.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise SystemExit(f"orcast: cannot use the TLS certificate {config.tls_cert} and key "
+                         f"{config.tls_key}: {exc}; both must be PEM files and match") from None
+    return context
+
+
+def mint_link(config: ServerConfig, store: EventStore, issuer: TokenIssuer, event: str, role: Role,
+              name: str, theatre: str | None = None, ttl_s: int | None = None,
+              max_sessions: int | None = None) -> tuple[str, str]:
+    """Mint a token (recorded in the store, so it can be listed and revoked) and its link."""
+    if event != ALL_EVENTS:
+        known = store.get(event)
+        if known is None:
+            raise ValueError(f"there is no event {event!r}; define it in the config file "
+                             "([[events]]) or create it through the API")
+        if theatre is not None and not known.accepts_theatre(theatre):
+            raise ValueError(f"event {event!r} has no theatre {theatre!r}")
+    token, claims = issuer.mint(event, role, name, ttl_s or config.default_ttl_s, theatre,
+                                gen=store.token_gen(event), max_sessions=max_sessions)
+    store.record_token(claims, minted_by="orcast token (command line)")
+    return token, role_link(server_base(config), role, event, theatre, token)
+
+
+def token_command(args: argparse.Namespace, config: ServerConfig) -> int:
+    role = Role(args.role)
+    if args.event == ALL_EVENTS and role is not Role.ORGANIZER:
+        print("orcast: only an organizer link can cover every event (--event '*')", file=sys.stderr)
+        return 2
+    store = open_store(config)
+    try:
+        ttl_s = parse_ttl(args.ttl) if args.ttl else None
+        token, link = mint_link(config, store, TokenIssuer(load_secret(config.data_dir)), args.event,
+                                role, args.name or role.value, args.theatre, ttl_s, args.max_sessions)
+    except ValueError as exc:
+        print(f"orcast: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+    print(f"token: {token}")
+    print(f"link:  {link}")
+    print("Send the link only to its holder: anyone with it can do what a "
+          f"{role.value} can until it expires or is revoked.", file=sys.stderr)
+    return 0
 
 
 def _demo_ctx(feeds: list[tuple[StreamPath, SyntheticFeed]]) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -76,9 +163,22 @@ def _demo_ctx(feeds: list[tuple[StreamPath, SyntheticFeed]]) -> Callable[[web.Ap
     return ctx
 
 
+def print_demo_links(app: web.Application, config: ServerConfig) -> None:
+    access = app[ACCESS]
+    base = server_base(config)
+    print("  Links (each opens that role's page; they stay valid for 12 h):", flush=True)
+    for role, name, theatre in DEMO_LINKS:
+        event = ALL_EVENTS if role is Role.ORGANIZER else DEMO_EVENT.slug
+        _, link = mint_link(config, access.store, access.issuer, event, role, name, theatre)
+        print(f"  {role.value:<11} {link}", flush=True)
+    print(f"  Watch the synthetic OR feed with the viewer link. Base: {base}", flush=True)
+
+
 async def run_server(config: ServerConfig, demo: bool = False) -> None:
     app = create_app(config)
     if demo:
+        if app[ACCESS].store.get(DEMO_EVENT.slug) is None:
+            app[ACCESS].store.put_event(DEMO_EVENT)
         feeds = []
         for path, codec, width, height in DEMO_FEEDS:
             print(f"  encoding the synthetic feed {path} ({codec} {width}x{height}) once …",
@@ -90,7 +190,7 @@ async def run_server(config: ServerConfig, demo: bool = False) -> None:
         app.cleanup_ctx.append(_demo_ctx(feeds))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port)
+    site = web.TCPSite(runner, config.host, config.port, ssl_context=ssl_context(config))
     try:
         await site.start()
     except OSError as exc:
@@ -99,17 +199,14 @@ async def run_server(config: ServerConfig, demo: bool = False) -> None:
             f"orcast: cannot listen on {config.host}:{config.port} ({exc.strerror}); "
             "is another server running? Choose another port with --port"
         ) from None
-    base = f"http://{'localhost' if config.host in ('127.0.0.1', '0.0.0.0') else config.host}:{config.port}"
-    print(f"ORcast is listening on {base}", flush=True)
+    print(f"ORcast is listening on {server_base(config)}", flush=True)
     if demo:
-        print(f"  Live streams:       {base}/", flush=True)
-        for path, *_ in DEMO_FEEDS:
-            print(f"  Watch {path:<20} {base}/watch?path={path}", flush=True)
-        print(f"  Publish your camera: {base}/publish?path=demo/or2/endoscope", flush=True)
+        print_demo_links(app, config)
         print("  Press Ctrl+C to stop.", flush=True)
-    if config.host not in ("127.0.0.1", "localhost", "::1"):
-        logger.warning("listening on %s without access control: anyone who can reach this "
-                       "address can watch and publish", config.host)
+    if config.tls_cert is None and config.host not in ("127.0.0.1", "localhost", "::1"):
+        logger.warning("serving plain HTTP on %s: links and pictures cross the network "
+                       "unencrypted, and browsers grant cameras only on HTTPS; use --cert/--key",
+                       config.host)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -131,10 +228,17 @@ def main(argv: list[str] | None = None) -> int:
         level=config.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    install_log_safety()
+    if args.command == "token":
+        return token_command(args, config)
     # aiortc/aioice are chatty at INFO; their warnings still show
     for noisy in ("aioice", "aiortc"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
-    asyncio.run(run_server(config, demo=args.command == "demo"))
+    try:
+        asyncio.run(run_server(config, demo=args.command == "demo"))
+    except (ValueError, OSError) as exc:  # the secret, the data dir, the event store
+        print(f"orcast: cannot start: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

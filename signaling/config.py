@@ -11,6 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from broadcast.session import IceServer
+from broadcast.streampath import is_slug
+
+from .eventstore import Event, Theatre
+from .tokens import parse_ttl
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -31,21 +35,37 @@ class ServerConfig:
     log_level: str = "info"
     cors_origins: list[str] = field(default_factory=list)
     ice_servers: list[IceServer] = field(default_factory=list)
+    public_url: str | None = None          # the base of printed links, when behind a proxy
+    trusted_proxies: list[str] = field(default_factory=list)  # honour X-Forwarded-For from these
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    default_ttl_s: int = 12 * 3600         # lifetime of a minted link when none is given
     max_sessions: int = 2000
     connect_timeout: float = 30.0
     retry_after: int = 2
+    sessions_per_token: int = 10           # live sessions one link may hold at once
+    session_rate: float = 5.0              # new sessions per second per client address …
+    session_burst: int = 100               # … with this burst (a hospital NAT holds many viewers)
+    events: list[Event] = field(default_factory=list)
 
 
 _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "server": {"host": str, "port": int, "data_dir": str, "log_level": str,
-               "cors_origins": list},
-    "limits": {"max_sessions": int, "connect_timeout": (int, float), "retry_after": int},
+               "cors_origins": list, "public_url": str, "trusted_proxies": list},
+    "tls": {"cert": str, "key": str},
+    "auth": {"default_ttl": str},
+    "limits": {"max_sessions": int, "connect_timeout": (int, float), "retry_after": int,
+               "sessions_per_token": int, "session_rate": (int, float), "session_burst": int},
     "ice": {"servers": list},
+    "events": {},  # an array of tables, checked by _apply_events
 }
+_EVENT_KEYS: dict[str, type | tuple[type, ...]] = {
+    "slug": str, "title": str, "theatres": list, "record": bool, "public": bool,
+    "adhoc_theatres": bool, "starts_at": str, "ends_at": str}
 
 
 def _check_type(key: str, value: Any, expected: type | tuple[type, ...], problems: list[str]) -> bool:
-    if isinstance(value, bool) or not isinstance(value, expected):
+    if (isinstance(value, bool) and expected is not bool) or not isinstance(value, expected):
         names = expected.__name__ if isinstance(expected, type) else " or ".join(
             t.__name__ for t in expected)
         problems.append(f"{key}: expected {names}, got {type(value).__name__}")
@@ -59,6 +79,9 @@ def parse_config(data: dict[str, Any]) -> ServerConfig:
     for section, values in data.items():
         if section not in _SCHEMA:
             problems.append(f"{section}: unknown section (known: {', '.join(_SCHEMA)})")
+            continue
+        if section == "events":
+            _apply_events(cfg, values, problems)
             continue
         if not isinstance(values, dict):
             problems.append(f"{section}: must be a table")
@@ -93,8 +116,56 @@ def _apply(cfg: ServerConfig, section: str, key: str, value: Any, problems: list
             cfg.ice_servers.append(IceServer(urls, item.get("username"), item.get("credential")))
     elif key == "data_dir":
         cfg.data_dir = Path(value)
+    elif section == "tls":
+        setattr(cfg, f"tls_{key}", Path(value))
+    elif key == "default_ttl":
+        try:
+            cfg.default_ttl_s = parse_ttl(value)
+        except ValueError as exc:
+            problems.append(f"auth.default_ttl: {exc}")
+    elif key == "session_rate":
+        cfg.session_rate = float(value)
     else:
         setattr(cfg, key, value)
+
+
+def _apply_events(cfg: ServerConfig, value: Any, problems: list[str]) -> None:
+    if not isinstance(value, list):
+        problems.append("events: write each event as an [[events]] table")
+        return
+    for i, item in enumerate(value):
+        where = f"events[{i}]"
+        if not isinstance(item, dict):
+            problems.append(f"{where}: must be a table")
+            continue
+        for key in sorted(set(item) - set(_EVENT_KEYS)):
+            problems.append(f"{where}.{key}: unknown key (known: {', '.join(_EVENT_KEYS)})")
+        ok = all(_check_type(f"{where}.{k}", v, _EVENT_KEYS[k], problems) for k, v in item.items()
+                 if k in _EVENT_KEYS)
+        slug = item.get("slug")
+        if not isinstance(slug, str) or not is_slug(slug):
+            problems.append(f"{where}.slug: needs a slug like \"hpb-2026\" (a-z, 0-9, '-')")
+            continue
+        where = f"events[{slug}]"
+        theatres = []
+        for j, th in enumerate(item.get("theatres", []) if ok else []):
+            t_slug, t_title = (th, th) if isinstance(th, str) else (
+                (th.get("slug"), th.get("title", th.get("slug"))) if isinstance(th, dict) else (None, None))
+            if not isinstance(t_slug, str) or not is_slug(t_slug) or not isinstance(t_title, str) or (
+                    isinstance(th, dict) and set(th) - {"slug", "title"}):
+                problems.append(f"{where}.theatres[{j}]: a slug like \"or1\" or {{slug = \"or1\", title = \"OR 1\"}}")
+                continue
+            theatres.append(Theatre(t_slug, t_title))
+        if len({t.slug for t in theatres}) != len(theatres):
+            problems.append(f"{where}.theatres: a theatre is listed twice")
+        if any(e.slug == slug for e in cfg.events):
+            problems.append(f"{where}: defined twice")
+        if ok:
+            cfg.events.append(Event(
+                slug=slug, title=item.get("title", slug), theatres=tuple(theatres),
+                record=item.get("record", False), public=item.get("public", False),
+                adhoc_theatres=item.get("adhoc_theatres", False), starts_at=item.get("starts_at"),
+                ends_at=item.get("ends_at"), source="config"))
 
 
 def _validate(cfg: ServerConfig, problems: list[str]) -> None:
@@ -106,6 +177,16 @@ def _validate(cfg: ServerConfig, problems: list[str]) -> None:
         problems.append("limits.max_sessions: must be at least 1")
     if cfg.connect_timeout <= 0:
         problems.append("limits.connect_timeout: must be positive (seconds)")
+    if cfg.sessions_per_token < 1:
+        problems.append("limits.sessions_per_token: must be at least 1")
+    if cfg.session_rate <= 0 or cfg.session_burst < 1:
+        problems.append("limits.session_rate and limits.session_burst: must be positive")
+    if (cfg.tls_cert is None) != (cfg.tls_key is None):
+        problems.append("tls: give both cert and key (PEM files), or neither")
+    if cfg.public_url is not None and not cfg.public_url.startswith(("http://", "https://")):
+        problems.append("server.public_url: must start with http:// or https://")
+    if not all(isinstance(p, str) for p in cfg.trusted_proxies):
+        problems.append("server.trusted_proxies: must be a list of addresses like \"10.0.0.5\"")
     if not all(isinstance(o, str) for o in cfg.cors_origins):
         problems.append("server.cors_origins: must be a list of origins like \"https://hall.example\"")
 

@@ -17,11 +17,13 @@ from broadcast.errors import (
     StreamNotLive,
     UnsupportedOffer,
 )
+from broadcast.participant import Participant
 from broadcast.sdpoffer import MAX_SDP_BYTES
 from broadcast.session import IceServer, PeerSession
 from broadcast.streampath import StreamPath
 
-from .appstate import BROADCASTER, CONFIG
+from .access import Identity
+from .appstate import ACCESS, BROADCASTER
 
 logger = logging.getLogger(__name__)
 
@@ -87,26 +89,13 @@ def ice_link_header(servers: list[IceServer]) -> str | None:
     return ", ".join(links) or None
 
 
-def cors_headers(request: web.Request) -> dict[str, str]:
-    origin = request.headers.get("Origin")
-    allowed = request.app[CONFIG].cors_origins
-    if origin and ("*" in allowed or origin in allowed):
-        return {"Access-Control-Allow-Origin": origin, "Vary": "Origin",
-                "Access-Control-Expose-Headers": EXPOSED}
-    return {}
-
-
 def options_handler(methods: str) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def options(request: web.Request) -> web.Response:
-        headers = {"Allow": methods, **cors_headers(request)}
+        headers = {"Allow": methods}
         if "POST" in methods:
             headers["Accept-Post"] = SDP
         if "PATCH" in methods:
             headers["Accept-Patch"] = TRICKLE
-        if "Access-Control-Allow-Origin" in headers:
-            headers["Access-Control-Allow-Methods"] = methods
-            headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, If-Match"
-            headers["Access-Control-Max-Age"] = "600"
         link = ice_link_header(request.app[BROADCASTER].settings.ice_servers)
         if link:
             headers["Link"] = link
@@ -115,22 +104,25 @@ def options_handler(methods: str) -> Callable[[web.Request], Awaitable[web.Respo
     return options
 
 
-Starter = Callable[[web.Request, StreamPath, str], Awaitable[PeerSession]]
+Admitter = Callable[[web.Request, StreamPath], Identity]
+Starter = Callable[[web.Request, StreamPath, str, Participant], Awaitable[PeerSession]]
 
 
-async def create_session(request: web.Request, start: Starter, kind: str) -> web.Response:
-    """POST an offer: 201 with the answer and the session's Location."""
+async def create_session(request: web.Request, admit: Admitter, start: Starter, kind: str) -> web.Response:
+    """POST an offer: who asks is checked first, then the body; 201 with the answer and Location."""
     path = stream_path(request)
-    offer = await read_body(request, SDP, MAX_SDP_BYTES)
+    identity = admit(request, path)
     try:
-        session = await start(request, path, offer)
+        offer = await read_body(request, SDP, MAX_SDP_BYTES)
+        session = await start(request, path, offer, identity.participant)
     except BroadcastError as exc:
-        logger.info("%s %s refused: %s", kind, path, exc)
+        logger.info("%s %s refused for %s: %s", kind, path, identity.participant.describe(), exc)
         return error_response(exc)
+    finally:
+        request.app[ACCESS].release(identity)
     headers = {
         "Location": f"{request.path.rstrip('/')}/{session.id}",
         "Content-Type": SDP,
-        **cors_headers(request),
     }
     link = ice_link_header(request.app[BROADCASTER].settings.ice_servers)
     if link:
@@ -139,12 +131,18 @@ async def create_session(request: web.Request, start: Starter, kind: str) -> web
 
 
 def _session(request: web.Request) -> PeerSession:
+    """The session named by the URL, for its own link or an organiser of its event."""
+    path = stream_path(request)
+    access = request.app[ACCESS]
+    who = access.identify(request, path.event).participant
     try:
         session = request.app[BROADCASTER].get_session(request.match_info["session"])
     except SessionNotFound as exc:
         raise web.HTTPNotFound(text=f"{exc}\n") from None
-    if session.path != stream_path(request):
+    if session.path != path:
         raise web.HTTPNotFound(text="no such session on this stream path\n")
+    if not access.may_manage_session(who, session.participant, path.event):
+        raise web.HTTPForbidden(text="this session belongs to another link\n")
     return session
 
 
@@ -157,10 +155,10 @@ async def patch_session(request: web.Request) -> web.Response:
         await session.add_ice_fragment(fragment)
     except BroadcastError as exc:
         return error_response(exc)
-    return web.Response(status=204, headers=cors_headers(request))
+    return web.Response(status=204)
 
 
 async def delete_session(request: web.Request) -> web.Response:
     session = _session(request)
-    await session.close()
-    return web.Response(status=200, headers=cors_headers(request))
+    await session.close("ended by the client")
+    return web.Response(status=200)

@@ -1,4 +1,9 @@
-"""Static browser pages under web/: plain ES modules, no build step."""
+"""Static browser pages under web/: plain ES modules, no build step.
+
+A page is an empty shell: it shows nothing about an event until its script has the token
+from the link (`#token=…`) and the API has accepted it. Role pages that later issues
+make their own (hall, moderator desk) open the viewer page until then.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,20 @@ from aiohttp.typedefs import Handler
 
 from .appstate import WEB_ROOT
 
-PAGES = {"/": "index.html", "/publish": "publish.html", "/watch": "watch.html"}
+PAGES: dict[str, str] = {
+    "/": "index.html",
+    "/watch/{event}": "watch.html",
+    "/hall/{event}": "watch.html",
+    "/moderate/{event}": "watch.html",
+    "/console/{event}": "publish.html",
+    "/console/{event}/{theatre}": "publish.html",
+    "/admin": "admin.html",
+}
 
 
 def _page(name: str) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
-        return web.FileResponse(request.app[WEB_ROOT] / name,
-                                headers={"Cache-Control": "no-cache"})
+        return web.FileResponse(request.app[WEB_ROOT] / name, headers={"Cache-Control": "no-cache"})
     return handler
 
 

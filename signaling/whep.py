@@ -8,22 +8,28 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from broadcast.participant import Participant
 from broadcast.session import PeerSession
 from broadcast.streampath import StreamPath
 
-from .appstate import BROADCASTER
+from .access import Identity
+from .appstate import ACCESS, BROADCASTER
 from .httpsession import create_session, delete_session, options_handler, patch_session
 
 FEED = "/whep/{event}/{theatre}/{feed}"
 SESSION = FEED + "/{session}"
 
 
-async def _play(request: web.Request, path: StreamPath, offer: str) -> PeerSession:
-    return await request.app[BROADCASTER].play(path, offer, protocol="whep")
+def _admit(request: web.Request, path: StreamPath) -> Identity:
+    return request.app[ACCESS].admit_viewer(request, path)
+
+
+async def _play(request: web.Request, path: StreamPath, offer: str, who: Participant) -> PeerSession:
+    return await request.app[BROADCASTER].play(path, offer, protocol="whep", participant=who)
 
 
 async def post_offer(request: web.Request) -> web.Response:
-    return await create_session(request, _play, "WHEP")
+    return await create_session(request, _admit, _play, "WHEP")
 
 
 def routes() -> list[web.RouteDef]:

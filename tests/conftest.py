@@ -1,34 +1,82 @@
-"""A real ORcast server on a real TCP port, per test."""
+"""A real ORcast server on a real TCP port, per test, with its own data dir and links."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
 
 from broadcast.broadcaster import Broadcaster
+from broadcast.participant import ALL_EVENTS, Role
+from signaling.access import Access
 from signaling.app import create_app
-from signaling.appstate import BROADCASTER
+from signaling.appstate import ACCESS, BROADCASTER
 from signaling.config import ServerConfig
+from signaling.eventstore import Event, Theatre
+
+from .logcheck import LogCapture
+
+TEST_EVENT = Event("course", "Test course", (Theatre("or1", "OR 1"), Theatre("or2", "OR 2")),
+                   adhoc_theatres=True, source="config")
 
 
 @dataclass
 class RunningServer:
     base: str
     app: web.Application
-    http: aiohttp.ClientSession
+    http: aiohttp.ClientSession  # sends a server-wide organizer token (every capability)
+    tokens: list[str] = field(default_factory=list)
 
     @property
     def broadcaster(self) -> Broadcaster:
         return self.app[BROADCASTER]
 
+    @property
+    def access(self) -> Access:
+        return self.app[ACCESS]
+
+    def token(self, role: Role | str = Role.ORGANIZER, event: str = "course", theatre: str | None = None,
+              name: str | None = None, ttl_s: int = 3600, max_sessions: int | None = None) -> str:
+        return mint(self.app, role, event, theatre, name, ttl_s, max_sessions, self.tokens)
+
+    def auth(self, token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+
+def mint(app: web.Application, role: Role | str, event: str, theatre: str | None = None,
+         name: str | None = None, ttl_s: int = 3600, max_sessions: int | None = None,
+         minted: list[str] | None = None) -> str:
+    access = app[ACCESS]
+    role = Role(role)
+    token, claims = access.issuer.mint(event, role, name or f"test {role}", ttl_s, theatre,
+                                       gen=access.store.token_gen(event), max_sessions=max_sessions)
+    access.store.record_token(claims, "tests")
+    if minted is not None:
+        minted.append(token)
+    LogCapture.secrets.add(token)
+    return token
+
+
+def test_config(**overrides: object) -> ServerConfig:
+    data_dir = Path(tempfile.mkdtemp(prefix="orcast-test-"))
+    config = ServerConfig(data_dir=data_dir, events=[TEST_EVENT])
+    return replace(config, **overrides)  # type: ignore[arg-type]
+
 
 async def start_server(config: ServerConfig | None = None) -> tuple[web.AppRunner, str, web.Application]:
-    app = create_app(config or ServerConfig())
+    config = config or test_config()
+    if config.data_dir == ServerConfig().data_dir:  # never write into the working tree
+        config = replace(config, data_dir=Path(tempfile.mkdtemp(prefix="orcast-test-")))
+    if not config.events:
+        config = replace(config, events=[TEST_EVENT])
+    app = create_app(config)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -37,10 +85,24 @@ async def start_server(config: ServerConfig | None = None) -> tuple[web.AppRunne
     return runner, f"http://127.0.0.1:{port}", app
 
 
+def organizer_session(app: web.Application) -> aiohttp.ClientSession:
+    token = mint(app, Role.ORGANIZER, ALL_EVENTS, name="test organiser")
+    return aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"})
+
+
 @pytest.fixture
 async def server() -> AsyncIterator[RunningServer]:
     logging.getLogger("aioice").setLevel(logging.WARNING)
     runner, base, app = await start_server()
-    async with aiohttp.ClientSession() as http:
+    async with organizer_session(app) as http:
         yield RunningServer(base, app, http)
     await runner.cleanup()
+    shutil.rmtree(app[ACCESS].config.data_dir, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def no_secrets_in_logs() -> Iterator[None]:
+    """Every test: nothing logged (at INFO and above) contains a token or an SDP password."""
+    with LogCapture(logging.INFO) as capture:
+        yield
+    capture.assert_clean()

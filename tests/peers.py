@@ -65,8 +65,15 @@ def prefer_codec(pc: RTCPeerConnection, codec: str) -> None:
             t.setCodecPreferences([c for c in caps if c.mimeType.lower() == f"video/{codec.lower()}"])
 
 
-async def post_offer(http: aiohttp.ClientSession, url: str, sdp: str) -> tuple[int, str, Any]:
-    async with http.post(url, data=sdp, headers={"Content-Type": "application/sdp"}) as resp:
+def bearer(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+async def post_offer(http: aiohttp.ClientSession, url: str, sdp: str,
+                     token: str | None = None) -> tuple[int, str, Any]:
+    """POST an offer; `token` replaces the session's default Authorization header."""
+    headers = {"Content-Type": "application/sdp", **bearer(token)}
+    async with http.post(url, data=sdp, headers=headers) as resp:
         return resp.status, await resp.text(), resp.headers
 
 
@@ -79,7 +86,8 @@ class Publisher:
 
 
 async def publish(http: aiohttp.ClientSession, base: str, path: str, codec: str = "H264",
-                  audio: bool = True, start: int = 0, munge: Any = None) -> Publisher:
+                  audio: bool = True, start: int = 0, munge: Any = None,
+                  token: str | None = None) -> Publisher:
     pc = RTCPeerConnection()
     video = CounterTrack(start=start)
     pc.addTransceiver(video, direction="sendonly")
@@ -90,7 +98,7 @@ async def publish(http: aiohttp.ClientSession, base: str, path: str, codec: str 
     offer = pc.localDescription.sdp
     if munge is not None:
         offer = munge(offer)
-    status, body, headers = await post_offer(http, f"{base}/whip/{path}", offer)
+    status, body, headers = await post_offer(http, f"{base}/whip/{path}", offer, token)
     assert status == 201, f"WHIP POST failed: {status} {body}"
     await pc.setRemoteDescription(RTCSessionDescription(body, "answer"))
     return Publisher(pc, video, base + headers["Location"], body)
@@ -101,6 +109,7 @@ class Viewer:
     pc: RTCPeerConnection
     session_url: str = ""
     answer: str = ""
+    token: str | None = None
     counters: list[int] = field(default_factory=list)
     frame_times: list[float] = field(default_factory=list)
     audio_frames: int = 0
@@ -112,7 +121,7 @@ class Viewer:
 
     async def close(self, http: aiohttp.ClientSession | None = None) -> None:
         if http is not None and self.session_url:
-            async with http.delete(self.session_url):
+            async with http.delete(self.session_url, headers=bearer(self.token)):
                 pass
         await self.pc.close()
         for task in self.tasks:
@@ -153,9 +162,9 @@ async def _consume(viewer: Viewer, track: Any) -> None:
 
 
 async def watch(http: aiohttp.ClientSession, base: str, path: str, audio: bool = True,
-                expect: int = 201) -> Viewer:
+                expect: int = 201, token: str | None = None) -> Viewer:
     pc = RTCPeerConnection()
-    viewer = Viewer(pc)
+    viewer = Viewer(pc, token=token)
     pc.addTransceiver("video", direction="recvonly")
     if audio:
         pc.addTransceiver("audio", direction="recvonly")
@@ -166,7 +175,7 @@ async def watch(http: aiohttp.ClientSession, base: str, path: str, audio: bool =
 
     await pc.setLocalDescription(await pc.createOffer())
     viewer.started = time.monotonic()
-    status, body, headers = await post_offer(http, f"{base}/whep/{path}", pc.localDescription.sdp)
+    status, body, headers = await post_offer(http, f"{base}/whep/{path}", pc.localDescription.sdp, token)
     assert status == expect, f"WHEP POST: {status} {body}"
     if status != 201:
         await pc.close()

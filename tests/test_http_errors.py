@@ -10,7 +10,7 @@ from aiortc import RTCPeerConnection
 from broadcast.session import IceServer
 from signaling.config import ServerConfig
 
-from .conftest import RunningServer, start_server
+from .conftest import RunningServer, organizer_session, start_server
 from .peers import CounterTrack, ToneTrack, post_offer, publish, watch
 
 PATH = "course/or3/overhead"
@@ -145,8 +145,8 @@ async def test_session_patch_and_delete(server: RunningServer) -> None:
 
 
 async def test_overload_is_503_with_retry_after() -> None:
-    runner, base, _app = await start_server(ServerConfig(max_sessions=1))
-    async with aiohttp.ClientSession() as http:
+    runner, base, app = await start_server(ServerConfig(max_sessions=1))
+    async with organizer_session(app) as http:
         pub = await publish(http, base, PATH, "VP8")
         status, text, headers = await post_offer(http, f"{base}/whep/{PATH}",
                                                  await make_offer(direction="recvonly"))

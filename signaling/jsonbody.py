@@ -1,0 +1,48 @@
+"""Reading JSON request bodies: JSON only (415), 16 KiB at most (413), an object (400)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+MAX_JSON_BYTES = 16 * 1024
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    if request.content_type != "application/json":
+        raise web.HTTPUnsupportedMediaType(
+            text=f"Content-Type must be application/json (got {request.content_type or 'none'})\n")
+    if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BYTES, actual_size=request.content_length)
+    body = await request.content.read(MAX_JSON_BYTES + 1)
+    if len(body) > MAX_JSON_BYTES:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BYTES, actual_size=len(body))
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise web.HTTPBadRequest(text="the body is not valid JSON\n") from None
+    if not isinstance(data, dict):
+        raise web.HTTPBadRequest(text="the body must be a JSON object\n")
+    return data
+
+
+def field(data: dict[str, Any], key: str, kind: type, required: bool = False,
+          default: Any = None) -> Any:
+    """One typed field of a JSON object, with a 400 that names it."""
+    if key not in data or data[key] is None:
+        if required:
+            raise web.HTTPBadRequest(text=f"{key!r} is required\n")
+        return default
+    value = data[key]
+    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
+        raise web.HTTPBadRequest(text=f"{key!r} must be a {kind.__name__}\n")
+    return value
+
+
+def check_keys(data: dict[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise web.HTTPBadRequest(text=f"unknown field(s) {', '.join(repr(k[:40]) for k in unknown[:5])}; "
+                                      f"known: {', '.join(sorted(allowed))}\n")
