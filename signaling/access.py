@@ -140,6 +140,8 @@ class Access:
     # -- media sessions -----------------------------------------------------------------
     def admit_publisher(self, request: web.Request, path: StreamPath) -> Identity:
         identity = self.identify_token(bearer_token(request), path.event)
+        if identity.claims is None:  # a guest of a public event
+            raise _unauthorized("publishing needs a technician link, even for a public event")
         who = identity.participant
         if not who.may_send(path.event, path.theatre, path.feed):
             if who.can(Capability.TALKBACK) and who.covers_theatre(path.theatre):

@@ -123,6 +123,8 @@ class TokenIssuer:
             raise ValueError("only an organizer token may cover every event")
         if theatre is not None and not is_slug(theatre):
             raise ValueError(f"theatre {theatre!r} is not a slug")
+        if theatre is not None and role not in (Role.TECHNICIAN, Role.FACULTY):
+            raise ValueError("a theatre limits only technician and faculty links")
         if not 0 < ttl_s <= MAX_TTL_S:
             raise ValueError("a token lives between 1 s and 366 days")
         if max_sessions is not None and not 0 < max_sessions <= 100_000:

@@ -64,14 +64,14 @@ def mint(app: web.Application, role: Role | str, event: str, theatre: str | None
     return token
 
 
-def test_config(**overrides: object) -> ServerConfig:
+def make_config(**overrides: object) -> ServerConfig:
     data_dir = Path(tempfile.mkdtemp(prefix="orcast-test-"))
     config = ServerConfig(data_dir=data_dir, events=[TEST_EVENT])
     return replace(config, **overrides)  # type: ignore[arg-type]
 
 
 async def start_server(config: ServerConfig | None = None) -> tuple[web.AppRunner, str, web.Application]:
-    config = config or test_config()
+    config = config or make_config()
     if config.data_dir == ServerConfig().data_dir:  # never write into the working tree
         config = replace(config, data_dir=Path(tempfile.mkdtemp(prefix="orcast-test-")))
     if not config.events:

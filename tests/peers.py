@@ -65,6 +65,19 @@ def prefer_codec(pc: RTCPeerConnection, codec: str) -> None:
             t.setCodecPreferences([c for c in caps if c.mimeType.lower() == f"video/{codec.lower()}"])
 
 
+async def make_offer_sdp(direction: str = "sendonly", video: int = 1, audio: int = 1) -> str:
+    """An aiortc offer that is never connected (for status-code tests)."""
+    pc = RTCPeerConnection()
+    for _ in range(video):
+        pc.addTransceiver(CounterTrack() if direction != "recvonly" else "video", direction=direction)
+    for _ in range(audio):
+        pc.addTransceiver(ToneTrack() if direction != "recvonly" else "audio", direction=direction)
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp: str = pc.localDescription.sdp
+    await pc.close()
+    return sdp
+
+
 def bearer(token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 

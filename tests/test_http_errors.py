@@ -5,28 +5,19 @@ from __future__ import annotations
 import re
 
 import aiohttp
-from aiortc import RTCPeerConnection
 
 from broadcast.session import IceServer
 from signaling.config import ServerConfig
 
 from .conftest import RunningServer, organizer_session, start_server
-from .peers import CounterTrack, ToneTrack, post_offer, publish, watch
+from .peers import make_offer_sdp, post_offer, publish, watch
 
 PATH = "course/or3/overhead"
 SDP = {"Content-Type": "application/sdp"}
 
 
 async def make_offer(video: int = 1, audio: int = 1, direction: str = "sendonly") -> str:
-    pc = RTCPeerConnection()
-    for _ in range(video):
-        pc.addTransceiver(CounterTrack() if direction != "recvonly" else "video", direction=direction)
-    for _ in range(audio):
-        pc.addTransceiver(ToneTrack() if direction != "recvonly" else "audio", direction=direction)
-    await pc.setLocalDescription(await pc.createOffer())
-    sdp = pc.localDescription.sdp
-    await pc.close()
-    return sdp
+    return await make_offer_sdp(direction, video, audio)
 
 
 async def test_options_advertises_sdp(server: RunningServer) -> None:

@@ -1,7 +1,9 @@
-// Publishes the browser's camera and microphone to a stream path over WHIP.
-import { hangUp, negotiate, setStatus } from "./lib/webrtchttp.js";
+// Technician console: publishes the browser's camera and microphone as one feed over WHIP.
+import { api, noAccessMessage, pathPart, showNoAccess, takeToken } from "./lib/auth.js";
+import { HttpError, hangUp, negotiate, setStatus } from "./lib/webrtchttp.js";
 
-const pathInput = document.getElementById("path");
+const theatreSelect = document.getElementById("theatre");
+const feedInput = document.getElementById("feed");
 const cameraSelect = document.getElementById("camera");
 const quality = document.getElementById("quality");
 const withAudio = document.getElementById("audio");
@@ -11,7 +13,9 @@ const stopButton = document.getElementById("stop");
 const status = document.getElementById("status");
 const stats = document.getElementById("stats");
 
-pathInput.value = new URLSearchParams(location.search).get("path") || "demo/or2/endoscope";
+const event = pathPart(2);
+const fixedTheatre = pathPart(3);
+const token = takeToken();
 let pc = null;
 let sessionUrl = null;
 let media = null;
@@ -44,11 +48,12 @@ async function openMedia() {
 }
 
 async function goLive() {
-  const path = pathInput.value.trim();
-  if (!/^[a-z0-9][a-z0-9-]{0,62}\/[a-z0-9][a-z0-9-]{0,62}\/[a-z0-9][a-z0-9-]{0,62}$/.test(path)) {
-    setStatus(status, "The stream path must look like event/theatre/feed (lower case, digits, -)", "bad");
+  const feed = feedInput.value.trim();
+  if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(feed)) {
+    setStatus(status, "A feed name is lower-case letters, digits and '-', like endoscope or room", "bad");
     return;
   }
+  const path = `${event}/${theatreSelect.value}/${feed}`;
   wantLive = true;
   startButton.disabled = true;
   stopButton.disabled = false;
@@ -75,9 +80,15 @@ async function goLive() {
       }
     };
     setStatus(status, "Connecting …");
-    sessionUrl = await negotiate(peer, `/whip/${path}`);
+    sessionUrl = await negotiate(peer, `/whip/${path}`, token);
   } catch (error) {
     setStatus(status, `Could not go live: ${error.message}`, "bad");
+    if (error instanceof HttpError && error.status === 401) {
+      wantLive = false;
+      teardown();
+      showNoAccess(`${error.message}`);
+      return;
+    }
     if (wantLive && error.status && error.status >= 500) restart(3000);
     else stop();
   }
@@ -88,7 +99,7 @@ function teardown() {
     pc.onconnectionstatechange = null;
     pc.close();
   }
-  hangUp(sessionUrl);
+  hangUp(sessionUrl, token);
   pc = null;
   sessionUrl = null;
 }
@@ -123,11 +134,43 @@ async function showStats() {
   }
 }
 
-startButton.addEventListener("click", goLive);
-stopButton.addEventListener("click", stop);
-window.addEventListener("pagehide", teardown);
-setInterval(showStats, 1000);
-listCameras();
+async function start() {
+  if (!event) return showNoAccess("The address is incomplete: it should look like /console/your-event/or1.");
+  if (!token) return showNoAccess("Open the technician link you were given: it carries your access to this theatre.");
+  let info;
+  try {
+    info = await api(token, `/api/events/${event}`);
+  } catch (error) {
+    return showNoAccess(noAccessMessage(error));
+  }
+  if (!info.you.capabilities.includes("publish") && !info.you.capabilities.includes("talkback")) {
+    return showNoAccess(`A ${info.you.role} link cannot send feeds; the technician console needs a technician link.`);
+  }
+  document.getElementById("title").textContent = `${info.event.title} · console`;
+  document.getElementById("who").textContent = `${info.you.name} · ${info.you.role}`;
+  const theatres = info.you.theatre ? info.event.theatres.filter((t) => t.slug === info.you.theatre)
+    : info.event.theatres;
+  const slugs = theatres.map((t) => t.slug);
+  if (fixedTheatre && !slugs.includes(fixedTheatre)) theatres.push({ slug: fixedTheatre, title: fixedTheatre });
+  for (const t of theatres) {
+    const option = document.createElement("option");
+    option.value = t.slug;
+    option.textContent = t.title;
+    theatreSelect.append(option);
+  }
+  if (fixedTheatre) {
+    theatreSelect.value = fixedTheatre;
+    theatreSelect.disabled = true;
+  }
+  if (info.you.role === "faculty") feedInput.value = "talkback";
+  startButton.addEventListener("click", goLive);
+  stopButton.addEventListener("click", stop);
+  window.addEventListener("pagehide", teardown);
+  setInterval(showStats, 1000);
+  listCameras();
+}
+
+start();
 
 // A read-only handle for diagnostics and browser tests (getStats from the console).
 window.orcast = { get peer() { return pc; } };

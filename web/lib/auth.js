@@ -1,0 +1,69 @@
+// The link's token: read once from the URL fragment (#token=…), kept for this tab only,
+// and removed from the address bar at once so it is not bookmarked, shared or shown.
+// Fragments never reach the server or a Referer header.
+
+const KEY = "orcast.token";
+
+export function takeToken() {
+  const hash = new URLSearchParams(location.hash.slice(1));
+  const fromLink = hash.get("token");
+  if (fromLink) {
+    sessionStorage.setItem(KEY, fromLink);
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  return sessionStorage.getItem(KEY);
+}
+
+export function forgetToken() {
+  sessionStorage.removeItem(KEY);
+}
+
+export class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+// fetch() with the token; JSON in and out; API errors become ApiError with the server's words.
+export async function api(token, url, { method = "GET", body } = {}) {
+  const headers = { Authorization: `Bearer ${token}` };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) throw new ApiError(response.status, data.error || response.statusText);
+  return data;
+}
+
+// Replaces the page's main content with a message for someone without a usable link.
+export function showNoAccess(message) {
+  const main = document.querySelector("main");
+  const box = document.createElement("section");
+  box.className = "notice";
+  box.setAttribute("role", "alert");
+  const title = document.createElement("h2");
+  title.textContent = "This page needs your ORcast link";
+  const text = document.createElement("p");
+  text.textContent = message;
+  box.append(title, text);
+  main.replaceChildren(box);
+}
+
+export function noAccessMessage(error) {
+  if (error instanceof ApiError && error.status === 401) {
+    return `${error.message} Open the link from your invitation again, or ask the organiser for a new one.`;
+  }
+  if (error instanceof ApiError && error.status === 403) {
+    return `${error.message}`;
+  }
+  if (error instanceof ApiError && error.status === 404) {
+    return `${error.message} Check that the link is complete.`;
+  }
+  return `The server cannot be reached (${error.message}). This page will not retry; reload it when the network is back.`;
+}
+
+// The event slug in /watch/{event}, /console/{event}/{theatre} …
+export function pathPart(index) {
+  const part = decodeURIComponent(location.pathname.split("/")[index] || "");
+  return /^[a-z0-9][a-z0-9-]{0,62}$/.test(part) ? part : null;
+}

@@ -1,0 +1,54 @@
+// The event's WebSocket: authenticates with the link's token, reports live feeds, and says
+// when the link stops working. Reconnects with backoff, except when the server refused the link.
+
+const FATAL = new Set([4400, 4401, 4403, 4404]);
+
+export function openEventSocket(event, token, { onHello, onStreams, onClosing, onState }) {
+  let socket = null;
+  let delay = 1000;
+  let stopped = false;
+
+  function connect() {
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    socket = new WebSocket(`${scheme}://${location.host}/ws/${encodeURIComponent(event)}`);
+    socket.onopen = () => socket.send(JSON.stringify({ type: "auth", token }));
+    socket.onmessage = (message) => {
+      let data;
+      try {
+        data = JSON.parse(message.data);
+      } catch {
+        return;
+      }
+      if (data.type === "hello") {
+        delay = 1000;
+        onState?.("connected");
+        onHello?.(data);
+      } else if (data.type === "streams") {
+        onStreams?.(data.streams);
+      } else if (data.type === "closing") {
+        stopped = true;
+        onClosing?.(data.reason);
+      } else if (data.type === "error" && data.status) {
+        stopped = true;
+        onClosing?.(data.message);
+      }
+    };
+    socket.onclose = (event) => {
+      if (stopped || FATAL.has(event.code)) {
+        stopped = true;
+        return;
+      }
+      onState?.("reconnecting");
+      setTimeout(connect, delay);
+      delay = Math.min(delay * 2, 10000);
+    };
+  }
+
+  connect();
+  return {
+    close() {
+      stopped = true;
+      socket?.close();
+    },
+  };
+}
