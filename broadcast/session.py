@@ -7,6 +7,7 @@ its consumers or sources, and tells the owner (the Broadcaster) through `on_clos
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import secrets
@@ -89,6 +90,9 @@ class PeerSession:
         except Exception as exc:  # aiortc raises OperationError/InvalidStateError etc.
             raise UnsupportedOffer(f"SDP offer cannot be answered: {exc}") from None
         actpass = "a=setup:actpass" in shaped.sdp
+        if any(t.receiver.transport is None for t in self.pc.getTransceivers()):
+            # aiortc left a media section without a transport (a broken BUNDLE group or mid)
+            raise InvalidOffer("SDP offer has a media section without a transport; check a=group:BUNDLE and a=mid")
         for transport in self._dtls_transports():
             configure_dtls(transport, actpass, self._dtls_alerts.append)
             self._watch_dtls(transport)
@@ -167,11 +171,13 @@ class PeerSession:
             line = line.strip()
             if line.startswith("a=candidate:"):
                 try:
+                    # aiortc's parser asserts on short lines; any failure here is the client's input
                     candidate = candidate_from_sdp(line[len("a=candidate:"):])
-                except (ValueError, IndexError) as exc:
-                    raise InvalidOffer(f"bad ICE candidate line: {exc}") from None
-                candidate.sdpMid = mid
-                await self.pc.addIceCandidate(candidate)
+                    candidate.sdpMid = mid
+                    await self.pc.addIceCandidate(candidate)
+                except Exception as exc:
+                    raise InvalidOffer(f"bad ICE candidate line {line[:100]!r}: "
+                                       f"{exc or type(exc).__name__}") from None
                 count += 1
             elif line == "a=end-of-candidates":
                 count += 1
@@ -193,14 +199,25 @@ class PeerSession:
         self._release()
         try:
             await self.pc.close()
-        except Exception:
-            logger.exception("%s: error while closing the peer connection", self.log_name())
+        except Exception as exc:
+            # aiortc cannot close a connection whose offer it half applied; stop what exists
+            logger.warning("%s: closing the peer connection piecewise (%r)", self.log_name(), exc)
+            await self._stop_transports()
         for listener in self.on_closed:
             try:
                 listener(self)
             except Exception:
                 logger.exception("%s: close listener failed", self.log_name())
         logger.info("%s: closed%s", self.log_name(), f" ({reason})" if reason else "")
+
+    async def _stop_transports(self) -> None:
+        for transceiver in self.pc.getTransceivers():
+            dtls = transceiver.receiver.transport
+            # best effort: each part is tried even when another fails
+            for part in (transceiver.sender, transceiver.receiver, dtls, getattr(dtls, "transport", None)):
+                if part is not None:
+                    with contextlib.suppress(Exception):
+                        await part.stop()
 
     def _release(self) -> None:
         """Subclasses free their sources or consumers here."""
