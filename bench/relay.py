@@ -17,10 +17,12 @@ import asyncio
 import itertools
 import json
 import os
+import secrets
 import select
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,27 @@ sys.path.insert(0, str(ROOT))
 PATH = "bench/or1/endoscope"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 FRAME_TICKS = 3000  # 90 kHz / 30 fps
+
+
+BENCH_CONFIG = """
+[limits]
+sessions_per_token = 100000
+session_rate = 100000
+session_burst = 100000
+
+[[events]]
+slug = "bench"
+adhoc_theatres = true
+"""
+
+
+def auth_headers() -> dict[str, str]:
+    """A server-wide organizer token, signed with the secret the bench hands the server."""
+    from broadcast.participant import ALL_EVENTS, Role
+    from signaling.tokens import TokenIssuer
+
+    token, _ = TokenIssuer(os.environ["ORCAST_SECRET"].encode()).mint(ALL_EVENTS, Role.ORGANIZER, "bench", 3600)
+    return {"Authorization": f"Bearer {token}"}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -63,7 +86,7 @@ async def run_publisher(base: str) -> None:
     await pc.setLocalDescription(await pc.createOffer())
     async with aiohttp.ClientSession() as http, http.post(
         f"{base}/whip/{PATH}", data=pc.localDescription.sdp,
-        headers={"Content-Type": "application/sdp"}) as resp:
+        headers={"Content-Type": "application/sdp", **auth_headers()}) as resp:
         assert resp.status == 201, await resp.text()
         answer = await resp.text()
     await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
@@ -122,7 +145,7 @@ async def run_viewers(base: str, count: int) -> None:
             await pc.setLocalDescription(await pc.createOffer())
             viewer.posted = time.monotonic()
             async with http.post(f"{base}/whep/{PATH}", data=pc.localDescription.sdp,
-                                 headers={"Content-Type": "application/sdp"}) as resp:
+                                 headers={"Content-Type": "application/sdp", **auth_headers()}) as resp:
                 assert resp.status == 201, await resp.text()
                 answer = await resp.text()
             await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
@@ -229,7 +252,8 @@ def server_frames_in(base: str) -> int | None:
     """Video frames the server has received on the bench path (ORcast only)."""
     import urllib.request
     try:
-        with urllib.request.urlopen(f"{base}/api/streams", timeout=2) as resp:
+        request = urllib.request.Request(f"{base}/api/streams", headers=auth_headers())
+        with urllib.request.urlopen(request, timeout=2) as resp:
             streams = json.load(resp)["streams"]
     except OSError:
         return None
@@ -281,8 +305,11 @@ def run_target(name: str, counts: list[int], seconds: float) -> dict[str, Any]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     if name == "orcast":
+        data_dir = Path(tempfile.mkdtemp(prefix="orcast-bench-"))
+        (data_dir / "bench.toml").write_text(BENCH_CONFIG)
         server = subprocess.Popen([sys.executable, "-m", "signaling.cli", "serve", "--port", str(port),
-                                   "--log-level", "warning"], cwd=ROOT)
+                                   "--log-level", "warning", "--config", str(data_dir / "bench.toml"),
+                                   "--data-dir", str(data_dir)], cwd=ROOT)
     else:
         server = spawn(__file__, "baseline-server", str(port))
     try:
@@ -319,6 +346,8 @@ def main() -> None:
     args = parser.parse_args()
     counts = [int(x) for x in args.viewers.split(",")]
     base_counts = [int(x) for x in args.baseline_viewers.split(",")]
+    # the server and every client process share one signing secret (a fresh one per run)
+    os.environ.setdefault("ORCAST_SECRET", secrets.token_hex(32))
     print("encoded relay (ORcast) …", flush=True)
     orcast = run_target("orcast", counts, args.seconds)
     print("baseline: aiortc MediaRelay, decode once + encode per viewer …", flush=True)

@@ -97,8 +97,12 @@ class PeerSession:
             configure_dtls(transport, actpass, self._dtls_alerts.append)
             self._watch_dtls(transport)
         prepare()
-        answer = await self.pc.createAnswer()
-        await self.pc.setLocalDescription(answer)
+        try:
+            answer = await self.pc.createAnswer()
+            await self.pc.setLocalDescription(answer)
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            # aiortc accepted the offer but cannot answer it (a missing direction, say)
+            raise InvalidOffer(f"SDP offer cannot be answered: {exc}") from None
         self.answer_sdp = restore_answer(self.pc.localDescription.sdp, shaped)
         self._timeout = asyncio.get_running_loop().call_later(
             self.settings.connect_timeout, self._connect_timed_out

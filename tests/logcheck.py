@@ -14,8 +14,12 @@ ICE_PWD = re.compile(r"a=ice-pwd:(?!<redacted>)\S+")
 class LogCapture(logging.Handler):
     secrets: ClassVar[set[str]] = set()  # every token the tests minted
 
-    def __init__(self, level: int) -> None:
+    def __init__(self, level: int, redact: bool = False) -> None:
+        """`redact`: pass records through the server's own log filter, as `orcast serve` does."""
         super().__init__(level)
+        if redact:
+            from signaling.logsafety import RedactingFilter
+            self.addFilter(RedactingFilter())
         self.lines: list[str] = []
         self._old_level = logging.NOTSET
 

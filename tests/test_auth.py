@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import os
 import ssl
 import stat
@@ -24,6 +25,7 @@ from signaling.eventstore import Event, Theatre
 from signaling.tokens import TokenIssuer
 
 from .conftest import RunningServer, make_config, organizer_session, start_server
+from .logcheck import LogCapture
 from .peers import assert_consecutive, make_offer_sdp, post_offer, publish, watch
 
 PATH = "course/or1/endoscope"
@@ -361,3 +363,31 @@ async def test_tls_serve_and_token_cli(tmp_path: Path) -> None:
         server.terminate()
         out, _ = server.communicate(timeout=20)
     assert token not in out and "eyJ" not in out, "the server printed a token"
+
+
+async def test_debug_logs_hold_no_token_or_sdp_password(server: RunningServer) -> None:
+    """Everything at DEBUG, aiortc and aioice included, through the server's log filter."""
+    noisy = [logging.getLogger(n) for n in ("aiortc", "aioice")]
+    levels = [lg.level for lg in noisy]
+    with LogCapture(logging.DEBUG, redact=True) as capture:
+        for lg in noisy:
+            lg.setLevel(logging.DEBUG)
+        try:
+            tech = server.token(Role.TECHNICIAN, theatre="or1")
+            pub = await publish(server.http, server.base, PATH, "VP8", audio=False, token=tech)
+            viewer_token = server.token(Role.VIEWER)
+            v = await watch(server.http, server.base, PATH, audio=False, token=viewer_token)
+            await v.wait_frames(5)
+            await try_ws(server, viewer_token, server.http)
+            await try_whep(server, "eyJhbGciOiJIUzI1NiJ9.eyJldmVudCI6ImNvdXJzZSJ9.forged-signature", server.http)
+            async with server.http.post(f"{server.base}/api/events/course/tokens",
+                                        json={"role": "viewer", "name": "logged?"}) as r:
+                LogCapture.secrets.add((await r.json())["token"])
+            await server.access.revoke("course", server.access.issuer.verify(viewer_token).jti)
+            await v.wait_until(lambda: v.pc.connectionState in ("closed", "failed"), 5.0)
+            await pub.pc.close()
+        finally:
+            for lg, level in zip(noisy, levels, strict=True):
+                lg.setLevel(level)
+    assert len(capture.lines) > 50, "DEBUG logging was not captured"
+    capture.assert_clean()

@@ -52,15 +52,6 @@ export async function hangUp(sessionUrl, token) {
   }
 }
 
-// The stream path a page works on, from ?path=event/theatre/feed.
-export function streamPathFromQuery(fallback) {
-  const path = new URLSearchParams(location.search).get("path") || fallback;
-  if (!/^[a-z0-9][a-z0-9-]{0,62}\/[a-z0-9][a-z0-9-]{0,62}\/[a-z0-9][a-z0-9-]{0,62}$/.test(path)) {
-    throw new Error(`"${path}" is not a stream path like event/theatre/feed`);
-  }
-  return path;
-}
-
 export function setStatus(element, text, kind = "info") {
   element.textContent = text;
   element.dataset.kind = kind;
