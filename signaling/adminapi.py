@@ -15,7 +15,7 @@ from broadcast.participant import Capability, Participant, Role
 from broadcast.streampath import is_slug
 
 from .appstate import ACCESS, BROADCASTER, CONFIG, WS_HUB
-from .jsonbody import check_keys, field, read_json
+from .bodies import check_keys, field, read_json
 from .links import request_base, role_link
 from .tokens import MAX_TTL_S, check_name, parse_ttl
 

@@ -11,12 +11,13 @@ from typing import Any
 
 from aiohttp import web
 
+from broadcast.broadcaster import Broadcaster
 from broadcast.participant import ALL_EVENTS, Capability, Participant
 from broadcast.streampath import is_slug
 
 from .appstate import ACCESS, BROADCASTER
+from .bodies import check_keys, field, read_json
 from .eventstore import Event, StoreError, Theatre
-from .jsonbody import check_keys, field, read_json
 
 MAX_TITLE = 200
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2})?(Z|[+-]\d{2}:?\d{2})?)?$")
@@ -38,9 +39,10 @@ async def me(request: web.Request) -> web.Response:
     return web.json_response({"you": you(identity.participant, identity.claims.exp if identity.claims else None)})
 
 
-def _visible_streams(request: web.Request, who: Participant, event: str) -> list[dict[str, Any]]:
+def visible_streams(broadcaster: Broadcaster, who: Participant, event: str) -> list[dict[str, Any]]:
+    """The event's feeds this participant may watch (a technician: its own theatre's)."""
     out = []
-    for info in request.app[BROADCASTER].stream_infos():
+    for info in broadcaster.stream_infos():
         ev, theatre, _ = info.path.split("/")
         if ev == event and who.may_watch(event, theatre):
             out.append(dataclasses.asdict(info))
@@ -134,7 +136,7 @@ async def get_event(request: web.Request) -> web.Response:
     who = identity.participant
     return web.json_response({
         "event": access.event(slug).to_json(),
-        "streams": _visible_streams(request, who, slug),
+        "streams": visible_streams(request.app[BROADCASTER], who, slug),
         "you": you(who, identity.claims.exp if identity.claims else None),
     })
 
@@ -142,7 +144,7 @@ async def get_event(request: web.Request) -> web.Response:
 async def event_streams(request: web.Request) -> web.Response:
     slug = request.match_info["event"]
     who = request.app[ACCESS].require(request, slug, Capability.VIEW).participant
-    return web.json_response({"streams": _visible_streams(request, who, slug)})
+    return web.json_response({"streams": visible_streams(request.app[BROADCASTER], who, slug)})
 
 
 async def add_theatre(request: web.Request) -> web.Response:

@@ -24,6 +24,7 @@ from broadcast.streampath import StreamPath
 
 from .access import Identity
 from .appstate import ACCESS, BROADCASTER
+from .bodies import read_text
 
 logger = logging.getLogger(__name__)
 
@@ -59,22 +60,6 @@ def stream_path(request: web.Request) -> StreamPath:
         return StreamPath(info["event"], info["theatre"], info["feed"])
     except ValueError as exc:
         raise web.HTTPBadRequest(text=f"{exc}\n") from None
-
-
-async def read_body(request: web.Request, content_type: str, limit: int) -> str:
-    if request.content_type != content_type:
-        raise web.HTTPUnsupportedMediaType(
-            text=f"Content-Type must be {content_type} (got {request.content_type or 'none'})\n"
-        )
-    if request.content_length is not None and request.content_length > limit:
-        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise web.HTTPBadRequest(text="body is not UTF-8 text\n") from None
 
 
 def ice_link_header(servers: list[IceServer]) -> str | None:
@@ -113,7 +98,7 @@ async def create_session(request: web.Request, admit: Admitter, start: Starter, 
     path = stream_path(request)
     identity = admit(request, path)
     try:
-        offer = await read_body(request, SDP, MAX_SDP_BYTES)
+        offer = await read_text(request, SDP, MAX_SDP_BYTES)
         session = await start(request, path, offer, identity.participant)
     except BroadcastError as exc:
         logger.info("%s %s refused for %s: %s", kind, path, identity.participant.describe(), exc)
@@ -148,7 +133,7 @@ def _session(request: web.Request) -> PeerSession:
 
 async def patch_session(request: web.Request) -> web.Response:
     session = _session(request)
-    fragment = await read_body(request, TRICKLE, MAX_SDP_BYTES)
+    fragment = await read_text(request, TRICKLE, MAX_SDP_BYTES)
     if "a=ice-ufrag:" in fragment and not request.headers.get("If-Match"):
         return text_error(428, "an ICE restart needs an If-Match header")
     try:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import logging
 import secrets
@@ -26,6 +25,7 @@ from aiohttp import WSMsgType, web
 from broadcast.participant import Participant
 
 from .access import Identity, bearer_token
+from .api import visible_streams
 from .appstate import ACCESS, BROADCASTER, WS_HUB
 from .tokens import MAX_TOKEN_CHARS
 
@@ -80,20 +80,12 @@ class WsHub:
         await asyncio.gather(*(c.close("the server is shutting down") for c in list(self.connections)),
                              return_exceptions=True)
 
-    def streams_for(self, participant: Participant, event: str) -> list[dict[str, Any]]:
-        out = []
-        for info in self.app[BROADCASTER].stream_infos():
-            ev, theatre, _feed = info.path.split("/")
-            if ev == event and participant.may_watch(event, theatre):
-                out.append(dataclasses.asdict(info))
-        return out
-
     async def push(self) -> None:
         for conn in list(self.connections):
             await self.push_to(conn)
 
     async def push_to(self, conn: WsConnection) -> None:
-        streams = self.streams_for(conn.participant, conn.event)
+        streams = visible_streams(self.app[BROADCASTER], conn.participant, conn.event)
         # live state only: rates change every second and would wake every page
         key = json.dumps([(s["path"], s["live"], s["viewers"], s["video_codec"]) for s in streams])
         if key != conn.last_streams:

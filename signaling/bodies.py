@@ -1,4 +1,5 @@
-"""Reading JSON request bodies: JSON only (415), 16 KiB at most (413), an object (400)."""
+"""Reading request bodies: the right Content-Type (415), a size cap (413), then text (SDP)
+or a JSON object (400 otherwise), and typed JSON fields with errors that name them."""
 
 from __future__ import annotations
 
@@ -10,15 +11,28 @@ from aiohttp import web
 MAX_JSON_BYTES = 16 * 1024
 
 
-async def read_json(request: web.Request) -> dict[str, Any]:
-    if request.content_type != "application/json":
+async def read_capped(request: web.Request, content_type: str, limit: int) -> bytes:
+    if request.content_type != content_type:
         raise web.HTTPUnsupportedMediaType(
-            text=f"Content-Type must be application/json (got {request.content_type or 'none'})\n")
-    if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BYTES, actual_size=request.content_length)
-    body = await request.content.read(MAX_JSON_BYTES + 1)
-    if len(body) > MAX_JSON_BYTES:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BYTES, actual_size=len(body))
+            text=f"Content-Type must be {content_type} (got {request.content_type or 'none'})\n")
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    body = await request.content.read(limit + 1)
+    if len(body) > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
+    return body
+
+
+async def read_text(request: web.Request, content_type: str, limit: int) -> str:
+    body = await read_capped(request, content_type, limit)
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise web.HTTPBadRequest(text="body is not UTF-8 text\n") from None
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    body = await read_capped(request, "application/json", MAX_JSON_BYTES)
     try:
         data = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
