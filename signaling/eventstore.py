@@ -33,6 +33,8 @@ CREATE TABLE IF NOT EXISTS tokens (
     jti TEXT PRIMARY KEY, event TEXT NOT NULL, role TEXT NOT NULL, name TEXT NOT NULL,
     theatre TEXT, issued_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, max_sessions INTEGER,
     minted_by TEXT NOT NULL, revoked_at REAL);
+CREATE TABLE IF NOT EXISTS retired (
+    slug TEXT PRIMARY KEY, token_gen INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS revoked (
     jti TEXT PRIMARY KEY, event TEXT NOT NULL, revoked_at REAL NOT NULL, expires_at INTEGER);
 """
@@ -147,6 +149,12 @@ class EventStore:
                 raise StoreError(f"event {event.slug!r} exists already", 409)
             if old is not None:
                 event = replace(event, token_gen=old.token_gen)
+            else:
+                # a new event (or one deleted and created again) starts at a generation no
+                # earlier link can have: links of an earlier event of that name stay dead
+                row = self._db.execute("SELECT token_gen FROM retired WHERE slug=?", (event.slug,)).fetchone()
+                floor = row[0] + 1 if row else 0
+                event = replace(event, token_gen=max(event.token_gen, int(time.time()), floor))
             with self._db:
                 self._db.execute("BEGIN IMMEDIATE")
                 self._db.execute(
@@ -173,6 +181,8 @@ class EventStore:
         with self._lock:
             with self._db:
                 self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute("INSERT OR REPLACE INTO retired SELECT slug, token_gen FROM events WHERE slug=?",
+                                 (slug,))
                 self._db.execute("DELETE FROM events WHERE slug=?", (slug,))
                 # its links must never come back to life if the slug is reused
                 self._db.execute("INSERT OR IGNORE INTO revoked SELECT jti, event, ?, expires_at "

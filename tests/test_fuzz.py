@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from broadcast.participant import ALL_EVENTS, Role
+from signaling.eventstore import EventStore
 from signaling.tokens import TokenIssuer
 
 from .logcheck import LogCapture
@@ -90,7 +91,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     offers = {d: asyncio.run(make_offer_sdp(d)) for d in ("sendonly", "recvonly")}
     LogCapture.secrets.update(links[r].split("#token=")[1] for r in links)
     yield Demo(port, process,
-               organizer=issuer.mint("demo", Role.ORGANIZER, "fuzz organiser", 3600)[0],
+               organizer=issuer.mint("demo", Role.ORGANIZER, "fuzz organiser", 3600, gen=demo_gen(tmp / "data"))[0],
                root=issuer.mint(ALL_EVENTS, Role.ORGANIZER, "fuzz root", 3600)[0],
                viewer=links["viewer"].split("#token=")[1], offers=offers, log=log_path)
     process.terminate()
@@ -99,6 +100,15 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     logged = log_path.read_text()[len(text):]
     assert "Traceback" not in logged, logged[logged.index("Traceback") - 300:][:4000]
     assert "eyJ" not in logged, "the server logged a token"
+
+
+def demo_gen(data_dir: Path) -> int:
+    """The demo event's token generation, read from the running server's store."""
+    store = EventStore(data_dir)
+    try:
+        return store.token_gen("demo")
+    finally:
+        store.close()
 
 
 def bearer(token: str) -> dict[str, str]:
