@@ -13,6 +13,7 @@ import contextlib
 import logging
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -201,11 +202,16 @@ class Access:
         else:
             self._pending.pop(jti, None)
 
+    def live_counts(self) -> Counter[str]:
+        """Live sessions, WebSockets and admissions in progress per link (`jti`), in one pass."""
+        counts: Counter[str] = Counter(self._pending)
+        counts.update(s.participant.token_id for s in self.broadcaster.sessions.values()
+                      if s.participant is not None)
+        counts.update(c.participant.token_id for c in self.connections)
+        return counts
+
     def sessions_of(self, jti: str) -> int:
-        media = sum(1 for s in self.broadcaster.sessions.values()
-                    if s.participant is not None and s.participant.token_id == jti)
-        return (media + sum(1 for c in self.connections if c.participant.token_id == jti)
-                + self._pending.get(jti, 0))
+        return self.live_counts()[jti]
 
     def may_manage_session(self, who: Participant, owner: Participant | None, event: str) -> bool:
         """The session's own link, or an organiser of its event."""
@@ -238,13 +244,14 @@ class Access:
     async def sweep(self) -> int:
         """Close every live connection whose link was revoked or has expired."""
         now = time.time()
+        live = self.live_counts()  # one pass over the sessions, not one per link
         dead: dict[str, str] = {}
         for jti, claims in list(self._claims.items()):
             if self.store.is_revoked(claims):
                 dead[jti] = "link revoked"
             elif claims.exp <= now:
                 dead[jti] = "link expired"
-            elif not self.sessions_of(jti):
+            elif not live[jti]:
                 del self._claims[jti]
         for jti in dead:
             self._claims.pop(jti, None)

@@ -12,12 +12,11 @@ from typing import Any
 from aiohttp import web
 
 from broadcast.participant import Capability, Participant, Role
-from broadcast.streampath import is_slug
 
 from .appstate import ACCESS, BROADCASTER, CONFIG, WS_HUB
 from .bodies import check_keys, field, read_json
-from .links import request_base, role_link
-from .tokens import MAX_TTL_S, check_name, parse_ttl
+from .links import mint_link, request_base
+from .tokens import check_name, parse_ttl
 
 MAX_LINK_SESSIONS = 100_000
 
@@ -31,7 +30,6 @@ def _organizer(request: web.Request) -> tuple[str, Participant]:
 async def mint(request: web.Request) -> web.Response:
     slug, who = _organizer(request)
     access, config = request.app[ACCESS], request.app[CONFIG]
-    event = access.event(slug)
     data = await read_json(request)
     check_keys(data, {"role", "name", "theatre", "ttl", "max_sessions"})
     role_text = field(data, "role", str, required=True)
@@ -43,11 +41,6 @@ async def mint(request: web.Request) -> web.Response:
     except ValueError as exc:
         raise web.HTTPBadRequest(text=f"'name': {exc}\n") from None
     theatre = field(data, "theatre", str)
-    if theatre is not None:
-        if role not in (Role.TECHNICIAN, Role.FACULTY):
-            raise web.HTTPBadRequest(text="'theatre' limits only technician and faculty links\n")
-        if not is_slug(theatre) or not event.accepts_theatre(theatre):
-            raise web.HTTPBadRequest(text=f"event {slug!r} has no theatre {theatre[:40]!r}\n")
     ttl = data.get("ttl")
     if ttl is None:
         ttl_s = config.default_ttl_s
@@ -61,12 +54,14 @@ async def mint(request: web.Request) -> web.Response:
     max_sessions = field(data, "max_sessions", int)
     if max_sessions is not None and not 0 < max_sessions <= MAX_LINK_SESSIONS:
         raise web.HTTPBadRequest(text=f"'max_sessions' must be 1-{MAX_LINK_SESSIONS}\n")
-    token, claims = access.issuer.mint(slug, role, name, min(ttl_s, MAX_TTL_S), theatre,
-                                       gen=access.store.token_gen(slug), max_sessions=max_sessions)
-    access.store.record_token(claims, minted_by=who.describe())
+    try:
+        token, link, claims = mint_link(access.store, access.issuer, request_base(request, config), slug,
+                                        role, name, ttl_s, theatre, max_sessions, minted_by=who.describe())
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text=f"{exc}\n") from None
     return web.json_response({
         "token": token,
-        "link": role_link(request_base(request, config), role, slug, theatre, token),
+        "link": link,
         "jti": claims.jti, "role": str(role), "name": name, "theatre": theatre,
         "expires_at": claims.exp, "max_sessions": max_sessions,
     }, status=201, headers={"Cache-Control": "no-store"})
@@ -76,12 +71,13 @@ async def list_tokens(request: web.Request) -> web.Response:
     slug, _ = _organizer(request)
     access = request.app[ACCESS]
     now = time.time()
+    live = access.live_counts()
     out = []
     for t in access.store.tokens(slug):
         state = "revoked" if t.revoked_at else "expired" if t.expires_at <= now else "valid"
         out.append({"jti": t.jti, "role": t.role, "name": t.name, "theatre": t.theatre,
                     "issued_at": t.issued_at, "expires_at": t.expires_at, "max_sessions": t.max_sessions,
-                    "minted_by": t.minted_by, "state": state, "live_sessions": access.sessions_of(t.jti)})
+                    "minted_by": t.minted_by, "state": state, "live_sessions": live[t.jti]})
     return web.json_response({"tokens": out})
 
 

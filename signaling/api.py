@@ -11,8 +11,8 @@ from typing import Any
 
 from aiohttp import web
 
-from broadcast.broadcaster import Broadcaster
 from broadcast.participant import ALL_EVENTS, Capability, Participant
+from broadcast.stream import StreamInfo
 from broadcast.streampath import is_slug
 
 from .appstate import ACCESS, BROADCASTER
@@ -39,10 +39,10 @@ async def me(request: web.Request) -> web.Response:
     return web.json_response({"you": you(identity.participant, identity.claims.exp if identity.claims else None)})
 
 
-def visible_streams(broadcaster: Broadcaster, who: Participant, event: str) -> list[dict[str, Any]]:
+def visible_streams(infos: list[StreamInfo], who: Participant, event: str) -> list[dict[str, Any]]:
     """The event's feeds this participant may watch (a technician: its own theatre's)."""
     out = []
-    for info in broadcaster.stream_infos():
+    for info in infos:
         ev, theatre, _ = info.path.split("/")
         if ev == event and who.may_watch(event, theatre):
             out.append(dataclasses.asdict(info))
@@ -136,7 +136,7 @@ async def get_event(request: web.Request) -> web.Response:
     who = identity.participant
     return web.json_response({
         "event": access.event(slug).to_json(),
-        "streams": visible_streams(request.app[BROADCASTER], who, slug),
+        "streams": visible_streams(request.app[BROADCASTER].stream_infos(), who, slug),
         "you": you(who, identity.claims.exp if identity.claims else None),
     })
 
@@ -144,7 +144,7 @@ async def get_event(request: web.Request) -> web.Response:
 async def event_streams(request: web.Request) -> web.Response:
     slug = request.match_info["event"]
     who = request.app[ACCESS].require(request, slug, Capability.VIEW).participant
-    return web.json_response({"streams": visible_streams(request.app[BROADCASTER], who, slug)})
+    return web.json_response({"streams": visible_streams(request.app[BROADCASTER].stream_infos(), who, slug)})
 
 
 async def add_theatre(request: web.Request) -> web.Response:

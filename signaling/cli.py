@@ -21,8 +21,8 @@ from broadcast.synthetic import SyntheticFeed, encode_clip
 from .app import create_app, open_store
 from .appstate import ACCESS, BROADCASTER
 from .config import LOG_LEVELS, ConfigError, ServerConfig, load_config
-from .eventstore import Event, EventStore, Theatre
-from .links import role_link, server_base
+from .eventstore import Event, Theatre
+from .links import mint_link, server_base
 from .logsafety import install_log_safety
 from .tokens import TokenIssuer, load_secret, parse_ttl
 
@@ -109,23 +109,6 @@ def ssl_context(config: ServerConfig) -> ssl.SSLContext | None:
     return context
 
 
-def mint_link(config: ServerConfig, store: EventStore, issuer: TokenIssuer, event: str, role: Role,
-              name: str, theatre: str | None = None, ttl_s: int | None = None,
-              max_sessions: int | None = None) -> tuple[str, str]:
-    """Mint a token (recorded in the store, so it can be listed and revoked) and its link."""
-    if event != ALL_EVENTS:
-        known = store.get(event)
-        if known is None:
-            raise ValueError(f"there is no event {event!r}; define it in the config file "
-                             "([[events]]) or create it through the API")
-        if theatre is not None and not known.accepts_theatre(theatre):
-            raise ValueError(f"event {event!r} has no theatre {theatre!r}")
-    token, claims = issuer.mint(event, role, name, ttl_s or config.default_ttl_s, theatre,
-                                gen=store.token_gen(event), max_sessions=max_sessions)
-    store.record_token(claims, minted_by="orcast token (command line)")
-    return token, role_link(server_base(config), role, event, theatre, token)
-
-
 def token_command(args: argparse.Namespace, config: ServerConfig) -> int:
     role = Role(args.role)
     if args.event == ALL_EVENTS and role is not Role.ORGANIZER:
@@ -133,9 +116,10 @@ def token_command(args: argparse.Namespace, config: ServerConfig) -> int:
         return 2
     store = open_store(config)
     try:
-        ttl_s = parse_ttl(args.ttl) if args.ttl else None
-        token, link = mint_link(config, store, TokenIssuer(load_secret(config.data_dir)), args.event,
-                                role, args.name or role.value, args.theatre, ttl_s, args.max_sessions)
+        ttl_s = parse_ttl(args.ttl) if args.ttl else config.default_ttl_s
+        token, link, _ = mint_link(store, TokenIssuer(load_secret(config.data_dir)), server_base(config),
+                                   args.event, role, args.name or role.value, ttl_s, args.theatre,
+                                   args.max_sessions, minted_by="orcast token (command line)")
     except ValueError as exc:
         print(f"orcast: {exc}", file=sys.stderr)
         return 2
@@ -169,7 +153,8 @@ def print_demo_links(app: web.Application, config: ServerConfig) -> None:
     print("  Links (each opens that role's page; they stay valid for 12 h):", flush=True)
     for role, name, theatre in DEMO_LINKS:
         event = ALL_EVENTS if role is Role.ORGANIZER else DEMO_EVENT.slug
-        _, link = mint_link(config, access.store, access.issuer, event, role, name, theatre)
+        _, link, _ = mint_link(access.store, access.issuer, base, event, role, name, config.default_ttl_s,
+                               theatre, minted_by="orcast demo")
         print(f"  {role.value:<11} {link}", flush=True)
     print(f"  Watch the synthetic OR feed with the viewer link. Base: {base}", flush=True)
 

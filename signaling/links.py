@@ -10,9 +10,11 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from broadcast.participant import Role
+from broadcast.participant import ALL_EVENTS, Role
 
 from .config import ServerConfig
+from .eventstore import EventStore
+from .tokens import TokenClaims, TokenIssuer
 
 
 def role_page(role: Role, event: str, theatre: str | None = None) -> str:
@@ -47,3 +49,23 @@ def request_base(request: web.Request, config: ServerConfig) -> str:
     if config.public_url:
         return config.public_url.rstrip("/")
     return f"{request.scheme}://{request.host}"
+
+
+def mint_link(store: EventStore, issuer: TokenIssuer, base: str, event: str, role: Role, name: str,
+              ttl_s: int, theatre: str | None = None, max_sessions: int | None = None,
+              minted_by: str = "") -> tuple[str, str, TokenClaims]:
+    """Mint a token for an existing event (recorded, so it can be listed and revoked) and its link.
+
+    Raises ValueError with a message a person can act on.
+    """
+    if event != ALL_EVENTS:
+        known = store.get(event)
+        if known is None:
+            raise ValueError(f"there is no event {event!r}; define it in the config file "
+                             "([[events]]) or create it through the API")
+        if theatre is not None and not known.accepts_theatre(theatre):
+            raise ValueError(f"event {event!r} has no theatre {theatre[:40]!r}")
+    token, claims = issuer.mint(event, role, name, ttl_s, theatre, gen=store.token_gen(event),
+                                max_sessions=max_sessions)
+    store.record_token(claims, minted_by)
+    return token, role_link(base, role, event, theatre, token), claims

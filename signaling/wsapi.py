@@ -23,6 +23,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from broadcast.participant import Participant
+from broadcast.stream import StreamInfo
 
 from .access import Identity, bearer_token
 from .api import visible_streams
@@ -81,11 +82,13 @@ class WsHub:
                              return_exceptions=True)
 
     async def push(self) -> None:
+        infos = self.app[BROADCASTER].stream_infos()  # once for every connection
         for conn in list(self.connections):
-            await self.push_to(conn)
+            await self.push_to(conn, infos)
 
-    async def push_to(self, conn: WsConnection) -> None:
-        streams = visible_streams(self.app[BROADCASTER], conn.participant, conn.event)
+    async def push_to(self, conn: WsConnection, infos: list[StreamInfo] | None = None) -> None:
+        streams = visible_streams(infos if infos is not None else self.app[BROADCASTER].stream_infos(),
+                                  conn.participant, conn.event)
         # live state only: rates change every second and would wake every page
         key = json.dumps([(s["path"], s["live"], s["viewers"], s["video_codec"]) for s in streams])
         if key != conn.last_streams:

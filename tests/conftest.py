@@ -20,6 +20,7 @@ from signaling.app import create_app
 from signaling.appstate import ACCESS, BROADCASTER
 from signaling.config import ServerConfig
 from signaling.eventstore import Event, Theatre
+from signaling.links import mint_link
 
 from .logcheck import LogCapture
 
@@ -55,9 +56,8 @@ def mint(app: web.Application, role: Role | str, event: str, theatre: str | None
          minted: list[str] | None = None) -> str:
     access = app[ACCESS]
     role = Role(role)
-    token, claims = access.issuer.mint(event, role, name or f"test {role}", ttl_s, theatre,
-                                       gen=access.store.token_gen(event), max_sessions=max_sessions)
-    access.store.record_token(claims, "tests")
+    token, _, _ = mint_link(access.store, access.issuer, "", event, role, name or f"test {role}", ttl_s,
+                            theatre, max_sessions, minted_by="tests")
     if minted is not None:
         minted.append(token)
     LogCapture.secrets.add(token)
