@@ -70,7 +70,7 @@ def free_port() -> int:
 
 
 # ---------------------------------------------------------------- publisher process
-async def run_publisher(base: str) -> None:
+async def run_publisher(base: str, path: str = PATH) -> None:
     from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
     from broadcast.synthetic import ClipTrack, encode_clip
@@ -85,7 +85,7 @@ async def run_publisher(base: str) -> None:
                            if c.mimeType == "video/H264"])
     await pc.setLocalDescription(await pc.createOffer())
     async with aiohttp.ClientSession() as http, http.post(
-        f"{base}/whip/{PATH}", data=pc.localDescription.sdp,
+        f"{base}/whip/{path}", data=pc.localDescription.sdp,
         headers={"Content-Type": "application/sdp", **auth_headers()}) as resp:
         assert resp.status == 201, await resp.text()
         answer = await resp.text()
@@ -379,7 +379,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "publisher":
-        asyncio.run(run_publisher(sys.argv[2]))
+        asyncio.run(run_publisher(*sys.argv[2:4]))
     elif len(sys.argv) > 1 and sys.argv[1] == "viewers":
         asyncio.run(run_viewers(sys.argv[2], int(sys.argv[3])))
     elif len(sys.argv) > 1 and sys.argv[1] == "baseline-server":

@@ -11,6 +11,8 @@ pre-packetized frames to a sender, so the relay hooks in at four private points:
   payloads once for all viewers (no encode, no per-viewer split).
 * `RTCRtpSender._send_keyframe`: a viewer's PLI/FIR is forwarded upstream instead of
   asking a (non-existent) encoder for a keyframe.
+* `RTCRtpReceiver._handle_rtcp_packet`: wrapped per receiver to read the publisher's RTCP
+  sender reports (NTP ↔ RTP), which recordings need for A/V sync and aiortc keeps to itself.
 
 Plus `aiortc.clock.current_ntp_time` / `current_ms`, which aiortc calls two and one times per
 RTP packet and which go through `datetime`: `install_fast_clock()` swaps in equivalents
@@ -39,6 +41,7 @@ from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsTransport
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
+from aiortc.rtp import RtcpSrPacket
 
 from .frame import EncodedFrame
 
@@ -48,6 +51,7 @@ AIORTC_VERSION = "1.16.0"
 _RX_QUEUE = "_RTCRtpReceiver__decoder_queue"
 _RX_JITTER = "_RTCRtpReceiver__jitter_buffer"
 _RX_THREAD = "_RTCRtpReceiver__decoder_thread"
+_RX_TS_MAPPER = "_RTCRtpReceiver__timestamp_mapper"
 _TX_ENCODER = "_RTCRtpSender__encoder"
 _DTLS_CERT = "_RTCDtlsTransport__local_certificate"
 SSL_CB_ALERT = 0x4000
@@ -93,7 +97,7 @@ def check_internals() -> None:
     if aiortc.__version__ != AIORTC_VERSION:
         problems.append(f"aiortc {aiortc.__version__} installed, the relay is built for {AIORTC_VERSION}")
     init_names = RTCRtpReceiver.__init__.__code__.co_names
-    for name in (_RX_QUEUE, _RX_JITTER, _RX_THREAD):
+    for name in (_RX_QUEUE, _RX_JITTER, _RX_THREAD, _RX_TS_MAPPER):
         if name not in init_names:
             problems.append(f"RTCRtpReceiver no longer sets {name}")
     if _TX_ENCODER not in RTCRtpSender.__init__.__code__.co_names:
@@ -115,6 +119,10 @@ def check_internals() -> None:
             problems.append(f"aiortc.clock.{name} is gone")
     if _DTLS_CERT not in RTCDtlsTransport.__init__.__code__.co_names:
         problems.append(f"RTCDtlsTransport no longer sets {_DTLS_CERT}")
+    if "RtcpSrPacket" not in RTCRtpReceiver._handle_rtcp_packet.__code__.co_names:
+        problems.append("RTCRtpReceiver._handle_rtcp_packet no longer handles sender reports")
+    if "_handle_rtcp_packet" not in RTCDtlsTransport._handle_rtcp_data.__code__.co_names:
+        problems.append("RTCDtlsTransport no longer routes RTCP through _handle_rtcp_packet")
     if "put" not in RTCRtpReceiver._handle_rtp_packet.__code__.co_names:
         problems.append("RTCRtpReceiver._handle_rtp_packet no longer puts frames on a queue")
     if problems:
@@ -174,6 +182,32 @@ def install_receiver_tap(receiver: RTCRtpReceiver, tap: EncodedFrameTap, kind: s
     if kind == "audio":
         # Opus packets stand alone: the 4-packet prefetch only adds 80 ms of latency.
         setattr(receiver, _RX_JITTER, JitterBuffer(capacity=16, prefetch=0))
+
+
+SenderReportSink = Callable[[int, int, int], None]  # ssrc, 64-bit NTP time, RTP timestamp
+
+
+def install_sender_report_listener(receiver: RTCRtpReceiver, sink: SenderReportSink) -> None:
+    """Call `sink` with every RTCP sender report this receiver gets, then let aiortc have it.
+
+    aiortc hands frames on with their RTP timestamps minus the first one it saw (its
+    TimestampMapper); the report's timestamp is shifted the same way, so the two match.
+    """
+    original = receiver._handle_rtcp_packet
+    mapper = getattr(receiver, _RX_TS_MAPPER)
+
+    async def handle_rtcp_packet(packet: Any) -> None:
+        origin = getattr(mapper, "_origin", None)
+        if isinstance(packet, RtcpSrPacket) and origin is not None:
+            try:
+                rtp = (packet.sender_info.rtp_timestamp - origin) % (1 << 32)
+                sink(packet.ssrc, packet.sender_info.ntp_timestamp, rtp)
+            except Exception:
+                logger.exception("sender report listener failed")
+        await original(packet)
+
+    # the DTLS transport looks the method up on the instance: this wins over the class's
+    receiver._handle_rtcp_packet = handle_rtcp_packet  # type: ignore[method-assign]
 
 
 async def request_keyframe_upstream(receiver: RTCRtpReceiver) -> bool:

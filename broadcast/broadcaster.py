@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 
@@ -16,6 +17,7 @@ from .errors import Overloaded, SessionNotFound, StreamBusy, StreamNotLive
 from .participant import Participant
 from .producer import Source
 from .publisher import PublisherSession
+from .recordings import RecordingManager, RecordingSettings
 from .sdpoffer import SUPPORTED_VIDEO, shape_play_offer, shape_publish_offer
 from .session import IceServer, PeerSession, SessionSettings
 from .stream import Stream, StreamInfo
@@ -32,6 +34,7 @@ class BroadcastSettings:
     connect_timeout: float = 30.0
     video_codecs: tuple[str, ...] = SUPPORTED_VIDEO  # preference when a publisher offers several
     retry_after: int = 2  # seconds a viewer of a feed that is not live should wait
+    recording: RecordingSettings = field(default_factory=RecordingSettings)
 
 
 class Broadcaster:
@@ -41,6 +44,7 @@ class Broadcaster:
         self.settings = settings or BroadcastSettings()
         self.streams: dict[StreamPath, Stream] = {}
         self.sessions: dict[str, PeerSession] = {}
+        self.recordings = RecordingManager(self.settings.recording, self.streams)
         self._sampler: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -91,6 +95,7 @@ class Broadcaster:
         stream.mark_live(protocol)
         logger.info("%s: live (%s%s)", path, shaped.video_codec or "no video",
                     ", opus" if shaped.has_audio else "")
+        self.recordings.on_live(stream)
         return session
 
     def attach_source(self, path: StreamPath, video: tuple[Source, str] | None,
@@ -111,6 +116,7 @@ class Broadcaster:
             stream.audio.attach(audio, "opus")
             stream.local_source = stream.local_source or audio
         stream.mark_live(kind)
+        self.recordings.on_live(stream)
         return stream
 
     def detach_source(self, path: StreamPath) -> None:
@@ -118,6 +124,7 @@ class Broadcaster:
         if stream is not None and stream.local_source is not None:
             stream.local_source = None
             stream.mark_offline()
+            self.recordings.on_offline(stream)
             self._forget_if_idle(stream)
 
     # -- playing ------------------------------------------------------------------------
@@ -164,6 +171,7 @@ class Broadcaster:
         if stream.publisher is session:
             stream.publisher = None
             stream.mark_offline()
+            self.recordings.on_offline(stream)
             logger.info("%s: publisher left; %d viewer(s) wait for it to return",
                         stream.path, len(stream.viewers))
         stream.viewers.discard(session)
@@ -181,13 +189,20 @@ class Broadcaster:
         return session
 
     def stream_infos(self) -> list[StreamInfo]:
-        return [s.info() for s in sorted(self.streams.values(), key=lambda s: str(s.path))]
+        infos = []
+        for stream in sorted(self.streams.values(), key=lambda s: str(s.path)):
+            info = stream.info()
+            if self.recordings.recorders or self.recordings.ended:
+                info = dataclasses.replace(info, recording=self.recordings.status(stream.path).state)
+            infos.append(info)
+        return infos
 
     async def close(self) -> None:
         """Idempotent: closes every session and stream."""
         if self._closed:
             return
         self._closed = True
+        await self.recordings.close()
         if self._sampler is not None:
             self._sampler.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -80,8 +80,12 @@ class Consumer(MediaStreamTrack):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def producer_reset(self) -> None:
-        """The producer's source changed: wait for its first keyframe, drop stale frames."""
+    def producer_reset(self, codec_changed: bool) -> None:
+        """The producer's source changed: wait for its first keyframe, drop stale frames.
+        A new codec ends this consumer: its viewer negotiated the old one."""
+        if codec_changed:
+            self.stop()
+            return
         self._queue.clear()
         if self.kind == "video":
             self.waiting_for_keyframe = True

@@ -38,3 +38,7 @@ class Overloaded(BroadcastError):
 
 class SessionNotFound(BroadcastError):
     """No session with this id (HTTP 404)."""
+
+
+class InsufficientStorage(BroadcastError):
+    """The recordings disk has less free space than the configured minimum (HTTP 507)."""

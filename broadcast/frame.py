@@ -200,3 +200,14 @@ class H264ParameterSets:
         if H264_NAL_IDR in types and H264_NAL_SPS not in types and self.sps and self.pps:
             return ANNEXB_START + self.sps + ANNEXB_START + self.pps + data
         return data
+
+
+def keyframe_resolution(codec: str, data: bytes) -> tuple[int, int] | None:
+    """Picture size from a keyframe's own headers (VP8 frame header, H.264 SPS)."""
+    if codec == "VP8":
+        return vp8_resolution(data)
+    if codec == "H264":
+        for unit in h264_nal_units(data):
+            if unit[0] & 0x1F == H264_NAL_SPS:
+                return h264_sps_resolution(unit)
+    return None

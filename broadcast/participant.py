@@ -24,6 +24,7 @@ class Capability(enum.StrEnum):
     PUBLISH = "publish"      # send any feed of a theatre (cameras, microphone)
     TALKBACK = "talkback"    # send a talk-back feed (`talkback…`) into a theatre
     RECORD = "record"        # start and stop recordings
+    LIBRARY = "library"      # list, play and download recordings (patient video: not for viewers)
     MODERATE = "moderate"    # run the Q&A, put questions on air, set the hall layout
     ASK = "ask"              # ask and vote in the Q&A
     ADMIN = "admin"          # mint and revoke links, see and kick sessions, edit the event
@@ -31,9 +32,11 @@ class Capability(enum.StrEnum):
 
 ROLE_CAPABILITIES: dict[Role, frozenset[Capability]] = {
     Role.ORGANIZER: frozenset(Capability),
-    Role.TECHNICIAN: frozenset({Capability.VIEW, Capability.PUBLISH, Capability.RECORD}),
+    Role.TECHNICIAN: frozenset({Capability.VIEW, Capability.PUBLISH, Capability.RECORD,
+                                Capability.LIBRARY}),
     Role.FACULTY: frozenset({Capability.VIEW, Capability.TALKBACK, Capability.ASK}),
-    Role.MODERATOR: frozenset({Capability.VIEW, Capability.MODERATE, Capability.RECORD}),
+    Role.MODERATOR: frozenset({Capability.VIEW, Capability.MODERATE, Capability.RECORD,
+                               Capability.LIBRARY}),
     Role.HALL: frozenset({Capability.VIEW}),
     Role.VIEWER: frozenset({Capability.VIEW, Capability.ASK}),
 }

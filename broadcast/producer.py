@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from .frame import (
     AUDIO_CLOCK_RATE,
@@ -21,9 +21,7 @@ from .frame import (
     is_keyframe,
     vp8_resolution,
 )
-
-if TYPE_CHECKING:
-    from .consumer import Consumer
+from .mediaclock import MediaClock
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +40,19 @@ class Source(Protocol):
     async def request_keyframe(self) -> bool: ...
 
 
+class Reader(Protocol):
+    """What a producer fans out to: a viewer's Consumer or a Recorder's input."""
+
+    bytes_sent: int
+    frames_dropped: int
+
+    def deliver(self, frame: EncodedFrame) -> None: ...
+
+    def producer_reset(self, codec_changed: bool) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 class Producer:
     def __init__(self, path: str, kind: str) -> None:
         self.path = path
@@ -49,13 +60,15 @@ class Producer:
         self.clock_rate = VIDEO_CLOCK_RATE if kind == "video" else AUDIO_CLOCK_RATE
         self.codec: str | None = None
         self.source: Source | None = None
-        self.consumers: set[Consumer] = set()
+        self.consumers: set[Reader] = set()
         self.resolution: tuple[int, int] | None = None
         self._h264 = H264ParameterSets()
         # timeline
         self._offset = 0
         self._rebase = True
         self._last_out: int | None = None
+        self._last_source_ts = 0
+        self.clock = MediaClock(self.clock_rate)  # for A/V sync of recordings
         self._last_push_wall = 0.0
         self._index = 0
         # keyframe requests
@@ -75,19 +88,24 @@ class Producer:
     # -- sources -------------------------------------------------------------------
     def attach(self, source: Source, codec: str) -> bool:
         """Make `source` the producer's input. Returns True if the codec changed, in which
-        case every consumer negotiated for the old codec has been closed."""
+        case every viewer negotiated for the old codec has been closed (a recorder starts a
+        new file instead)."""
         changed = self.codec is not None and codec != self.codec
         if changed:
-            for consumer in list(self.consumers):
-                consumer.stop()
             self._h264 = H264ParameterSets()
             self.resolution = None
         self.codec = codec
         self.source = source
         self._rebase = True
         self._kf_pending = False
-        for consumer in self.consumers:
-            consumer.producer_reset()
+        self.clock.reset()
+        for consumer in list(self.consumers):
+            try:
+                consumer.producer_reset(changed)
+            except Exception:
+                logger.exception("%s %s: reader failed on a source change; it is closed",
+                                 self.path, self.kind)
+                consumer.stop()
         if self.kind == "video" and self.consumers:
             self.request_keyframe()
         return changed
@@ -114,8 +132,11 @@ class Producer:
             # A source whose clock went backwards: keep the outgoing timeline monotonic.
             self._offset += self._last_out - out_ts + 1
             out_ts = self._last_out + 1
+            self.clock.reset()
         self._last_out = out_ts
+        self._last_source_ts = timestamp
         self._last_push_wall = now
+        self.clock.on_frame(out_ts, time.time())
 
         codec = self.codec
         keyframe = is_keyframe(codec, data)
@@ -138,6 +159,14 @@ class Producer:
             except Exception:
                 logger.exception("%s %s: consumer failed; it is closed", self.path, self.kind)
                 consumer.stop()
+
+    def sender_report(self, source: Source, wall: float, rtp_timestamp: int) -> None:
+        """An RTCP sender report of `source`: its wall clock `wall` matches `rtp_timestamp`."""
+        if source is not self.source or self._last_out is None:
+            return
+        # the report's 32-bit timestamp, unwrapped next to the last frame's
+        delta = ((rtp_timestamp - self._last_source_ts + 2**31) % 2**32) - 2**31
+        self.clock.on_sender_report(wall, self._last_out + delta)
 
     # -- keyframes ---------------------------------------------------------------------
     def request_keyframe(self) -> None:
@@ -167,12 +196,12 @@ class Producer:
             logger.warning("%s: keyframe request to %s failed", self.path, source.name, exc_info=True)
 
     # -- consumers ---------------------------------------------------------------------
-    def add_consumer(self, consumer: Consumer) -> None:
+    def add_consumer(self, consumer: Reader) -> None:
         self.consumers.add(consumer)
         if self.kind == "video":
             self.request_keyframe()
 
-    def remove_consumer(self, consumer: Consumer) -> None:
+    def remove_consumer(self, consumer: Reader) -> None:
         if consumer in self.consumers:
             self.consumers.discard(consumer)
             self.retired_bytes_out += consumer.bytes_sent

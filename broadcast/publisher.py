@@ -9,7 +9,13 @@ from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 
-from .aiortchooks import EncodedFrameTap, install_receiver_tap, request_keyframe_upstream
+from .aiortchooks import (
+    EncodedFrameTap,
+    install_receiver_tap,
+    install_sender_report_listener,
+    request_keyframe_upstream,
+)
+from .mediaclock import ntp_to_unix
 from .participant import Participant
 from .producer import Producer
 from .sdpoffer import ShapedOffer
@@ -33,6 +39,9 @@ class ReceiverSource:
     def _on_frame(self, codec: RTCRtpCodecParameters, frame: JitterFrame) -> None:
         if codec_name(codec) == self.codec:
             self.producer.push(self, frame.data, frame.timestamp)
+
+    def on_sender_report(self, ssrc: int, ntp: int, rtp_timestamp: int) -> None:
+        self.producer.sender_report(self, ntp_to_unix(ntp), rtp_timestamp)
 
     def _on_end(self) -> None:
         # RTCP BYE or transport loss: viewers wait for the next source on this path.
@@ -70,6 +79,7 @@ class PublisherSession(PeerSession):
             producer, codec = self.stream.audio, "opus"
         source = ReceiverSource(self, receiver, producer, codec)
         install_receiver_tap(receiver, source.tap, track.kind)
+        install_sender_report_listener(receiver, source.on_sender_report)
         if producer.attach(source, codec):
             logger.info("%s: codec changed to %s; viewers of the old codec were closed",
                         self.log_name(), codec)

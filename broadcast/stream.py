@@ -30,6 +30,7 @@ class StreamInfo:
     frames_in: int
     frames_dropped: int
     keyframe_requests: int
+    recording: str = "off"  # the feed's RecordingStatus.state
 
 
 class Stream:

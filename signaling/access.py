@@ -291,6 +291,7 @@ _VERBS = {
     Capability.PUBLISH: "publish",
     Capability.TALKBACK: "talk back",
     Capability.RECORD: "start or stop recordings",
+    Capability.LIBRARY: "see or play recordings",
     Capability.MODERATE: "moderate",
     Capability.ASK: "ask questions",
     Capability.ADMIN: "manage the event (links, sessions, theatres)",

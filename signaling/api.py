@@ -112,6 +112,7 @@ async def create_event(request: web.Request) -> web.Response:
         event = request.app[ACCESS].store.put_event(event)
     except StoreError as exc:
         raise store_error(exc) from None
+    await request.app[BROADCASTER].recordings.reconcile()  # `record = true` starts at once
     return web.json_response({"event": event.to_json()}, status=201,
                              headers={"Location": f"/api/events/{event.slug}"})
 
@@ -126,6 +127,7 @@ async def delete_event(request: web.Request) -> web.Response:
         access.store.delete_event(slug)
     except StoreError as exc:
         raise store_error(exc) from None
+    await request.app[BROADCASTER].recordings.forget_event(slug)  # the files stay in the library
     return web.json_response({"deleted": slug, "closed": closed})
 
 

@@ -10,12 +10,14 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from broadcast.broadcaster import Broadcaster, BroadcastSettings
+from broadcast.recordings import RecordingSettings
 
-from . import adminapi, api, pages, whep, whip, wsapi
+from . import adminapi, api, pages, recordingapi, whep, whip, wsapi
 from .access import Access
-from .appstate import ACCESS, BROADCASTER, CONFIG, WEB_ROOT, WS_HUB
+from .appstate import ACCESS, BROADCASTER, CONFIG, TICKETS, WEB_ROOT, WS_HUB
 from .config import ServerConfig
 from .eventstore import EventStore
+from .tickets import MediaTickets
 from .tokens import TokenIssuer, load_secret
 
 logger = logging.getLogger(__name__)
@@ -94,6 +96,22 @@ async def _broadcaster_ctx(app: web.Application) -> AsyncIterator[None]:
     await broadcaster.close()
 
 
+async def _recordings_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Repair what a crash left open, then record what the rules say (before serving)."""
+    recordings = app[BROADCASTER].recordings
+    store = app[ACCESS].store
+    recordings.policy = lambda slug: (event := store.get(slug)) is not None and event.record
+    await recordings.start()
+    yield
+    await recordings.close()
+
+
+def recording_settings(config: ServerConfig) -> RecordingSettings:
+    return RecordingSettings(
+        root=config.recordings_root, segment_s=config.segment_minutes * 60,
+        min_free_bytes=int(config.min_free_gb * 1e9), delete_after_days=config.delete_after_days)
+
+
 async def _access_ctx(app: web.Application) -> AsyncIterator[None]:
     access = app[ACCESS]
     access.start()
@@ -120,19 +138,23 @@ def create_app(config: ServerConfig, broadcaster: Broadcaster | None = None) -> 
         max_sessions=config.max_sessions,
         connect_timeout=config.connect_timeout,
         retry_after=config.retry_after,
+        recording=recording_settings(config),
     ))
-    app[ACCESS] = Access(config, TokenIssuer(load_secret(config.data_dir)), open_store(config),
-                         app[BROADCASTER])
+    secret = load_secret(config.data_dir)
+    app[ACCESS] = Access(config, TokenIssuer(secret), open_store(config), app[BROADCASTER])
+    app[TICKETS] = MediaTickets(secret)
     app[WS_HUB] = wsapi.WsHub(app)
     # cleanup runs in reverse: the hub and access close before the broadcaster
     app.cleanup_ctx.append(_broadcaster_ctx)
     app.cleanup_ctx.append(_access_ctx)
+    app.cleanup_ctx.append(_recordings_ctx)
     app.cleanup_ctx.append(wsapi.hub_ctx)
     app.add_routes(whip.routes())
     app.add_routes(whep.routes())
     app.add_routes(wsapi.routes())
     app.add_routes(api.routes())
     app.add_routes(adminapi.routes())
+    app.add_routes(recordingapi.routes())
     app.add_routes([web.options("/api/{tail:.*}", api_options)])
     app.add_routes(pages.routes())
     app.router.add_static("/static/", WEB_DIR, show_index=False, follow_symlinks=False)

@@ -10,6 +10,7 @@ from aiohttp import web
 from broadcast.broadcaster import Broadcaster
 
 from .config import ServerConfig
+from .tickets import MediaTickets
 
 if TYPE_CHECKING:
     from .access import Access
@@ -18,5 +19,6 @@ if TYPE_CHECKING:
 BROADCASTER = web.AppKey("broadcaster", Broadcaster)
 CONFIG = web.AppKey("config", ServerConfig)
 WEB_ROOT = web.AppKey("web_root", Path)
+TICKETS = web.AppKey("tickets", MediaTickets)
 ACCESS: web.AppKey[Access] = web.AppKey("access")
 WS_HUB: web.AppKey[WsHub] = web.AppKey("ws_hub")

@@ -151,11 +151,14 @@ def print_demo_links(app: web.Application, config: ServerConfig) -> None:
     access = app[ACCESS]
     base = server_base(config)
     print("  Links (each opens that role's page; they stay valid for 12 h):", flush=True)
+    organizer_token = ""
     for role, name, theatre in DEMO_LINKS:
         event = ALL_EVENTS if role is Role.ORGANIZER else DEMO_EVENT.slug
-        _, link, _ = mint_link(access.store, access.issuer, base, event, role, name, config.default_ttl_s,
-                               theatre, minted_by="orcast demo")
+        token, link, _ = mint_link(access.store, access.issuer, base, event, role, name,
+                                   config.default_ttl_s, theatre, minted_by="orcast demo")
+        organizer_token = token if role is Role.ORGANIZER else organizer_token
         print(f"  {role.value:<11} {link}", flush=True)
+    print(f"  {'recordings':<11} {base}/recordings/{DEMO_EVENT.slug}#token={organizer_token}", flush=True)
     print(f"  Watch the synthetic OR feed with the viewer link. Base: {base}", flush=True)
 
 
@@ -214,6 +217,10 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     install_log_safety()
+    if hasattr(signal, "SIGXFSZ"):
+        # past a file size limit, a write must fail (the recorder closes its file and says
+        # so) instead of the kernel killing the whole server and every live stream with it
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     if args.command == "token":
         return token_command(args, config)
     # aiortc/aioice are chatty at INFO; their warnings still show

@@ -47,6 +47,14 @@ class ServerConfig:
     session_rate: float = 5.0              # new sessions per second per client address …
     session_burst: int = 100               # … with this burst (a hospital NAT holds many viewers)
     events: list[Event] = field(default_factory=list)
+    recording_dir: Path | None = None      # default: {data_dir}/recordings
+    segment_minutes: float = 10.0
+    min_free_gb: float = 1.0               # refuse to start a recording below this
+    delete_after_days: float = 0.0         # retention; 0 keeps recordings until deleted
+
+    @property
+    def recordings_root(self) -> Path:
+        return self.recording_dir or self.data_dir / "recordings"
 
 
 _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
@@ -57,6 +65,8 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "limits": {"max_sessions": int, "connect_timeout": (int, float), "retry_after": int,
                "sessions_per_token": int, "session_rate": (int, float), "session_burst": int},
     "ice": {"servers": list},
+    "recording": {"dir": str, "segment_minutes": (int, float), "min_free_gb": (int, float),
+                  "delete_after_days": (int, float)},
     "events": {},  # an array of tables, checked by _apply_events
 }
 _EVENT_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -116,6 +126,11 @@ def _apply(cfg: ServerConfig, section: str, key: str, value: Any, problems: list
             cfg.ice_servers.append(IceServer(urls, item.get("username"), item.get("credential")))
     elif key == "data_dir":
         cfg.data_dir = Path(value)
+    elif section == "recording":
+        if key == "dir":
+            cfg.recording_dir = Path(value)
+        else:
+            setattr(cfg, key, float(value))
     elif section == "tls":
         setattr(cfg, f"tls_{key}", Path(value))
     elif key == "default_ttl":
@@ -181,6 +196,12 @@ def _validate(cfg: ServerConfig, problems: list[str]) -> None:
         problems.append("limits.sessions_per_token: must be at least 1")
     if cfg.session_rate <= 0 or cfg.session_burst < 1:
         problems.append("limits.session_rate and limits.session_burst: must be positive")
+    if not 0.05 <= cfg.segment_minutes <= 24 * 60:
+        problems.append("recording.segment_minutes: must be 0.05-1440 (default 10)")
+    if cfg.min_free_gb < 0:
+        problems.append("recording.min_free_gb: must be 0 or more (GB)")
+    if cfg.delete_after_days < 0:
+        problems.append("recording.delete_after_days: must be 0 (keep) or a number of days")
     if (cfg.tls_cert is None) != (cfg.tls_key is None):
         problems.append("tls: give both cert and key (PEM files), or neither")
     if cfg.public_url is not None and not cfg.public_url.startswith(("http://", "https://")):

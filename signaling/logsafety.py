@@ -12,7 +12,7 @@ import re
 _PATTERNS = (
     (re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"), "<token>"),
     (re.compile(r"(?i)(bearer\s+)\S+"), r"\1<token>"),
-    (re.compile(r"(?i)(token=)[^&\s\"']+"), r"\1<token>"),
+    (re.compile(r"(?i)((?:token|ticket)=)[^&\s\"']+"), r"\1<token>"),
     (re.compile(r"(a=ice-pwd:)\S+"), r"\1<redacted>"),
     (re.compile(r"(?i)(credential=\"?)[^\";\s]+"), r"\1<redacted>"),
 )

@@ -20,6 +20,8 @@ PAGES: dict[str, str] = {
     "/console/{event}": "publish.html",
     "/console/{event}/{theatre}": "publish.html",
     "/admin": "admin.html",
+    "/recordings": "recordings.html",
+    "/recordings/{event}": "recordings.html",
 }
 
 

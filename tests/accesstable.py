@@ -51,7 +51,13 @@ ROWS = (
     Row("POST /api/events",                              "create event",      "401 201 403 403 403 403 403 403 403"),
     Row("DELETE /api/events/{event}",                    "delete event",      "401 200 403 403 403 403 403 403 403"),
     Row("GET /api/streams (every event)",                "all streams",       "401 200 403 403 403 403 403 403 403"),
-    Row("GET /watch/{event}, /console/…, /admin (page shell)", "page",        "200 200 200 200 200 200 200 200 200"),
+    Row("GET /api/events/{event}/recording",             "recording state",   "401 200 200 200 403 200 403 403 403"),
+    Row("POST /api/events/{event}/recording (or1)",      "recording stop",    "401 200 200 200 403 200 403 403 403"),
+    Row("GET /api/recordings?event={event}",             "library",           "401 200 200 200 403 200 403 403 403"),
+    Row("GET /api/recordings/{event}/or1/{feed}/{file}", "download",          "401 404 404 404 403 404 403 403 403"),
+    Row("DELETE /api/recordings/{event}/…/{recording}",  "delete recording",  "401 404 404 403 403 403 403 403 403"),
+    Row("GET /watch/{event}, /console/…, /admin, /recordings (page shell)", "page",
+        "200 200 200 200 200 200 200 200 200"),
     Row("POST /api/events/{event}/revoke-all",           "revoke all",        "401 200 200 403 403 403 403 403 403"),
 )
 

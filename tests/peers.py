@@ -50,7 +50,7 @@ class ToneTrack(AudioStreamTrack):
     async def recv(self) -> av.AudioFrame:
         frame = await super().recv()
         count = frame.samples
-        data = tone(self.samples, count).reshape(1, -1)
+        data = tone(self.samples, count, rate=frame.sample_rate).reshape(1, -1)
         out = av.AudioFrame.from_ndarray(data, format="s16", layout="mono")
         out.sample_rate = frame.sample_rate
         out.pts, out.time_base = frame.pts, frame.time_base

@@ -27,7 +27,7 @@ _counter = itertools.count()
 
 @pytest.fixture
 async def matrix_server() -> AsyncIterator[tuple[RunningServer, dict[str, str | None], dict[str, str]]]:
-    config = make_config(events=[
+    config = make_config(min_free_gb=0.0, events=[
         Event(EVENT, "Matrix", (Theatre("or1", "OR 1"), Theatre("or2", "OR 2")), source="config"),
         Event("other", "Other", (Theatre("or1", "OR 1"),), source="config"),
     ], session_rate=1000.0, session_burst=1000)
@@ -136,7 +136,8 @@ async def run_cell(server: RunningServer, row: Row, column: str, token: str | No
         url = "/api/streams"
     elif action == "page":
         statuses = set()
-        for page in (f"/watch/{EVENT}", f"/console/{EVENT}/or1", f"/hall/{EVENT}", "/admin"):
+        for page in (f"/watch/{EVENT}", f"/console/{EVENT}/or1", f"/hall/{EVENT}", "/admin",
+                     f"/recordings/{EVENT}"):
             async with http.get(base + page) as r:
                 statuses.add(r.status)
                 assert "Matrix" not in await r.text(), "a page shell must not reveal the event"
@@ -144,6 +145,16 @@ async def run_cell(server: RunningServer, row: Row, column: str, token: str | No
         return statuses.pop()
     elif action == "revoke all":
         method, url = "POST", f"/api/events/{EVENT}/revoke-all"
+    elif action == "recording state":
+        url = f"/api/events/{EVENT}/recording"
+    elif action == "recording stop":
+        method, url, body = "POST", f"/api/events/{EVENT}/recording", {"action": "stop", "theatre": "or1"}
+    elif action == "library":
+        url = f"/api/recordings?event={EVENT}"
+    elif action == "download":
+        url = f"/api/recordings/{EVENT}/or1/endoscope/20260101T080000Z.mp4"
+    elif action == "delete recording":
+        method, url = "DELETE", f"/api/recordings/{EVENT}/or1/endoscope/20260101T080000Z"
     else:
         raise AssertionError(f"no action {action!r}")
     async with http.request(method, base + url, json=body, headers=headers(token)) as r:

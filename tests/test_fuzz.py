@@ -8,10 +8,7 @@ import asyncio
 import http.client
 import json
 import os
-import secrets
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +23,7 @@ from broadcast.participant import ALL_EVENTS, Role
 from signaling.eventstore import EventStore
 from signaling.tokens import TokenIssuer
 
-from .logcheck import LogCapture
+from .demoproc import start_demo
 from .peers import make_offer_sdp, watch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,36 +64,17 @@ class Demo:
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     tmp = tmp_path_factory.mktemp("fuzz")
-    (tmp / "orcast.toml").write_text("[limits]\nsession_rate = 10000\nsession_burst = 10000\n"
-                                     "sessions_per_token = 10000\nconnect_timeout = 3\n")
-    secret = secrets.token_hex(32)
-    port = 19000 + os.getpid() % 1000
-    log_path = tmp / "server.log"
-    log = log_path.open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "signaling.cli", "demo", "--port", str(port), "--config", str(tmp / "orcast.toml"),
-         "--data-dir", str(tmp / "data")],
-        cwd=ROOT, env={**os.environ, "ORCAST_SECRET": secret}, stdout=log, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 120
-    text = ""
-    while time.monotonic() < deadline and process.poll() is None and "Press Ctrl+C" not in text:
-        time.sleep(0.2)
-        text = log_path.read_text()
-    assert "Press Ctrl+C" in text, f"the demo did not start:\n{text}"
-    lines = text.splitlines()
-    # the demo prints one working link per role
-    links = {ln.split()[0]: ln.split()[1] for ln in lines if "#token=" in ln}
-    assert set(links) == {r.value for r in Role}, text
+    server = start_demo(tmp, "[limits]\nsession_rate = 10000\nsession_burst = 10000\n"
+                             "sessions_per_token = 10000\nconnect_timeout = 3\n")
+    process, port, log_path, secret, text = (server.process, server.port, server.log_path,
+                                             server.secret, server.startup_text)
     issuer = TokenIssuer(secret.encode())
     offers = {d: asyncio.run(make_offer_sdp(d)) for d in ("sendonly", "recvonly")}
-    LogCapture.secrets.update(links[r].split("#token=")[1] for r in links)
     yield Demo(port, process,
                organizer=issuer.mint("demo", Role.ORGANIZER, "fuzz organiser", 3600, gen=demo_gen(tmp / "data"))[0],
                root=issuer.mint(ALL_EVENTS, Role.ORGANIZER, "fuzz root", 3600)[0],
-               viewer=links["viewer"].split("#token=")[1], offers=offers, log=log_path)
-    process.terminate()
-    process.wait(timeout=30)
-    log.close()
+               viewer=server.token("viewer"), offers=offers, log=log_path)
+    server.stop()
     logged = log_path.read_text()[len(text):]
     assert "Traceback" not in logged, logged[logged.index("Traceback") - 300:][:4000]
     assert "eyJ" not in logged, "the server logged a token"

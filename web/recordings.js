@@ -1,0 +1,194 @@
+// Recordings: start/stop recording (technician, moderator, organiser) and the library:
+// list, play and seek in the browser, download, delete (organiser).
+import { api, noAccessMessage, pathPart, showNoAccess, takeToken } from "./lib/auth.js";
+import { setStatus } from "./lib/webrtchttp.js";
+
+const token = takeToken();
+const $ = (id) => document.getElementById(id);
+const status = $("status");
+let me = null;
+let events = [];
+let refreshTimer = null;
+
+function cell(text) {
+  const td = document.createElement("td");
+  td.textContent = text ?? "";
+  return td;
+}
+
+function actionButton(text, onClick, label) {
+  const b = document.createElement("button");
+  b.textContent = text;
+  if (label) b.setAttribute("aria-label", label);
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+function actions(...buttons) {
+  const td = document.createElement("td");
+  td.className = "actions";
+  td.append(...buttons);
+  return td;
+}
+
+export function duration(seconds) {
+  const s = Math.round(seconds || 0);
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
+  return h ? `${h}:${String(m).padStart(2, "0")}:${String(r).padStart(2, "0")}` : `${m}:${String(r).padStart(2, "0")}`;
+}
+
+export function bytes(n) {
+  if (!n) return "0 B";
+  const units = ["B", "kB", "MB", "GB", "TB"];
+  const i = Math.min(units.length - 1, Math.floor(Math.log10(n) / 3));
+  return `${(n / 10 ** (i * 3)).toFixed(i ? 1 : 0)} ${units[i]}`;
+}
+
+const can = (capability) => me && me.capabilities.includes(capability);
+const eventSlug = () => $("event").value;
+
+async function act(promise, done) {
+  try {
+    setStatus(status, done(await promise), "ok");
+  } catch (error) {
+    setStatus(status, error.message, "bad");
+  }
+  refresh();
+}
+
+function record(action, theatre, feed) {
+  const body = { action };
+  if (theatre) body.theatre = theatre;
+  if (feed) body.feed = feed;
+  const what = feed ? `${theatre}/${feed}` : theatre || "the whole event";
+  return act(api(token, `/api/events/${eventSlug()}/recording`, { method: "POST", body }),
+    () => `Recording ${action === "start" ? "started" : "stopped"} for ${what}.`);
+}
+
+async function refreshControl() {
+  if (!can("record")) return;
+  const state = await api(token, `/api/events/${eventSlug()}/recording`);
+  $("control-panel").hidden = false;
+  const low = state.free_bytes < state.min_free_bytes;
+  $("disk").textContent = `${bytes(state.free_bytes)} free for recordings` +
+    (low ? ` — below the minimum of ${bytes(state.min_free_bytes)}: recording cannot start` : "") +
+    (state.event_records ? " · this event records every feed that goes live" : "");
+  const rows = state.feeds.map((f) => {
+    const [, theatre, feed] = f.path.split("/");
+    const tr = document.createElement("tr");
+    const stateText = f.error ? `${f.state}: ${f.error}` : f.state;
+    const on = ["recording", "starting", "waiting"].includes(f.state);
+    tr.append(cell(f.path), cell(stateText), cell(f.file || ""), cell(duration(f.duration_s)), cell(bytes(f.size_bytes)),
+      actions(on ? actionButton("Stop", () => record("stop", theatre, feed), `Stop recording ${f.path}`)
+        : actionButton("Record", () => record("start", theatre, feed), `Record ${f.path}`)));
+    tr.dataset.state = f.state;
+    return tr;
+  });
+  $("feeds").replaceChildren(...(rows.length ? rows : [emptyRow(6, "No feed is live.")]));
+  const event = events.find((e) => e.slug === eventSlug());
+  const theatres = me.theatre ? [me.theatre] : (event?.theatres || []).map((t) => t.slug);
+  const buttons = [];
+  if (!me.theatre) {
+    buttons.push(actionButton("Record whole event", () => record("start")),
+      actionButton("Stop whole event", () => record("stop")));
+  }
+  for (const t of theatres) {
+    buttons.push(actionButton(`Record ${t}`, () => record("start", t)), actionButton(`Stop ${t}`, () => record("stop", t)));
+  }
+  $("scope-buttons").replaceChildren(...buttons);
+}
+
+function emptyRow(span, text) {
+  const tr = document.createElement("tr");
+  const td = cell(text);
+  td.colSpan = span;
+  td.className = "empty";
+  tr.append(td);
+  return tr;
+}
+
+function play(rec, index = 0) {
+  const player = $("player");
+  $("player-panel").hidden = false;
+  $("player-title").textContent = `${rec.path} · ${rec.started_at}`;
+  player.src = rec.segments[index].url;
+  player.dataset.file = rec.segments[index].file;
+  const items = rec.segments.map((s, i) => {
+    const li = document.createElement("li");
+    const b = actionButton(`${i + 1}: ${duration(s.duration_s)}${s.start_reason !== "start" ? ` (${s.start_reason})` : ""}`,
+      () => play(rec, i), `Play segment ${i + 1}`);
+    b.setAttribute("aria-pressed", String(i === index));
+    const link = document.createElement("a");
+    link.href = `${s.url}${s.url.includes("?") ? "&" : "?"}download=1`;
+    link.textContent = "download";
+    link.setAttribute("download", "");
+    li.append(b, " ", link);
+    return li;
+  });
+  $("segments").replaceChildren(...items);
+  player.play().catch(() => {});
+}
+
+async function refreshLibrary() {
+  const query = new URLSearchParams({ event: eventSlug() });
+  if ($("theatre").value) query.set("theatre", $("theatre").value);
+  const { recordings } = await api(token, `/api/recordings?${query}`);
+  const rows = recordings.map((rec) => {
+    const tr = document.createElement("tr");
+    const buttons = [actionButton("Play", () => play(rec), `Play ${rec.path} ${rec.started_at}`)];
+    if (can("admin") && rec.state !== "recording") {
+      buttons.push(actionButton("Delete", () => {
+        if (!confirm(`Delete the recording of ${rec.path} from ${rec.started_at}? This cannot be undone.`)) return;
+        const [e, t, f] = rec.path.split("/");
+        act(api(token, `/api/recordings/${e}/${t}/${f}/${rec.id}`, { method: "DELETE" }), () => "Recording deleted.");
+      }, `Delete ${rec.path} ${rec.started_at}`));
+    }
+    tr.append(cell(rec.path), cell(rec.started_at.replace("T", " ").replace("Z", "")), cell(duration(rec.duration_s)),
+      cell(bytes(rec.size_bytes)), cell(rec.codecs.join(" + ")), cell(rec.width ? `${rec.width}×${rec.height}` : ""),
+      cell(rec.state), cell(String(rec.segments.length)), actions(...buttons));
+    tr.dataset.recording = rec.id;
+    return tr;
+  });
+  $("library").replaceChildren(...(rows.length ? rows : [emptyRow(9, "No recordings yet.")]));
+}
+
+async function refresh() {
+  clearTimeout(refreshTimer);
+  try {
+    await Promise.all([refreshControl(), refreshLibrary()]);
+    if (status.dataset.kind !== "bad" && status.dataset.kind !== "ok") setStatus(status, "Up to date.", "info");
+  } catch (error) {
+    setStatus(status, error.message, "bad");
+  }
+  refreshTimer = setTimeout(refresh, 3000);
+}
+
+async function main() {
+  if (!token) {
+    showNoAccess("Open the link you were given (it ends in #token=…).");
+    return;
+  }
+  try {
+    ({ you: me } = await api(token, "/api/me"));
+    if (!can("library")) throw new Error(`A ${me.role} link cannot see recordings; ask the organiser for a technician, moderator or organiser link.`);
+    ({ events } = await api(token, "/api/events"));
+  } catch (error) {
+    showNoAccess(error.status ? noAccessMessage(error) : error.message);
+    return;
+  }
+  $("who").textContent = `${me.name} · ${me.role}${me.theatre ? ` · ${me.theatre}` : ""}`;
+  $("event").replaceChildren(...events.map((e) => new Option(`${e.title} (${e.slug})`, e.slug)));
+  const wanted = pathPart(2);
+  if (wanted && events.some((e) => e.slug === wanted)) $("event").value = wanted;
+  const fillTheatres = () => {
+    const event = events.find((e) => e.slug === eventSlug());
+    const theatres = me.theatre ? [me.theatre] : (event?.theatres || []).map((t) => t.slug);
+    $("theatre").replaceChildren(new Option("all", ""), ...theatres.map((t) => new Option(t, t)));
+  };
+  fillTheatres();
+  $("event").addEventListener("change", () => { fillTheatres(); refresh(); });
+  $("theatre").addEventListener("change", refresh);
+  refresh();
+}
+
+main();
