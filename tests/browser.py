@@ -53,3 +53,13 @@ STATS_JS = """async (kind) => {
   }
   return out;
 }"""
+
+
+# max - min of the red channel over a 64×48 sample of a <video>: a black or blank picture is ~0
+PICTURE_SPREAD_JS = """(id) => {
+    const v = document.getElementById(id);
+    const c = document.createElement('canvas'); c.width = 64; c.height = 48;
+    const g = c.getContext('2d'); g.drawImage(v, 0, 0, 64, 48);
+    const d = g.getImageData(0, 0, 64, 48).data; let lo = 255, hi = 0;
+    for (let i = 0; i < d.length; i += 4) { lo = Math.min(lo, d[i]); hi = Math.max(hi, d[i]); }
+    return hi - lo; }"""

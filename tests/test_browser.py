@@ -10,7 +10,7 @@ import pytest
 from broadcast.participant import ALL_EVENTS, Role
 from signaling.links import role_link
 
-from .browser import STATS_JS, chromium, collect_console_errors, screenshot
+from .browser import PICTURE_SPREAD_JS, STATS_JS, chromium, collect_console_errors, screenshot
 from .conftest import RunningServer
 
 pytestmark = pytest.mark.browser
@@ -50,13 +50,7 @@ async def test_console_publishes_and_viewer_plays(server: RunningServer) -> None
         later = await viewer.evaluate(STATS_JS, "inbound-rtp")
         assert later["framesDecoded"] > (first.get("framesDecoded") or 0) + 20, (first, later)
         # a sample of the picture is not uniform (a black or frozen frame would be)
-        spread = await viewer.evaluate("""() => {
-            const v = document.getElementById('video');
-            const c = document.createElement('canvas'); c.width = 64; c.height = 48;
-            const g = c.getContext('2d'); g.drawImage(v, 0, 0, 64, 48);
-            const d = g.getImageData(0, 0, 64, 48).data; let lo = 255, hi = 0;
-            for (let i = 0; i < d.length; i += 4) { lo = Math.min(lo, d[i]); hi = Math.max(hi, d[i]); }
-            return hi - lo; }""")
+        spread = await viewer.evaluate(PICTURE_SPREAD_JS, "video")
         assert spread > 40
         await viewer.wait_for_selector("#feeds button >> text=live")
         await screenshot(publisher, "console")

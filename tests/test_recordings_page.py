@@ -9,7 +9,7 @@ import pytest
 
 from broadcast.participant import Role
 
-from .browser import chromium, collect_console_errors, screenshot
+from .browser import PICTURE_SPREAD_JS, chromium, collect_console_errors, screenshot
 from .conftest import RunningServer
 from .peers import publish
 from .test_recording import PATH, control, rec_server, stop_publisher, wait_state
@@ -47,13 +47,7 @@ async def test_recordings_page_plays_and_seeks(rec_server: RunningServer, codec:
         await page.wait_for_function("document.getElementById('player').readyState >= 2")
         position = await page.evaluate("document.getElementById('player').currentTime")
         assert abs(position - 4) < 0.2, position
-        spread = await page.evaluate("""() => {
-            const v = document.getElementById('player');
-            const c = document.createElement('canvas'); c.width = 64; c.height = 48;
-            const g = c.getContext('2d'); g.drawImage(v, 0, 0, 64, 48);
-            const d = g.getImageData(0, 0, 64, 48).data; let lo = 255, hi = 0;
-            for (let i = 0; i < d.length; i += 4) { lo = Math.min(lo, d[i]); hi = Math.max(hi, d[i]); }
-            return hi - lo; }""")
+        spread = await page.evaluate(PICTURE_SPREAD_JS, "player")
         assert spread > 40, "the seeked picture is blank"
         await page.evaluate("document.getElementById('player').play()")
         await page.wait_for_function("document.getElementById('player').currentTime > 4.5", timeout=10000)
