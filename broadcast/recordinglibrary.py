@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .segmentwriter import MEDIA_SUFFIXES, finish_crashed
+from .segmentwriter import finish_crashed
 from .streampath import StreamPath, is_slug
 
 logger = logging.getLogger(__name__)
@@ -234,7 +234,3 @@ class RecordingLibrary:
                 error="the server stopped without closing this file; its last second may be missing"))
             logger.info("recordings: repaired %s (%.1f s) [%d/%d]", media, duration, i, len(left_open))
         return len(left_open)
-
-
-def is_media(name: str) -> bool:
-    return name.endswith(MEDIA_SUFFIXES)

@@ -32,7 +32,6 @@ VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_RATE)
 AUDIO_TIME_BASE = fractions.Fraction(1, AUDIO_CLOCK_RATE)
 CONTAINERS = {"H264": "mp4", "VP8": "webm"}  # video codec → container (and file suffix)
 AUDIO_ONLY_CONTAINER = "mp4"
-MEDIA_SUFFIXES = (".mp4", ".webm")
 _OPTIONS = {
     "mp4": {"movflags": "frag_keyframe+empty_moov+default_base_moof",
             "frag_duration": "1000000", "flush_packets": "1", "max_interleave_delta": "500000"},

@@ -31,13 +31,13 @@ function actions(...buttons) {
   return td;
 }
 
-export function duration(seconds) {
+function duration(seconds) {
   const s = Math.round(seconds || 0);
   const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
   return h ? `${h}:${String(m).padStart(2, "0")}:${String(r).padStart(2, "0")}` : `${m}:${String(r).padStart(2, "0")}`;
 }
 
-export function bytes(n) {
+function bytes(n) {
   if (!n) return "0 B";
   const units = ["B", "kB", "MB", "GB", "TB"];
   const i = Math.min(units.length - 1, Math.floor(Math.log10(n) / 3));
