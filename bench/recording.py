@@ -22,14 +22,23 @@ import json
 import os
 import secrets
 import subprocess
-import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from relay import BENCH_CONFIG, ROOT, auth_headers, cpu_seconds, free_port, measure, spawn, wait_http, wait_line
+from relay import (
+    BENCH_CONFIG,
+    ROOT,
+    auth_headers,
+    cpu_seconds,
+    free_port,
+    measure,
+    spawn,
+    start_orcast,
+    wait_http,
+    wait_line,
+)
 
 RECORDING_CONFIG = BENCH_CONFIG + "\n[recording]\nmin_free_gb = 0\n"
 
@@ -57,11 +66,7 @@ def main() -> None:
     os.environ.setdefault("ORCAST_SECRET", secrets.token_hex(32))  # shared with the server and clients
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    data_dir = Path(tempfile.mkdtemp(prefix="orcast-bench-rec-"))
-    (data_dir / "bench.toml").write_text(RECORDING_CONFIG)
-    server = subprocess.Popen([sys.executable, "-m", "signaling.cli", "serve", "--port", str(port),
-                               "--log-level", "warning", "--config", str(data_dir / "bench.toml"),
-                               "--data-dir", str(data_dir)], cwd=ROOT)
+    server = start_orcast(RECORDING_CONFIG, port, "orcast-bench-rec-")
     publishers: list[subprocess.Popen[str]] = []
     try:
         wait_http(base)

@@ -218,6 +218,15 @@ async def run_baseline_server(port: int) -> None:
 
 
 # ---------------------------------------------------------------- orchestration
+def start_orcast(config: str, port: int, prefix: str) -> subprocess.Popen[str]:
+    """`orcast serve` in its own process with `config` and a fresh data dir."""
+    data_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    (data_dir / "bench.toml").write_text(config)
+    return subprocess.Popen([sys.executable, "-m", "signaling.cli", "serve", "--port", str(port),
+                             "--log-level", "warning", "--config", str(data_dir / "bench.toml"),
+                             "--data-dir", str(data_dir)], cwd=ROOT, text=True)
+
+
 def spawn(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, *args], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True, cwd=ROOT)
@@ -305,11 +314,7 @@ def run_target(name: str, counts: list[int], seconds: float) -> dict[str, Any]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     if name == "orcast":
-        data_dir = Path(tempfile.mkdtemp(prefix="orcast-bench-"))
-        (data_dir / "bench.toml").write_text(BENCH_CONFIG)
-        server = subprocess.Popen([sys.executable, "-m", "signaling.cli", "serve", "--port", str(port),
-                                   "--log-level", "warning", "--config", str(data_dir / "bench.toml"),
-                                   "--data-dir", str(data_dir)], cwd=ROOT)
+        server = start_orcast(BENCH_CONFIG, port, "orcast-bench-")
     else:
         server = spawn(__file__, "baseline-server", str(port))
     try:

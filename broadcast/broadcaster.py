@@ -12,13 +12,23 @@ import dataclasses
 import logging
 from dataclasses import dataclass, field
 
+from aiortc import RTCDataChannel
+
 from .aiortchooks import check_internals, install_fast_clock
 from .errors import Overloaded, SessionNotFound, StreamBusy, StreamNotLive
 from .participant import Participant
 from .producer import Source
 from .publisher import PublisherSession
+from .qaboards import QaBoards, QaSettings
+from .qasession import QaSession
 from .recordings import RecordingManager, RecordingSettings
-from .sdpoffer import SUPPORTED_VIDEO, shape_play_offer, shape_publish_offer
+from .sdpoffer import (
+    SUPPORTED_VIDEO,
+    ShapedOffer,
+    shape_data_offer,
+    shape_play_offer,
+    shape_publish_offer,
+)
 from .session import IceServer, PeerSession, SessionSettings
 from .stream import Stream, StreamInfo
 from .streampath import StreamPath
@@ -35,6 +45,7 @@ class BroadcastSettings:
     video_codecs: tuple[str, ...] = SUPPORTED_VIDEO  # preference when a publisher offers several
     retry_after: int = 2  # seconds a viewer of a feed that is not live should wait
     recording: RecordingSettings = field(default_factory=RecordingSettings)
+    qa: QaSettings = field(default_factory=QaSettings)
 
 
 class Broadcaster:
@@ -45,6 +56,7 @@ class Broadcaster:
         self.streams: dict[StreamPath, Stream] = {}
         self.sessions: dict[str, PeerSession] = {}
         self.recordings = RecordingManager(self.settings.recording, self.streams)
+        self.qa = QaBoards(self.settings.qa)
         self._sampler: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -86,12 +98,7 @@ class Broadcaster:
         stream = existing or self._new_stream(path)
         session = PublisherSession(stream, self.session_settings, protocol, participant)
         stream.publisher = session
-        self._register(session)
-        try:
-            await session.start(shaped)
-        except BaseException:
-            await session.close()
-            raise
+        await self._start(session, shaped)
         stream.mark_live(protocol)
         logger.info("%s: live (%s%s)", path, shaped.video_codec or "no video",
                     ", opus" if shaped.has_audio else "")
@@ -145,13 +152,22 @@ class Broadcaster:
         shaped = shape_play_offer(offer_sdp, stream.video.codec, stream.h264_profile)
         session = ViewerSession(stream, self.session_settings, protocol, participant)
         stream.viewers.add(session)
-        self._register(session)
-        try:
-            await session.start(shaped)
-        except BaseException:
-            await session.close()
-            raise
+        await self._start(session, shaped)
         return session
+
+    # -- the Q&A ------------------------------------------------------------------------
+    async def join_qa(self, event: str, offer_sdp: str, participant: Participant | None = None) -> QaSession:
+        """A connection carrying only the `qa` data channel (every media session may carry one too)."""
+        self._check_capacity()
+        shaped = shape_data_offer(offer_sdp)
+        session = QaSession(event, self.session_settings, participant)
+        await self._start(session, shaped)
+        return session
+
+    def _on_datachannel(self, session: PeerSession, channel: RTCDataChannel) -> None:
+        client = self.qa.attach(channel, session.participant, session.event)
+        if client is not None:
+            session.on_closed.append(lambda _: client.close())
 
     # -- sessions -----------------------------------------------------------------------
     def _new_stream(self, path: StreamPath) -> Stream:
@@ -159,13 +175,23 @@ class Broadcaster:
         self.streams[path] = stream
         return stream
 
+    async def _start(self, session: PublisherSession | ViewerSession | QaSession, shaped: ShapedOffer) -> None:
+        """Register and negotiate; a session that fails to start is closed before the error leaves."""
+        self._register(session)
+        try:
+            await session.start(shaped)
+        except BaseException:
+            await session.close()
+            raise
+
     def _register(self, session: PeerSession) -> None:
         self.sessions[session.id] = session
         session.on_closed.append(self._on_session_closed)
+        session.on_datachannel = self._on_datachannel
 
     def _on_session_closed(self, session: PeerSession) -> None:
         self.sessions.pop(session.id, None)
-        stream = self.streams.get(session.path)
+        stream = self.streams.get(session.path) if session.path is not None else None
         if stream is None:
             return
         if stream.publisher is session:
@@ -212,3 +238,4 @@ class Broadcaster:
         for stream in list(self.streams.values()):
             stream.close()
         self.streams.clear()
+        self.qa.close()

@@ -54,6 +54,7 @@ class Participant:
     name: str
     token_id: str                 # the token's `jti`: what revocation and limits key on
     theatre: str | None = None    # limits a technician or faculty member to one theatre
+    guest: bool = False           # no link: a guest of a public event (token_id is per request)
 
     @property
     def capabilities(self) -> frozenset[Capability]:

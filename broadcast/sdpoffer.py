@@ -295,6 +295,19 @@ def shape_play_offer(sdp_text: str, video_codec: str | None,
     return shaped
 
 
+def shape_data_offer(sdp_text: str) -> ShapedOffer:
+    """Validate an offer for a data-channel-only connection (the Q&A without media)."""
+    session, sections = _parse(sdp_text)
+    counts = _count(sections)
+    if counts["audio"] + counts["video"]:
+        raise UnsupportedOffer("a Q&A connection carries only the data channel; play feeds with "
+                               "WHEP (which can carry the qa channel too)")
+    if counts["application"] == 0:
+        raise UnsupportedOffer("the offer has no data channel (m=application); create the "
+                               "'qa' data channel before making the offer")
+    return ShapedOffer(_join(session, sections), None, None, False, False, _client_hint(session))
+
+
 def restore_answer(answer_sdp: str, shaped: ShapedOffer) -> str:
     """Put the peer's own H.264 profile back into aiortc's answer."""
     if not shaped.restore_profiles:

@@ -16,7 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.sdp import candidate_from_sdp
 
@@ -50,10 +56,11 @@ class SessionSettings:
 class PeerSession:
     role = "peer"
 
-    def __init__(self, path: StreamPath, settings: SessionSettings,
-                 participant: Participant | None = None) -> None:
+    def __init__(self, path: StreamPath | None, settings: SessionSettings,
+                 participant: Participant | None = None, event: str | None = None) -> None:
         self.id = secrets.token_urlsafe(18)  # unguessable: it is the session URL
-        self.path = path
+        self.path = path  # None: a session without media (the Q&A only)
+        self.event = path.event if path is not None else event or ""
         self.participant = participant  # who connected (None: in-process or open access)
         self.settings = settings
         # An empty list, not None: None makes aiortc use a public Google STUN server.
@@ -65,12 +72,15 @@ class PeerSession:
         self.answer_sdp = ""
         self.shaped: ShapedOffer | None = None
         self.on_closed: list[Callable[[PeerSession], None]] = []
+        # the peer opened a data channel (the Broadcaster hands `qa` ones to the board)
+        self.on_datachannel: Callable[[PeerSession, RTCDataChannel], None] | None = None
         self.close_reason = ""
         self._closed = False
         self._close_task: asyncio.Task[None] | None = None
         self._timeout: asyncio.TimerHandle | None = None
         self._dtls_alerts: list[int] = []
         self.pc.on("connectionstatechange", self._on_connection_state)
+        self.pc.on("datachannel", self._on_datachannel)
 
     @property
     def closed(self) -> bool:
@@ -78,7 +88,17 @@ class PeerSession:
 
     def log_name(self) -> str:
         who = f" by {self.participant.describe()}" if self.participant else ""
-        return f"{self.role} {self.id[:6]} on {self.path}{who}"
+        return f"{self.role} {self.id[:6]} on {self.path or self.event}{who}"
+
+    def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        if self._closed or self.on_datachannel is None:
+            channel.close()
+            return
+        try:
+            self.on_datachannel(self, channel)
+        except Exception:  # never let it reach aiortc's SCTP receive path
+            logger.exception("%s: data channel %r failed to open", self.log_name(), channel.label[:40])
+            channel.close()
 
     async def _negotiate(self, shaped: ShapedOffer, prepare: Callable[[], None]) -> str:
         """Apply the offer, let `prepare` attach tracks, answer. Returns the answer SDP."""

@@ -22,11 +22,12 @@ from aiohttp import web
 
 from broadcast.broadcaster import Broadcaster
 from broadcast.participant import ALL_EVENTS, Capability, Participant, Role
+from broadcast.ratelimiter import RateLimiter
 from broadcast.streampath import StreamPath
 
 from .config import ServerConfig
 from .eventstore import Event, EventStore
-from .ratelimit import RateLimiter, check_rate
+from .ratelimit import check_rate
 from .tokens import TokenClaims, TokenError, TokenIssuer
 
 logger = logging.getLogger(__name__)
@@ -86,7 +87,8 @@ class Access:
         known = self.store.get(event)
         if token is None:
             if known is not None and known.public:
-                guest = Participant(event, Role.VIEWER, GUEST_NAME, "guest-" + secrets.token_hex(6))
+                guest = Participant(event, Role.VIEWER, GUEST_NAME, "guest-" + secrets.token_hex(6),
+                                    guest=True)
                 return Identity(guest, None)
             raise _unauthorized("this needs a link: send it as 'Authorization: Bearer <token>' "
                                 "(ask the organiser if you have none)")
@@ -162,6 +164,13 @@ class Access:
         if not identity.participant.may_watch(path.event, path.theatre):
             raise web.HTTPForbidden(text=f"this link cannot watch theatre {path.theatre!r}\n")
         self._check_theatre(path)
+        self._admit(request, identity)
+        return identity
+
+    def admit_qa(self, request: web.Request, event: str) -> Identity:
+        """A data-channel-only Q&A connection: any link of the event (a guest of a public one)."""
+        identity = self.identify(request, event)
+        self.check_capability(identity.participant, Capability.VIEW)
         self._admit(request, identity)
         return identity
 

@@ -112,10 +112,11 @@ async def list_sessions(request: web.Request) -> web.Response:
     now = time.monotonic()
     rows = []
     for session in request.app[BROADCASTER].sessions.values():
-        if session.path.event != slug:
+        if session.event != slug:
             continue
         rows.append(_session_row(
-            session.role, session.id, session.participant, path=str(session.path),
+            session.role, session.id, session.participant,
+            path=str(session.path) if session.path else None,
             state=session.pc.connectionState, seconds=round(now - session.created_at, 1)))
     for conn in request.app[WS_HUB].connections:
         if conn.event == slug:
@@ -129,7 +130,7 @@ async def kick(request: web.Request) -> web.Response:
     sid = request.match_info["session"]
     reason = f"removed by {who.name}"
     session = request.app[BROADCASTER].sessions.get(sid)
-    if session is not None and session.path.event == slug:
+    if session is not None and session.event == slug:
         await session.close(reason)
         return web.json_response({"kicked": sid})
     for conn in list(request.app[WS_HUB].connections):

@@ -128,6 +128,7 @@ async def delete_event(request: web.Request) -> web.Response:
     except StoreError as exc:
         raise store_error(exc) from None
     await request.app[BROADCASTER].recordings.forget_event(slug)  # the files stay in the library
+    request.app[BROADCASTER].qa.forget_event(slug)  # the Q&A is archived in the store
     return web.json_response({"deleted": slug, "closed": closed})
 
 

@@ -10,9 +10,12 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from broadcast.broadcaster import Broadcaster, BroadcastSettings
+from broadcast.qaboard import BoardLimits
+from broadcast.qaboards import QaSettings
+from broadcast.qastore import DB_FILE as QA_DB_FILE
 from broadcast.recordings import RecordingSettings
 
-from . import adminapi, api, pages, recordingapi, whep, whip, wsapi
+from . import adminapi, api, pages, qaapi, recordingapi, whep, whip, wsapi
 from .access import Access
 from .appstate import ACCESS, BROADCASTER, CONFIG, TICKETS, WEB_ROOT, WS_HUB
 from .config import ServerConfig
@@ -112,6 +115,22 @@ def recording_settings(config: ServerConfig) -> RecordingSettings:
         min_free_bytes=int(config.min_free_gb * 1e9), delete_after_days=config.delete_after_days)
 
 
+async def _qa_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Open the Q&A store before serving; theatres of a question are checked against the events."""
+    qa = app[BROADCASTER].qa
+    store = app[ACCESS].store
+    qa.accepts_theatre = lambda slug, theatre: (event := store.get(slug)) is not None and \
+        event.accepts_theatre(theatre)
+    qa.store  # noqa: B018 -- opens the database now: a broken file stops the start, not a question
+    yield  # the Broadcaster closes the boards after its sessions
+
+
+def qa_settings(config: ServerConfig, secret: bytes) -> QaSettings:
+    return QaSettings(db_path=config.data_dir / QA_DB_FILE, seat_secret=secret,
+                      limits=BoardLimits(questions_per_minute=config.questions_per_minute,
+                                         max_questions=config.max_questions))
+
+
 async def _access_ctx(app: web.Application) -> AsyncIterator[None]:
     access = app[ACCESS]
     access.start()
@@ -133,14 +152,15 @@ def create_app(config: ServerConfig, broadcaster: Broadcaster | None = None) -> 
     app = web.Application(middlewares=[headers_middleware, api_errors], client_max_size=64 * 1024)
     app[CONFIG] = config
     app[WEB_ROOT] = WEB_DIR
+    secret = load_secret(config.data_dir)
     app[BROADCASTER] = broadcaster or Broadcaster(BroadcastSettings(
         ice_servers=config.ice_servers,
         max_sessions=config.max_sessions,
         connect_timeout=config.connect_timeout,
         retry_after=config.retry_after,
         recording=recording_settings(config),
+        qa=qa_settings(config, secret),
     ))
-    secret = load_secret(config.data_dir)
     app[ACCESS] = Access(config, TokenIssuer(secret), open_store(config), app[BROADCASTER])
     app[TICKETS] = MediaTickets(secret)
     app[WS_HUB] = wsapi.WsHub(app)
@@ -148,6 +168,7 @@ def create_app(config: ServerConfig, broadcaster: Broadcaster | None = None) -> 
     app.cleanup_ctx.append(_broadcaster_ctx)
     app.cleanup_ctx.append(_access_ctx)
     app.cleanup_ctx.append(_recordings_ctx)
+    app.cleanup_ctx.append(_qa_ctx)
     app.cleanup_ctx.append(wsapi.hub_ctx)
     app.add_routes(whip.routes())
     app.add_routes(whep.routes())
@@ -155,6 +176,7 @@ def create_app(config: ServerConfig, broadcaster: Broadcaster | None = None) -> 
     app.add_routes(api.routes())
     app.add_routes(adminapi.routes())
     app.add_routes(recordingapi.routes())
+    app.add_routes(qaapi.routes())
     app.add_routes([web.options("/api/{tail:.*}", api_options)])
     app.add_routes(pages.routes())
     app.router.add_static("/static/", WEB_DIR, show_index=False, follow_symlinks=False)

@@ -51,6 +51,8 @@ class ServerConfig:
     segment_minutes: float = 10.0
     min_free_gb: float = 1.0               # refuse to start a recording below this
     delete_after_days: float = 0.0         # retention; 0 keeps recordings until deleted
+    questions_per_minute: int = 5          # Q&A: questions one author may ask per minute
+    max_questions: int = 10_000            # Q&A: questions one event's board holds at most
 
     @property
     def recordings_root(self) -> Path:
@@ -67,6 +69,7 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "ice": {"servers": list},
     "recording": {"dir": str, "segment_minutes": (int, float), "min_free_gb": (int, float),
                   "delete_after_days": (int, float)},
+    "qa": {"questions_per_minute": int, "max_questions": int},
     "events": {},  # an array of tables, checked by _apply_events
 }
 _EVENT_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -202,6 +205,10 @@ def _validate(cfg: ServerConfig, problems: list[str]) -> None:
         problems.append("recording.min_free_gb: must be 0 or more (GB)")
     if cfg.delete_after_days < 0:
         problems.append("recording.delete_after_days: must be 0 (keep) or a number of days")
+    if not 1 <= cfg.questions_per_minute <= 600:
+        problems.append("qa.questions_per_minute: must be 1-600 (default 5)")
+    if not 1 <= cfg.max_questions <= 1_000_000:
+        problems.append("qa.max_questions: must be 1-1000000 (default 10000)")
     if (cfg.tls_cert is None) != (cfg.tls_key is None):
         problems.append("tls: give both cert and key (PEM files), or neither")
     if cfg.public_url is not None and not cfg.public_url.startswith(("http://", "https://")):

@@ -89,19 +89,18 @@ def options_handler(methods: str) -> Callable[[web.Request], Awaitable[web.Respo
     return options
 
 
-Admitter = Callable[[web.Request, StreamPath], Identity]
-Starter = Callable[[web.Request, StreamPath, str, Participant], Awaitable[PeerSession]]
+Admitter = Callable[[web.Request], Identity]
+Starter = Callable[[web.Request, str, Participant], Awaitable[PeerSession]]
 
 
 async def create_session(request: web.Request, admit: Admitter, start: Starter, kind: str) -> web.Response:
     """POST an offer: who asks is checked first, then the body; 201 with the answer and Location."""
-    path = stream_path(request)
-    identity = admit(request, path)
+    identity = admit(request)
     try:
         offer = await read_text(request, SDP, MAX_SDP_BYTES)
-        session = await start(request, path, offer, identity.participant)
+        session = await start(request, offer, identity.participant)
     except BroadcastError as exc:
-        logger.info("%s %s refused for %s: %s", kind, path, identity.participant.describe(), exc)
+        logger.info("%s %s refused for %s: %s", kind, request.path, identity.participant.describe(), exc)
         return error_response(exc)
     finally:
         request.app[ACCESS].release(identity)
@@ -117,16 +116,17 @@ async def create_session(request: web.Request, admit: Admitter, start: Starter, 
 
 def _session(request: web.Request) -> PeerSession:
     """The session named by the URL, for its own link or an organiser of its event."""
-    path = stream_path(request)
+    event = request.match_info["event"]
+    path = stream_path(request) if "feed" in request.match_info else None  # None: a Q&A session
     access = request.app[ACCESS]
-    who = access.identify(request, path.event).participant
+    who = access.identify(request, event).participant
     try:
         session = request.app[BROADCASTER].get_session(request.match_info["session"])
     except SessionNotFound as exc:
         raise web.HTTPNotFound(text=f"{exc}\n") from None
-    if session.path != path:
-        raise web.HTTPNotFound(text="no such session on this stream path\n")
-    if not access.may_manage_session(who, session.participant, path.event):
+    if session.event != event or session.path != path:
+        raise web.HTTPNotFound(text="no such session at this address\n")
+    if not access.may_manage_session(who, session.participant, event):
         raise web.HTTPForbidden(text="this session belongs to another link\n")
     return session
 

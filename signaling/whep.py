@@ -10,22 +10,21 @@ from aiohttp import web
 
 from broadcast.participant import Participant
 from broadcast.session import PeerSession
-from broadcast.streampath import StreamPath
 
 from .access import Identity
 from .appstate import ACCESS, BROADCASTER
-from .httpsession import create_session, delete_session, options_handler, patch_session
+from .httpsession import create_session, delete_session, options_handler, patch_session, stream_path
 
 FEED = "/whep/{event}/{theatre}/{feed}"
 SESSION = FEED + "/{session}"
 
 
-def _admit(request: web.Request, path: StreamPath) -> Identity:
-    return request.app[ACCESS].admit_viewer(request, path)
+def _admit(request: web.Request) -> Identity:
+    return request.app[ACCESS].admit_viewer(request, stream_path(request))
 
 
-async def _play(request: web.Request, path: StreamPath, offer: str, who: Participant) -> PeerSession:
-    return await request.app[BROADCASTER].play(path, offer, protocol="whep", participant=who)
+async def _play(request: web.Request, offer: str, who: Participant) -> PeerSession:
+    return await request.app[BROADCASTER].play(stream_path(request), offer, protocol="whep", participant=who)
 
 
 async def post_offer(request: web.Request) -> web.Response:

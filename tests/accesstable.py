@@ -51,6 +51,8 @@ ROWS = (
     Row("POST /api/events",                              "create event",      "401 201 403 403 403 403 403 403 403"),
     Row("DELETE /api/events/{event}",                    "delete event",      "401 200 403 403 403 403 403 403 403"),
     Row("GET /api/streams (every event)",                "all streams",       "401 200 403 403 403 403 403 403 403"),
+    Row("POST /qa/{event} (Q&A data channel only)",      "qa",                "401 201 201 201 201 201 201 201 403"),
+    Row("GET /api/events/{event}/questions (export)",    "questions",         "401 200 200 403 403 200 403 403 403"),
     Row("GET /api/events/{event}/recording",             "recording state",   "401 200 200 200 403 200 403 403 403"),
     Row("POST /api/events/{event}/recording (or1)",      "recording stop",    "401 200 200 200 403 200 403 403 403"),
     Row("GET /api/recordings?event={event}",             "library",           "401 200 200 200 403 200 403 403 403"),

@@ -65,9 +65,12 @@ def prefer_codec(pc: RTCPeerConnection, codec: str) -> None:
             t.setCodecPreferences([c for c in caps if c.mimeType.lower() == f"video/{codec.lower()}"])
 
 
-async def make_offer_sdp(direction: str = "sendonly", video: int = 1, audio: int = 1) -> str:
-    """An aiortc offer that is never connected (for status-code tests)."""
+async def make_offer_sdp(direction: str = "sendonly", video: int = 1, audio: int = 1,
+                         data: bool = False) -> str:
+    """An aiortc offer that is never connected (for status-code tests); `data` adds a `qa` channel."""
     pc = RTCPeerConnection()
+    if data:
+        pc.createDataChannel("qa")
     for _ in range(video):
         pc.addTransceiver(CounterTrack() if direction != "recvonly" else "video", direction=direction)
     for _ in range(audio):
@@ -76,6 +79,15 @@ async def make_offer_sdp(direction: str = "sendonly", video: int = 1, audio: int
     sdp: str = pc.localDescription.sdp
     await pc.close()
     return sdp
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float, failure: Callable[[], str]) -> None:
+    """Poll `condition` until it holds; after `timeout` s fail with `failure()`."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(failure())
+        await asyncio.sleep(0.02)
 
 
 def bearer(token: str | None) -> dict[str, str]:
@@ -147,11 +159,7 @@ class Viewer:
 
     async def wait_until(self, condition: Callable[[], bool], timeout: float = 15.0,
                          what: str = "condition not met") -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{what} after {timeout} s ({len(self.counters)} frames)")
-            await asyncio.sleep(0.05)
+        await wait_until(condition, timeout, lambda: f"{what} after {timeout} s ({len(self.counters)} frames)")
 
 
 async def _consume(viewer: Viewer, track: Any) -> None:

@@ -44,7 +44,8 @@ async def matrix_server() -> AsyncIterator[tuple[RunningServer, dict[str, str | 
         tokens[role] = mint(app, role, EVENT)
     tokens["technician@or1"] = mint(app, Role.TECHNICIAN, EVENT, theatre="or1")
     tokens["other-event"] = mint(app, Role.ORGANIZER, "other")
-    sdp = {"sendonly": await make_offer_sdp("sendonly", 1, 0), "recvonly": await make_offer_sdp("recvonly", 1, 0)}
+    sdp = {"sendonly": await make_offer_sdp("sendonly", 1, 0), "recvonly": await make_offer_sdp("recvonly", 1, 0),
+           "data": await make_offer_sdp(video=0, audio=0, data=True)}
     async with organizer_session(app) as http:
         yield RunningServer(base, app, http), tokens, sdp
     for feed in feeds:
@@ -60,11 +61,13 @@ async def run_cell(server: RunningServer, row: Row, column: str, token: str | No
                    sdp: dict[str, str], http: aiohttp.ClientSession) -> int:
     base, n = server.base, next(_counter)
     action = row.action
-    if action.startswith(("whip", "whep")):
+    if action.startswith(("whip", "whep", "qa")):
         proto, *rest = action.split()
         if proto == "whip":
             theatre, feed = rest
             url, body = f"{base}/whip/{EVENT}/{theatre}/{feed}-{n}", sdp["sendonly"]
+        elif proto == "qa":
+            url, body = f"{base}/qa/{EVENT}", sdp["data"]
         else:
             url, body = f"{base}/whep/{EVENT}/{rest[0]}/endoscope", sdp["recvonly"]
         async with http.post(url, data=body, headers=headers(token, **{"Content-Type": "application/sdp"})) as r:
@@ -153,6 +156,8 @@ async def run_cell(server: RunningServer, row: Row, column: str, token: str | No
         url = f"/api/recordings?event={EVENT}"
     elif action == "download":
         url = f"/api/recordings/{EVENT}/or1/endoscope/20260101T080000Z.mp4"
+    elif action == "questions":
+        url = f"/api/events/{EVENT}/questions?format=csv"
     elif action == "delete recording":
         method, url = "DELETE", f"/api/recordings/{EVENT}/or1/endoscope/20260101T080000Z"
     else:

@@ -1,0 +1,145 @@
+"""Every event's Q&A board, their store, and the `qa` data channels attached to them.
+
+Seats: one viewer link is often shared by hundreds of people, so the link alone cannot
+say who asked a question or who voted. Each channel gets a seat, a random id signed for
+its link, which the page keeps and presents again (`hello`) after a reconnect or a server
+restart: its questions and votes are its own again. A seat cannot be forged or moved to
+another link; a person who throws their seat away does get a new one (and could vote
+again), which only personal links prevent.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .participant import Participant
+from .qaboard import Board, BoardLimits, encode
+from .qachannel import LABEL, QaChannel
+from .qastore import QaStore
+from .question import Action, Question
+
+if TYPE_CHECKING:
+    from aiortc import RTCDataChannel
+
+logger = logging.getLogger(__name__)
+
+_SEAT_CONTEXT = b"orcast qa seat v1"
+
+
+@dataclass
+class QaSettings:
+    db_path: Path | None = None  # None: boards live in memory only
+    limits: BoardLimits = field(default_factory=BoardLimits)
+    seat_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
+
+
+class Seats:
+    def __init__(self, secret: bytes) -> None:
+        self._key = hmac.new(secret, _SEAT_CONTEXT, hashlib.sha256).digest()
+
+    def __repr__(self) -> str:
+        return "Seats(<secret>)"
+
+    @staticmethod
+    def _owner(participant: Participant) -> str:
+        # guests of a public event have no link id that survives a reconnect
+        return "guest" if participant.guest else participant.token_id
+
+    def _mac(self, owner: str, seat_id: str) -> str:
+        digest = hmac.new(self._key, f"{owner}|{seat_id}".encode(), hashlib.sha256).digest()[:16]
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+    def issue(self, participant: Participant) -> tuple[str, str]:
+        """A new seat: (what the client keeps, the author key the board uses)."""
+        owner = self._owner(participant)
+        seat_id = secrets.token_urlsafe(9)
+        return f"{seat_id}.{self._mac(owner, seat_id)}", f"{owner}:{seat_id}"
+
+    def verify(self, participant: Participant, seat: str) -> str | None:
+        """The author key of a presented seat, or None if it is not this link's."""
+        seat_id, _, mac = seat.partition(".")
+        owner = self._owner(participant)
+        if not seat_id or not hmac.compare_digest(mac, self._mac(owner, seat_id)):
+            return None
+        return f"{owner}:{seat_id}"
+
+
+class QaBoards:
+    def __init__(self, settings: QaSettings | None = None) -> None:
+        self.settings = settings or QaSettings()
+        self.seats = Seats(self.settings.seat_secret)
+        # which theatres an event has (the control plane knows; every slug passes by default)
+        self.accepts_theatre: Callable[[str, str], bool] = lambda event, theatre: True
+        self.boards: dict[str, Board] = {}
+        self._store: QaStore | None = None
+        self._closed = False
+
+    @property
+    def store(self) -> QaStore:
+        if self._store is None:
+            self._store = QaStore(self.settings.db_path)
+        return self._store
+
+    def board(self, event: str) -> Board:
+        board = self.boards.get(event)
+        if board is None:
+            board = self.boards[event] = Board(event, self.store, self.settings.limits,
+                                               self.accepts_theatre)
+        return board
+
+    def attach(self, channel: RTCDataChannel, participant: Participant | None, event: str) -> QaChannel | None:
+        """A peer opened a data channel; a `qa` one joins the event's board."""
+        if channel.label != LABEL:
+            logger.info("data channel %r ignored (only %r is served)", channel.label[:40], LABEL)
+            return None
+        problem = None
+        if self._closed:
+            problem = "the server is shutting down"
+        elif participant is None:
+            problem = "the Q&A needs a link"
+        elif not channel.ordered or channel.maxRetransmits is not None or channel.maxPacketLifeTime is not None:
+            problem = "the qa channel must be reliable and ordered (no maxRetransmits/maxPacketLifeTime)"
+        if problem is not None or participant is None:
+            if channel.readyState == "open":
+                channel.send(encode({"type": "error", "code": "refused", "message": problem}))
+            channel.close()
+            return None
+        client = QaChannel(channel, participant, self.board(event), self.seats,
+                           self.settings.limits.questions_per_minute)
+        client.start()
+        return client
+
+    def export(self, event: str) -> tuple[list[Question], list[Action]]:
+        board = self.board(event)
+        return sorted(board.questions.values(), key=lambda q: q.id), self.store.actions(event)
+
+    def forget_event(self, event: str) -> None:
+        """The event was deleted: its board is archived in the store under `{event}@deleted-{time}`
+        (kept, not shown: an event created later with the same name starts with an empty board)."""
+        board = self.boards.pop(event, None)
+        if board is not None:
+            for client in list(board.clients):
+                if isinstance(client, QaChannel):
+                    client.deliver(encode({"type": "closing", "reason": "the event was deleted"}))
+                    client.close()
+            board.close()
+        self.store.archive_event(event, f"{event}@deleted-{int(time.time())}")
+
+    def close(self) -> None:
+        """Idempotent: sends pending vote counts and closes the store."""
+        if self._closed:
+            return
+        self._closed = True
+        for board in self.boards.values():
+            board.close()
+        if self._store is not None:
+            self._store.close()
