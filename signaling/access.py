@@ -226,7 +226,7 @@ class Access:
         """The session's own link, or an organiser of its event."""
         if owner is not None and owner.token_id == who.token_id:
             return True
-        if owner is not None and owner.token_id.startswith("guest-") and who.token_id.startswith("guest-"):
+        if owner is not None and owner.guest and who.guest:
             return True  # guests of a public event share no token; the session URL is the secret
         return who.covers_event(event) and who.can(Capability.ADMIN)
 
@@ -291,7 +291,7 @@ class Access:
 
     async def revoke_all(self, event: str) -> int:
         self.store.revoke_all(event)
-        return await self.close_where(lambda p: p.event == event and not p.token_id.startswith("guest-"),
+        return await self.close_where(lambda p: p.event == event and not p.guest,
                                       lambda p: "all links of the event revoked")
 
 
