@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .participant import Capability, Participant
-from .qamessages import Command, QaError
+from .qamessages import LAYOUT_TILES, Command, QaError
 from .qastore import QaStore, StoreFailed
 from .question import ALL_THEATRES, Action, Question, QuestionState
 from .ratelimiter import RateLimiter
@@ -75,6 +75,8 @@ class Board:
         self.limits = limits
         self.accepts_theatre = accepts_theatre
         self.questions: dict[int, Question] = {q.id: q for q in store.load(event)}
+        # what the hall displays show, set by a moderator
+        self.layout: dict[str, Any] = store.layout(event) or {"mode": "single", "feeds": []}
         self.clients: set[BoardClient] = set()
         self.rev = 0
         rate = limits.questions_per_minute
@@ -139,7 +141,7 @@ class Board:
             size += length + 1
         slots = {theatre: q.audience_view() for theatre, q in sorted(self.slots().items())}
         for number, part in enumerate(parts, 1):
-            tail = f',"on_air":{encode(slots)}' if number == len(parts) else ""
+            tail = f',"on_air":{encode(slots)},"layout":{encode(self.layout)}' if number == len(parts) else ""
             self._deliver(client, f'{{"type":"snapshot","rev":{self.rev},"part":{number},'
                                   f'"parts":{len(parts)},"questions":[{",".join(part)}]{tail}}}')
 
@@ -395,6 +397,29 @@ class Board:
         new.on_air = None
         self._commit([new], [self._action(client, q.id, "off_air", theatre=q.on_air)])
         return {"question": q.id}
+
+    def _do_layout(self, client: BoardClient, cmd: Command) -> dict[str, Any]:
+        """The hall displays' layout: single, side by side or a 2×2 grid of `theatre/feed`s."""
+        if not client.participant.can(Capability.MODERATE):
+            raise QaError("forbidden", "only moderators and organisers can set the hall layout")
+        mode = cmd.mode or "single"
+        if len(cmd.feeds) > LAYOUT_TILES[mode]:
+            raise QaError("bad_message", f"a {mode} layout shows {LAYOUT_TILES[mode]} feed(s), not {len(cmd.feeds)}")
+        for feed in cmd.feeds:
+            self._check_theatre(feed.split("/")[0])
+        layout = {"mode": mode, "feeds": list(cmd.feeds), "set_by": client.participant.name, "at": time.time()}
+        try:
+            self.store.save_layout(self.event, layout, self._action(client, 0, "layout", mode=mode,
+                                                                    feeds=list(cmd.feeds)))
+        except StoreFailed:
+            raise QaError("storage", "the layout could not be saved (the server's disk may be full); "
+                                     "nothing was changed, try again in a moment") from None
+        self.layout = layout
+        self.rev += 1
+        text = encode({"type": "layout", "rev": self.rev, "layout": layout})
+        for other in list(self.clients):
+            self._deliver(other, text)
+        return {"mode": mode, "feeds": list(cmd.feeds)}
 
     def _do_pin(self, client: BoardClient, cmd: Command) -> dict[str, Any]:
         q, new = self._moderate(client, cmd, "pin", (QuestionState.PENDING, QuestionState.APPROVED,

@@ -44,6 +44,8 @@ class Command:
     anonymous: bool = False
     pinned: bool = True
     seat: str | None = None
+    mode: str | None = None            # hall layout: single, side or grid
+    feeds: tuple[str, ...] = ()        # hall layout: "theatre/feed" per tile
 
 
 # type → (required fields, optional fields); `type` and `ref` are always allowed
@@ -62,7 +64,10 @@ SCHEMA: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "on_air": (frozenset({"question"}), frozenset({"theatre"})),
     "off_air": (frozenset({"question"}), frozenset()),
     "pin": (frozenset({"question"}), frozenset({"pinned"})),
+    "layout": (frozenset({"mode", "feeds"}), frozenset()),
 }
+# hall layouts and how many tiles each shows
+LAYOUT_TILES = {"single": 1, "side": 2, "grid": 4}
 
 
 def clean_text(value: Any, field: str, limit: int) -> str:
@@ -93,6 +98,18 @@ def _theatre(value: Any, allow_all: bool) -> str | None:
         extra = ' or "*" for every theatre' if allow_all else ""
         raise QaError("bad_message", f"theatre must be a theatre's short name like \"or1\"{extra}")
     return value
+
+
+def _feeds(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or len(value) > max(LAYOUT_TILES.values()):
+        raise QaError("bad_message", "feeds must be a list of at most 4 \"theatre/feed\" names")
+    feeds = []
+    for item in value:
+        parts = item.split("/") if isinstance(item, str) else []
+        if len(parts) != 2 or not all(_SLUG.fullmatch(p) for p in parts):
+            raise QaError("bad_message", "each feed is \"theatre/feed\", like \"or1/endoscope\"")
+        feeds.append(item)
+    return tuple(feeds)
 
 
 def _bool(value: Any, field: str) -> bool:
@@ -162,6 +179,12 @@ def _command(data: dict[str, Any], ref: str | int | None) -> Command:
             values[name] = _theatre(value, allow_all=kind == "on_air")
         elif name in ("anonymous", "pinned"):
             values[name] = _bool(value, name)
+        elif name == "mode":
+            if value not in LAYOUT_TILES:
+                raise QaError("bad_message", f"mode must be one of {', '.join(LAYOUT_TILES)}")
+            values[name] = value
+        elif name == "feeds":
+            values[name] = _feeds(value)
         elif name == "seat":
             if not isinstance(value, str) or len(value) > 128:
                 raise QaError("bad_message", "seat must be the string the server gave you")

@@ -12,6 +12,7 @@ import logging
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from .question import Action, Question, QuestionState
 
@@ -36,6 +37,7 @@ CREATE TABLE IF NOT EXISTS actions (
     action TEXT NOT NULL, actor_name TEXT NOT NULL, actor_role TEXT NOT NULL,
     actor_id TEXT NOT NULL, at REAL NOT NULL, detail TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS actions_event ON actions (event, seq);
+CREATE TABLE IF NOT EXISTS layouts (event TEXT PRIMARY KEY, layout TEXT NOT NULL);
 """
 _COLUMNS = ("event", "id", "text", "author_key", "author_name", "author_role", "anonymous",
             "theatre", "created_at", "state", "original_text", "edited_by", "reason",
@@ -93,17 +95,33 @@ class QaStore:
                                      [(event, qid, voter) for qid, voter in votes_added])
                 self._db.executemany("DELETE FROM votes WHERE event = ? AND question = ? AND voter = ?",
                                      [(event, qid, voter) for qid, voter in votes_removed])
-                self._db.executemany(
-                    "INSERT INTO actions (event, question, action, actor_name, actor_role, actor_id, "
-                    "at, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(event, a.question, a.action, a.actor_name, a.actor_role, a.actor_id, a.at,
-                      json.dumps(a.detail)) for a in actions])
+                self._insert_actions(event, actions)
         except sqlite3.Error as exc:
             logger.error("Q&A board of %s could not be saved: %s", event, exc)
             raise StoreFailed(str(exc)) from None
 
+    def _insert_actions(self, event: str, actions: Iterable[Action]) -> None:
+        self._db.executemany(
+            "INSERT INTO actions (event, question, action, actor_name, actor_role, actor_id, "
+            "at, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(event, a.question, a.action, a.actor_name, a.actor_role, a.actor_id, a.at,
+              json.dumps(a.detail)) for a in actions])
+
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
+
+    def layout(self, event: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT layout FROM layouts WHERE event = ?", (event,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def save_layout(self, event: str, layout: dict[str, Any], action: Action) -> None:
+        try:
+            with self._transaction():
+                self._db.execute("INSERT OR REPLACE INTO layouts VALUES (?, ?)", (event, json.dumps(layout)))
+                self._insert_actions(event, [action])
+        except sqlite3.Error as exc:
+            logger.error("hall layout of %s could not be saved: %s", event, exc)
+            raise StoreFailed(str(exc)) from None
 
     def actions(self, event: str) -> list[Action]:
         rows = self._db.execute(
@@ -114,7 +132,7 @@ class QaStore:
     def archive_event(self, event: str, archived_as: str) -> None:
         """Move an event's board aside (a new event of the same name starts empty)."""
         with self._transaction():
-            for table in ("questions", "votes", "actions"):
+            for table in ("questions", "votes", "actions", "layouts"):
                 self._db.execute(f"UPDATE {table} SET event = ? WHERE event = ?", (archived_as, event))
 
     def close(self) -> None:

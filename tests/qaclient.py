@@ -31,6 +31,7 @@ class QaClient:
     questions: dict[int, dict[str, Any]] = field(default_factory=dict)
     slots: dict[str, dict[str, Any]] = field(default_factory=dict)
     welcome: dict[str, Any] = field(default_factory=dict)
+    layout: dict[str, Any] = field(default_factory=dict)
     snapshots: int = 0
     _building: dict[int, dict[str, Any]] = field(default_factory=dict)
     _waiters: dict[Any, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
@@ -49,6 +50,7 @@ class QaClient:
             self._building.update({q["id"]: q for q in message["questions"]})
             if message["part"] == message["parts"]:
                 self.questions, self.slots = self._building, message["on_air"]
+                self.layout = message["layout"]
                 self.snapshots += 1
         elif kind == "question":
             self.questions[message["question"]["id"]] = message["question"]
@@ -60,6 +62,8 @@ class QaClient:
                     self.questions[int(qid)]["votes"] = count
         elif kind == "on_air":
             self.slots = message["slots"]
+        elif kind == "layout":
+            self.layout = message["layout"]
         if kind in ("ack", "error") and message.get("ref") in self._waiters:
             waiter = self._waiters.pop(message["ref"])
             if not waiter.done():

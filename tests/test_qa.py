@@ -273,3 +273,22 @@ async def test_unreliable_channel_and_bad_offers_are_refused(server: RunningServ
         assert status == 401 and "needs a link" in body
     status, body, _ = await post_offer(http, f"{base}/qa/nosuch", media, server.token("viewer"))
     assert status == 403 and "not 'nosuch'" in body
+
+
+async def test_moderator_sets_the_hall_layout(server: RunningServer) -> None:
+    http, base = server.http, server.base
+    hall = await joined(http, base, "course", server.token("hall"))
+    viewer = await joined(http, base, "course", server.token("viewer"))
+    mod = await joined(http, base, "course", server.token("moderator", name="Moderator Kim"))
+    assert hall.layout == {"mode": "single", "feeds": []}
+    grid = ["or1/endoscope", "or2/endoscope", "or1/room", "podium/camera"]
+    await mod.ok("layout", mode="grid", feeds=grid)
+    await hall.wait_until(lambda: hall.layout.get("mode") == "grid", what="layout reaches the hall")
+    assert hall.layout["feeds"] == grid and hall.layout["set_by"] == "Moderator Kim"
+    assert (await viewer.request("layout", mode="single", feeds=[]))["code"] == "forbidden"
+    for bad in ({"mode": "mosaic", "feeds": []}, {"mode": "side", "feeds": grid[:3]},
+                {"mode": "single", "feeds": ["or1"]}, {"mode": "single", "feeds": "or1/endoscope"}):
+        assert (await mod.request("layout", **bad))["code"] == "bad_message", bad
+    late = await joined(http, base, "course", server.token("hall"))
+    assert late.layout["feeds"] == grid, "a hall that joins later gets the layout in its snapshot"
+    assert server.broadcaster.qa.store.layout("course")["mode"] == "grid"
