@@ -15,8 +15,8 @@ from .appstate import WEB_ROOT
 PAGES: dict[str, str] = {
     "/": "index.html",
     "/watch/{event}": "watch.html",
-    "/hall/{event}": "watch.html",
-    "/moderate/{event}": "watch.html",
+    "/hall/{event}": "hall.html",
+    "/moderate/{event}": "moderate.html",
     "/console/{event}": "publish.html",
     "/console/{event}/{theatre}": "publish.html",
     "/admin": "admin.html",

@@ -63,7 +63,7 @@ async def test_pages_without_a_usable_link_say_so(server: RunningServer) -> None
     async with chromium() as browser:
         page = await browser.new_page()
         errors = collect_console_errors(page)
-        for url in ("/watch/course", "/console/course/or1", "/admin", "/hall/course"):
+        for url in ("/watch/course", "/console/course/or1", "/admin", "/hall/course", "/moderate/course"):
             await page.goto(server.base + url)
             await page.wait_for_selector("text=This page needs your ORcast link")
             assert "Test course" not in await page.content()

@@ -46,10 +46,21 @@ export async function hangUp(sessionUrl, token) {
   if (!sessionUrl) return;
   const headers = token ? { Authorization: `Bearer ${token}` } : {};
   try {
-    await fetch(sessionUrl, { method: "DELETE", headers, keepalive: true });
+    await fetch(sessionUrl, { method: "DELETE", headers, keepalive: true, signal: AbortSignal.timeout(2000) });
   } catch {
     // the server frees the session on its own when the connection drops
   }
+}
+
+// Ends a session: DELETE first, then close the connection (closed first, the server would
+// already have dropped the session and answer the DELETE with 404).
+export function leave(pc, sessionUrl, token) {
+  if (pc) pc.onconnectionstatechange = null;
+  if (!sessionUrl) {
+    pc?.close();
+    return;
+  }
+  hangUp(sessionUrl, token).finally(() => pc?.close());
 }
 
 export function setStatus(element, text, kind = "info") {

@@ -1,0 +1,135 @@
+// Hall display: a kiosk nobody touches. Shows the layout the moderator sets (one feed, two side
+// by side, or a 2×2 grid) and the question on air. Recovers by itself from network loss, a
+// server restart or a publisher that leaves and comes back.
+import { api, noAccessMessage, pathPart, showNoAccess, takeToken } from "./lib/auth.js";
+import { el, feedLabel } from "./lib/dom.js";
+import { openEventSocket } from "./lib/eventsocket.js";
+import { FeedPlayer } from "./lib/player.js";
+import { QaConnection } from "./lib/qa.js";
+
+const event = pathPart(2);
+const token = takeToken();
+const tilesBox = document.getElementById("tiles");
+const health = document.getElementById("health");
+let titles = new Map();
+let live = [];                 // live feed paths, "theatre/feed"
+let layout = { mode: "single", feeds: [] };
+let tiles = [];                // {feed, player, box, state}
+let qa = null;
+let unhealthySince = 0;
+
+// No feeds chosen yet: show what is live (not talk-back), as many as the layout holds.
+function chosenFeeds() {
+  const capacity = { single: 1, side: 2, grid: 4 }[layout.mode] || 1;
+  const feeds = layout.feeds.length ? layout.feeds : live.filter((f) => !f.split("/")[1].startsWith("talkback"));
+  return feeds.slice(0, capacity);
+}
+
+function render() {
+  const feeds = chosenFeeds();
+  tilesBox.dataset.mode = layout.mode;
+  const same = feeds.length === tiles.length && feeds.every((f, i) => tiles[i].feed === f);
+  for (const tile of tiles) tile.player.setLive(live.includes(tile.feed));
+  if (same) return updateTiles();
+  for (const tile of tiles) tile.player.stop();
+  tiles = feeds.map((feed, index) => {
+    const video = el("video", { autoplay: true, playsinline: true, "aria-label": feedLabel(titles, feed) });
+    video.muted = index !== 0;  // the hall hears the first tile
+    const state = el("div", { className: "tile-state" });
+    const box = el("figure", { className: "tile" }, video, el("figcaption", { text: feedLabel(titles, feed) }), state);
+    const tile = { feed, box, state, video, player: null };
+    tile.player = new FeedPlayer(video, token, { onState: () => updateTiles() });
+    tile.player.play(`${event}/${feed}`, live.includes(feed));
+    video.play().catch(() => { video.muted = true; video.play().catch(() => {}); });
+    return tile;
+  });
+  tilesBox.replaceChildren(...tiles.map((t) => t.box));
+  if (!tiles.length) tilesBox.replaceChildren(el("p", { className: "hall-idle", text: "Waiting for an operating room to go live …" }));
+  updateTiles();
+}
+
+function updateTiles() {
+  for (const tile of tiles) {
+    const s = tile.player.state;
+    const waiting = s === "waiting" || (!live.includes(tile.feed) && s !== "live");
+    tile.state.textContent = s === "live" ? "" : waiting ? `Waiting for ${feedLabel(titles, tile.feed)} to go live …`
+      : s === "ended" ? "This hall link no longer works; ask the organiser for a new one" : `${feedLabel(titles, tile.feed)} reconnecting …`;
+    tile.state.hidden = s === "live";
+  }
+}
+
+function showOnAir(slots) {
+  const box = document.getElementById("onair");
+  const entries = Object.entries(slots);
+  if (!entries.length) {
+    box.hidden = true;
+    return;
+  }
+  // one question on a hall screen: the one for every theatre, else the newest slot
+  const [theatre, q] = entries.find(([t]) => t === "*") || entries[entries.length - 1];
+  document.getElementById("onair-theatre").textContent = theatre === "*" ? "all theatres" : titles.get(theatre) || theatre;
+  document.getElementById("onair-text").textContent = q.text;
+  document.getElementById("onair-meta").textContent = `${q.author} · ${q.votes} vote${q.votes === 1 ? "" : "s"}`;
+  box.hidden = false;
+}
+
+// Reload only when the page itself is stuck and the server answers (a reload while the server
+// is down would leave the browser's error page, which never recovers).
+async function watchdog() {
+  const ok = tiles.some((t) => t.player.state === "live") || (qa && qa.state === "connected");
+  if (ok) {
+    unhealthySince = 0;
+    health.textContent = "";
+    return;
+  }
+  unhealthySince = unhealthySince || Date.now();
+  health.textContent = "reconnecting …";
+  if (Date.now() - unhealthySince > 60000) {
+    try {
+      const r = await fetch("/", { cache: "no-store" });
+      if (r.ok) location.reload();
+    } catch {
+      // still down: keep trying
+    }
+  }
+}
+
+async function start() {
+  if (!event) return showNoAccess("The address is incomplete: it should look like /hall/your-event.");
+  if (!token) return showNoAccess("Open the hall link you were given: it carries this display's access.");
+  let info;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      info = await api(token, `/api/events/${event}`);
+      break;
+    } catch (error) {
+      if (error.status) return showNoAccess(noAccessMessage(error));
+      health.textContent = "waiting for the server …";  // a kiosk waits for the server to come back
+      await new Promise((r) => setTimeout(r, Math.min(1000 * 2 ** attempt, 10000)));
+    }
+  }
+  document.title = `ORcast · ${info.event.title} · hall`;
+  titles = new Map(info.event.theatres.map((t) => [t.slug, t.title]));
+  const onStreams = (streams) => {
+    live = streams.filter((s) => s.live).map((s) => s.path.split("/").slice(1).join("/"));
+    render();
+  };
+  onStreams(info.streams);
+  openEventSocket(event, token, {
+    onStreams,
+    onClosing: (reason) => showNoAccess(`This hall link no longer works: ${reason}. Ask the organiser for a new one.`),
+  });
+  qa = new QaConnection(event, token, {
+    onSlots: showOnAir,
+    onLayout: (l) => { layout = l; render(); },
+  }).start();
+  setInterval(() => tiles.forEach((t) => t.player.sample()), 1000);
+  setInterval(watchdog, 5000);
+}
+
+start();
+
+window.orcast = {
+  get tiles() { return tiles.map((t) => ({ feed: t.feed, state: t.player.state, peer: t.player.pc })); },
+  get qa() { return qa; },
+};

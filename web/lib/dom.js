@@ -1,0 +1,39 @@
+// Building DOM nodes. Text is only ever set as text (textContent), never parsed as HTML: questions,
+// names and titles come from other people.
+
+export function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "text") node.textContent = value;
+    else if (key === "className") node.className = value;
+    else if (key === "dataset") Object.assign(node.dataset, value);
+    else if (key.startsWith("on") && typeof value === "function") node.addEventListener(key.slice(2), value);
+    else if (value === true) node.setAttribute(key, "");
+    else node.setAttribute(key, String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+export function option(value, text, selected = false) {
+  const node = el("option", { value }, text);
+  node.selected = selected;
+  return node;
+}
+
+// "or1/endoscope" → "OR 1 · endoscope", with the event's theatre titles
+export function feedLabel(titles, feed) {
+  const [theatre, name] = feed.split("/");
+  return `${titles.get(theatre) || theatre} · ${name}`;
+}
+
+export function ago(seconds) {
+  const s = Math.max(0, Math.round(Date.now() / 1000 - seconds));
+  if (s < 60) return `${s} s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  return `${Math.floor(s / 3600)} h ago`;
+}
