@@ -32,6 +32,7 @@ from .sdpoffer import (
 from .session import IceServer, PeerSession, SessionSettings
 from .stream import Stream, StreamInfo
 from .streampath import StreamPath
+from .thumbnailer import Thumbnails
 from .viewer import ViewerSession
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class Broadcaster:
         self.streams: dict[StreamPath, Stream] = {}
         self.sessions: dict[str, PeerSession] = {}
         self.recordings = RecordingManager(self.settings.recording, self.streams)
+        self.thumbnails = Thumbnails()
         self.qa = QaBoards(self.settings.qa)
         self._sampler: asyncio.Task[None] | None = None
         self._closed = False
@@ -102,7 +104,7 @@ class Broadcaster:
         stream.mark_live(protocol)
         logger.info("%s: live (%s%s)", path, shaped.video_codec or "no video",
                     ", opus" if shaped.has_audio else "")
-        self.recordings.on_live(stream)
+        self._went_live(stream)
         return session
 
     def attach_source(self, path: StreamPath, video: tuple[Source, str] | None,
@@ -123,7 +125,7 @@ class Broadcaster:
             stream.audio.attach(audio, "opus")
             stream.local_source = stream.local_source or audio
         stream.mark_live(kind)
-        self.recordings.on_live(stream)
+        self._went_live(stream)
         return stream
 
     def detach_source(self, path: StreamPath) -> None:
@@ -131,7 +133,7 @@ class Broadcaster:
         if stream is not None and stream.local_source is not None:
             stream.local_source = None
             stream.mark_offline()
-            self.recordings.on_offline(stream)
+            self._went_offline(stream)
             self._forget_if_idle(stream)
 
     # -- playing ------------------------------------------------------------------------
@@ -154,6 +156,15 @@ class Broadcaster:
         stream.viewers.add(session)
         await self._start(session, shaped)
         return session
+
+    def _went_live(self, stream: Stream) -> None:
+        """The readers that follow every live feed: its recorder (if wanted) and thumbnailer."""
+        self.recordings.on_live(stream)
+        self.thumbnails.on_live(stream)
+
+    def _went_offline(self, stream: Stream) -> None:
+        self.recordings.on_offline(stream)
+        self.thumbnails.on_offline(stream)
 
     # -- the Q&A ------------------------------------------------------------------------
     async def join_qa(self, event: str, offer_sdp: str, participant: Participant | None = None) -> QaSession:
@@ -197,7 +208,7 @@ class Broadcaster:
         if stream.publisher is session:
             stream.publisher = None
             stream.mark_offline()
-            self.recordings.on_offline(stream)
+            self._went_offline(stream)
             logger.info("%s: publisher left; %d viewer(s) wait for it to return",
                         stream.path, len(stream.viewers))
         stream.viewers.discard(session)
@@ -229,6 +240,7 @@ class Broadcaster:
             return
         self._closed = True
         await self.recordings.close()
+        self.thumbnails.close()
         if self._sampler is not None:
             self._sampler.cancel()
             with contextlib.suppress(asyncio.CancelledError):

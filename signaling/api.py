@@ -18,6 +18,7 @@ from broadcast.streampath import is_slug
 from .appstate import ACCESS, BROADCASTER
 from .bodies import check_keys, field, read_json
 from .eventstore import Event, StoreError, Theatre
+from .httpsession import stream_path
 
 MAX_TITLE = 200
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2})?(Z|[+-]\d{2}:?\d{2})?)?$")
@@ -171,6 +172,19 @@ async def all_streams(request: web.Request) -> web.Response:
     return web.json_response({"streams": streams})
 
 
+async def thumbnail(request: web.Request) -> web.Response:
+    """The latest still of a feed (JPEG, 320 px wide, at most ~10 s old while it is live)."""
+    path = stream_path(request)
+    identity = request.app[ACCESS].require(request, path.event, Capability.VIEW)
+    if not identity.participant.may_watch(path.event, path.theatre):
+        raise web.HTTPForbidden(text=f"this link cannot watch theatre {path.theatre!r}\n")
+    picture = request.app[BROADCASTER].thumbnails.get(path)
+    if picture is None:
+        raise web.HTTPNotFound(text=f"no picture of {path} yet; it comes with its next keyframe\n")
+    return web.Response(body=picture.jpeg, content_type="image/jpeg", headers={
+        "Cache-Control": "no-store", "X-Captured-At": f"{picture.captured_at:.0f}"})
+
+
 def routes() -> list[web.RouteDef]:
     return [
         web.get("/api/me", me),
@@ -181,4 +195,5 @@ def routes() -> list[web.RouteDef]:
         web.get("/api/events/{event}/streams", event_streams),
         web.post("/api/events/{event}/theatres", add_theatre),
         web.get("/api/streams", all_streams),
+        web.get("/api/events/{event}/thumbnails/{theatre}/{feed}", thumbnail),
     ]

@@ -1,165 +1,319 @@
-// Watches an event: lists its theatres' feeds, plays one over WHEP, switches without reload,
-// and reconnects by itself when the server or network drops.
+// Viewer (and faculty) page: the event's theatres and feeds with their live state, one main feed
+// or a 2×2 multi-view, which theatre is heard, fullscreen, a quality indicator, the Q&A panel,
+// and for faculty "speak to OR". Everything reconnects by itself.
 import { api, noAccessMessage, pathPart, showNoAccess, takeToken } from "./lib/auth.js";
+import { el, feedLabel, option } from "./lib/dom.js";
 import { openEventSocket } from "./lib/eventsocket.js";
-import { HttpError, hangUp, negotiate, setStatus } from "./lib/webrtchttp.js";
-
-const video = document.getElementById("video");
-const status = document.getElementById("status");
-const stats = document.getElementById("stats");
-const feedList = document.getElementById("feeds");
+import { FeedPlayer } from "./lib/player.js";
+import { FeedPublisher } from "./lib/publisher.js";
+import { QaConnection, byVotes, onAirFor } from "./lib/qa.js";
+import { setStatus } from "./lib/webrtchttp.js";
+import { Thumbnails } from "./lib/thumbnails.js";
 
 const event = pathPart(2);
 const token = takeToken();
-let path = null;            // event/theatre/feed being played
-let pc = null;
-let sessionUrl = null;
-let retryDelay = 1000;
-let retryTimer = null;
-let lastDecoded = 0;
-let lastStatsAt = 0;
-let stalledSince = 0;
-let ended = false;
-const known = new Map();    // path → {live, theatre title}
-let theatreTitles = new Map();
+const video = document.getElementById("video");
+const stateBox = document.getElementById("state");
+let titles = new Map();
+let streams = new Map();       // "theatre/feed" → stream info
+let main = null;               // FeedPlayer of the single view
+let tiles = [];                // multi-view: {feed, player, video, box}
+let mode = "single";
+let heard = null;              // theatre whose sound plays (and whose talk-back and on-air question show)
+let heardTile = 0;             // multi-view: the tile whose sound plays
+let talkbackPlayers = new Map();
+let qa = null;
+let thumbs = null;
+let you = null;
 
-document.getElementById("unmute").addEventListener("click", () => {
-  video.muted = !video.muted;
-  document.getElementById("unmute").textContent = video.muted ? "Unmute" : "Mute";
-});
+const isTalkback = (feed) => feed.split("/")[1].startsWith("talkback");
+const theatreOf = (feed) => feed.split("/")[0];
+const liveFeeds = () => [...streams.values()].filter((s) => s.live).map((s) => s.feed);
 
-function label(p) {
-  const [, theatre, feed] = p.split("/");
-  return `${theatreTitles.get(theatre) || theatre} · ${feed}`;
+function mainFeed() {
+  return main?.path ? main.path.split("/").slice(1).join("/") : null;
 }
 
-function renderFeeds() {
-  feedList.replaceChildren();
-  for (const [p, info] of [...known.entries()].sort()) {
-    const li = document.createElement("li");
-    const button = document.createElement("button");
-    button.textContent = label(p);
-    button.setAttribute("aria-pressed", String(p === path));
-    const state = document.createElement("span");
-    state.className = "state";
-    state.dataset.live = String(info.live);
-    state.textContent = info.live ? `live · ${info.viewers} watching` : "off air";
-    button.append(state);
-    button.addEventListener("click", () => play(p));
-    li.append(button);
-    feedList.append(li);
-  }
-}
-
-function onStreams(streams) {
-  for (const info of known.values()) info.live = false;
-  for (const s of streams) known.set(s.path, { live: s.live, viewers: s.viewers });
-  if (!path) {
-    const wanted = new URLSearchParams(location.search).get("feed");
-    const first = streams.find((s) => s.live);
-    if (wanted && /^[a-z0-9-]+\/[a-z0-9-]+$/.test(wanted)) play(`${event}/${wanted}`);
-    else if (first) play(first.path);
-    else setStatus(status, "Waiting for an operating room to go live …", "warn");
-  }
-  renderFeeds();
-}
-
-function end(message) {
-  ended = true;
-  teardown();
-  showNoAccess(message);
-}
-
-function scheduleReconnect(message, delayMs) {
-  setStatus(status, message, "warn");
-  teardown();
-  clearTimeout(retryTimer);
-  retryTimer = setTimeout(connect, delayMs);
-}
-
-function teardown() {
-  if (pc) {
-    pc.onconnectionstatechange = null;
-    pc.close();
-  }
-  hangUp(sessionUrl, token);
-  pc = null;
-  sessionUrl = null;
-}
-
-function play(newPath) {
-  if (newPath === path && pc) return;
-  path = newPath;
+// -- single view -------------------------------------------------------------------------
+function play(feed) {
   const url = new URL(location.href);
-  url.searchParams.set("feed", newPath.split("/").slice(1).join("/"));
+  url.searchParams.set("feed", feed);
   history.replaceState(null, "", url.pathname + url.search);
-  retryDelay = 1000;
-  teardown();
-  clearTimeout(retryTimer);
+  main.play(`${event}/${feed}`, streams.get(feed)?.live ?? false);
+  document.getElementById("caption").textContent = feedLabel(titles, feed);
+  if (mode === "single") heard = theatreOf(feed);
   renderFeeds();
-  connect();
+  syncTalkback();
+  if (qa) renderOnAir(qa.slots);
 }
 
-async function connect() {
-  if (ended || !path) return;
-  const peer = new RTCPeerConnection();
-  const target = path;
-  pc = peer;
-  peer.addTransceiver("video", { direction: "recvonly" });
-  peer.addTransceiver("audio", { direction: "recvonly" });
-  const stream = new MediaStream();
-  video.srcObject = stream;
-  peer.ontrack = (e) => stream.addTrack(e.track);
-  peer.onconnectionstatechange = () => {
-    if (peer !== pc) return;
-    if (peer.connectionState === "connected") {
-      setStatus(status, `Live · ${label(target)}`, "ok");
-      retryDelay = 1000;
-    } else if (peer.connectionState === "failed" || peer.connectionState === "closed") {
-      scheduleReconnect(`${label(target)}: connection lost, reconnecting …`, retryDelay);
-      retryDelay = Math.min(retryDelay * 2, 10000);
+function describe(state, feed, text) {
+  if (state === "idle" || !feed) return "Pick a feed below.";
+  const name = feedLabel(titles, feed);
+  if (state === "live") return "";
+  if (state === "waiting") return `Waiting for ${name} to go live …`;
+  if (state === "reconnecting" || state === "stalled") return `${name} reconnecting …`;
+  if (state === "ended") return `This link no longer plays here: ${text}`;
+  return `Connecting to ${name} …`;
+}
+
+function onMainState(state, text) {
+  const feed = mainFeed();
+  stateBox.textContent = describe(state, feed, text);
+  stateBox.hidden = state === "live";
+  if (state === "ended") showNoAccess(`${text} Ask the organiser for a new link.`);
+}
+
+// -- multi-view ----------------------------------------------------------------------------
+function buildMulti() {
+  for (const t of tiles) t.player.stop();
+  const picks = liveFeeds().filter((f) => !isTalkback(f));
+  const current = mainFeed();
+  if (current && !picks.includes(current)) picks.unshift(current);
+  const box = document.getElementById("multi");
+  tiles = [0, 1, 2, 3].map((i) => {
+    const tileVideo = el("video", { autoplay: true, playsinline: true, "aria-label": `Multi-view tile ${i + 1}` });
+    tileVideo.muted = true;
+    const state = el("div", { className: "tile-state" });
+    const select = el("select", { "aria-label": `Feed in tile ${i + 1}` }, option("", "(empty)"),
+      [...streams.keys()].filter((f) => !isTalkback(f)).map((f) => option(f, feedLabel(titles, f), f === picks[i])));
+    const hear = el("input", { type: "radio", name: "hear", "aria-label": `Hear tile ${i + 1}` });
+    const tile = { feed: picks[i] || null, video: tileVideo, state, select, hear, player: null, box: null };
+    tile.player = new FeedPlayer(tileVideo, token, {
+      onState: (s, text) => {
+        state.textContent = tile.feed ? describe(s, tile.feed, text) : "";
+        state.hidden = s === "live" || !tile.feed;
+      },
+    });
+    select.addEventListener("change", () => setTile(tile, select.value || null));
+    hear.addEventListener("change", () => { heardTile = i; applyAudio(); });
+    tile.box = el("figure", { className: "tile" }, tileVideo, state,
+      el("figcaption", {}, select, el("label", { className: "hear" }, hear, " hear")));
+    setTile(tile, tile.feed);
+    return tile;
+  });
+  box.replaceChildren(...tiles.map((t) => t.box));
+  applyAudio();
+}
+
+function setTile(tile, feed) {
+  tile.feed = feed;
+  tile.player.play(feed ? `${event}/${feed}` : null, feed ? streams.get(feed)?.live ?? false : false);
+  tile.state.hidden = !feed;
+  applyAudio();
+}
+
+function applyAudio() {
+  const soundOn = document.getElementById("unmute").dataset.on === "true";
+  if (mode === "single") {
+    video.muted = !soundOn;
+  } else {
+    video.muted = true;
+    tiles.forEach((t, i) => {
+      t.hear.checked = i === heardTile;
+      t.video.muted = !soundOn || i !== heardTile;
+    });
+    const feed = tiles[heardTile]?.feed;
+    if (feed && theatreOf(feed) !== heard) {
+      heard = theatreOf(feed);
+      syncTalkback();
+      if (qa) renderOnAir(qa.slots);
     }
-  };
+  }
+  for (const [feed, p] of talkbackPlayers) p.video.muted = !soundOn || theatreOf(feed) !== heard;
+}
+
+function setMode(next) {
+  mode = next;
+  document.getElementById("view-single").setAttribute("aria-pressed", String(mode === "single"));
+  document.getElementById("view-multi").setAttribute("aria-pressed", String(mode === "multi"));
+  document.getElementById("single").hidden = mode !== "single";
+  document.getElementById("multi").hidden = mode !== "multi";
+  if (mode === "multi") {
+    main.stop();
+    buildMulti();
+  } else {
+    for (const t of tiles) t.player.stop();
+    tiles = [];
+    const feed = new URL(location.href).searchParams.get("feed") || liveFeeds().find((f) => !isTalkback(f));
+    if (feed) play(feed);
+  }
+  applyAudio();
+}
+
+// -- feeds and talk-back -------------------------------------------------------------------
+function renderFeeds() {
+  const groups = new Map();
+  for (const [feed, s] of [...streams.entries()].sort()) {
+    if (isTalkback(feed)) continue;
+    const theatre = theatreOf(feed);
+    if (!groups.has(theatre)) groups.set(theatre, []);
+    groups.get(theatre).push([feed, s]);
+  }
+  const items = [...groups.entries()].map(([theatre, feeds]) => el("li", { className: "theatre" },
+    el("h3", { text: titles.get(theatre) || theatre }),
+    el("div", { className: "thumb-row" }, feeds.map(([feed, s]) => {
+      const img = el("img", { alt: "", className: "thumb-img" });
+      thumbs?.attach(img, feed, s.live);
+      return el("button", {
+        className: "thumb", "aria-pressed": String(feed === mainFeed() && mode === "single"),
+        "aria-label": `${feedLabel(titles, feed)}, ${s.live ? "live" : "not live"}`,
+        onclick: () => { if (mode !== "single") setMode("single"); play(feed); },
+      }, img, el("span", { className: "thumb-label", text: feed.split("/")[1] }),
+      el("span", { className: "state", dataset: { live: String(s.live) }, text: s.live ? `live · ${s.viewers}` : "off air" }));
+    }))));
+  document.getElementById("feeds").replaceChildren(...items);
+  if (!items.length) {
+    document.getElementById("feeds").replaceChildren(el("li", { className: "empty", text: "No operating room is live yet." }));
+  }
+}
+
+// Faculty voices into a theatre are part of that theatre: play the talk-back feeds of the theatre heard.
+function syncTalkback() {
+  const wanted = new Set(liveFeeds().filter((f) => isTalkback(f) && theatreOf(f) === heard && !f.endsWith(myTalkback)));
+  for (const [feed, p] of talkbackPlayers) {
+    if (!wanted.has(feed)) {
+      p.player.stop();
+      p.video.remove();
+      talkbackPlayers.delete(feed);
+    }
+  }
+  for (const feed of wanted) {
+    if (talkbackPlayers.has(feed)) continue;
+    const v = el("video", { autoplay: true, playsinline: true, hidden: true, "aria-hidden": "true" });
+    document.body.append(v);
+    const player = new FeedPlayer(v, token, {});
+    player.play(`${event}/${feed}`);
+    talkbackPlayers.set(feed, { player, video: v });
+  }
+  applyAudio();
+}
+
+function onStreams(list) {
+  const before = mainFeed();
+  const next = new Map();
+  for (const s of list) {
+    const feed = s.path.split("/").slice(1).join("/");
+    next.set(feed, { feed, live: s.live, viewers: s.viewers });
+  }
+  for (const [feed, s] of streams) if (!next.has(feed)) next.set(feed, { ...s, live: false });
+  streams = next;
+  if (!before && mode === "single") {
+    const wanted = new URL(location.href).searchParams.get("feed");
+    const first = wanted && /^[a-z0-9-]+\/[a-z0-9-]+$/.test(wanted) ? wanted : liveFeeds().find((f) => !isTalkback(f));
+    if (first) play(first);
+  }
+  if (main.path) main.setLive(streams.get(mainFeed())?.live ?? false);
+  for (const t of tiles) if (t.feed) t.player.setLive(streams.get(t.feed)?.live ?? false);
+  renderFeeds();
+  syncTalkback();
+}
+
+// -- speak to the OR (faculty) ---------------------------------------------------------------
+const myTalkback = `talkback-${Math.random().toString(36).slice(2, 8)}`;
+let talk = null;
+let talkMedia = null;
+
+async function startTalking() {
+  const theatre = document.getElementById("tb-theatre").value;
+  const status = document.getElementById("tb-status");
   try {
-    setStatus(status, `Connecting to ${label(target)} …`);
-    sessionUrl = await negotiate(peer, `/whep/${target}`, token);
+    talkMedia = await navigator.mediaDevices.getUserMedia({
+      audio: { echoCancellation: true, noiseSuppression: true },
+      video: document.getElementById("tb-camera").checked ? { width: { ideal: 640 }, height: { ideal: 360 } } : false,
+    });
   } catch (error) {
-    if (peer !== pc) return;
-    if (error instanceof HttpError && (error.status === 401 || error.status === 403)) {
-      end(`${error.message}`);
-    } else if (error instanceof HttpError && error.status === 409) {
-      scheduleReconnect(`Waiting for ${label(target)} to go live …`, (error.retryAfter || 2) * 1000);
-    } else {
-      const delay = error.retryAfter ? error.retryAfter * 1000 : retryDelay;
-      retryDelay = Math.min(retryDelay * 2, 10000);
-      scheduleReconnect(`Cannot play ${label(target)}: ${error.message}. Retrying in ${Math.round(delay / 1000)} s …`, delay);
-    }
+    return setStatus(status, `Microphone unavailable: ${error.message}`, "bad");
+  }
+  talk = new FeedPublisher(token, {
+    onState: (s, text) => setStatus(status, s === "live" ? `Speaking to ${titles.get(theatre) || theatre}` : `${s} ${text}`,
+      s === "live" ? "ok" : s === "failed" || s === "ended" ? "bad" : "warn"),
+  });
+  talk.start(`${event}/${theatre}/${myTalkback}`, talkMedia, 500);
+  document.getElementById("tb-start").disabled = true;
+  document.getElementById("tb-stop").disabled = false;
+}
+
+function stopTalking() {
+  talk?.stop();
+  talkMedia?.getTracks().forEach((t) => t.stop());
+  talk = null;
+  talkMedia = null;
+  document.getElementById("tb-start").disabled = false;
+  document.getElementById("tb-stop").disabled = true;
+  setStatus(document.getElementById("tb-status"), "Not speaking");
+}
+
+// -- Q&A -------------------------------------------------------------------------------------
+const STATE_TEXT = { pending: "waiting for a moderator", approved: "approved", on_air: "ON AIR", answered: "answered",
+  rejected: "not taken", withdrawn: "withdrawn", merged: "merged" };
+
+function questionItem(q) {
+  const vote = q.mine ? null : el("button", {
+    className: "vote", "aria-pressed": String(q.voted), disabled: q.state !== "approved" && q.state !== "on_air",
+    "aria-label": `${q.voted ? "Remove your vote from" : "Vote for"} question ${q.id}`,
+    onclick: () => qa.request(q.voted ? "unvote" : "vote", { question: q.id }).catch((e) => askStatus(e.message, "bad")),
+  }, `▲ ${q.votes}`);
+  const extra = [];
+  if (q.mine && q.state === "rejected" && q.reason) extra.push(el("span", { className: "reason", text: `Moderator: ${q.reason}` }));
+  if (q.mine && q.merged_into) extra.push(el("span", { className: "reason", text: `Merged into #${q.merged_into}` }));
+  const withdraw = q.mine && (q.state === "pending" || q.state === "approved")
+    ? el("button", { className: "link", onclick: () => qa.request("withdraw", { question: q.id }).catch((e) => askStatus(e.message, "bad")) }, "withdraw")
+    : null;
+  return el("li", { className: "qitem", dataset: { state: q.state } },
+    vote || el("span", { className: "votes", text: `▲ ${q.votes}` }),
+    el("div", {}, el("p", { className: "qtext", text: q.text }),
+      el("div", { className: "qmeta" }, `${q.author}${q.theatre ? ` · ${titles.get(q.theatre) || q.theatre}` : ""} · `,
+        el("span", { className: `qstate s-${q.state}`, text: STATE_TEXT[q.state] || q.state }), ...extra, withdraw)));
+}
+
+function renderQuestions() {
+  const all = [...qa.questions.values()];
+  const mine = all.filter((q) => q.mine).sort((a, b) => b.created_at - a.created_at);
+  const others = all.filter((q) => !q.mine && (q.state === "approved" || q.state === "on_air" || q.state === "answered")).sort(byVotes);
+  document.getElementById("mine").replaceChildren(...(mine.length ? mine.map(questionItem) : [el("li", { className: "empty", text: "You have not asked yet." })]));
+  document.getElementById("approved").replaceChildren(...(others.length ? others.map(questionItem) : [el("li", { className: "empty", text: "No approved questions yet." })]));
+}
+
+function renderOnAir(slots) {
+  const box = document.getElementById("onair");
+  const q = onAirFor(slots, heard);
+  box.hidden = !q;
+  if (q) box.replaceChildren(el("strong", { text: "On air: " }), el("span", { text: q.text }));
+}
+
+function askStatus(text, kind) {
+  const p = document.getElementById("ask-status");
+  p.hidden = !text;
+  setStatus(p, text, kind);
+}
+
+async function ask(e) {
+  e.preventDefault();
+  const text = document.getElementById("ask-text").value.trim();
+  if (!text) return askStatus("Type your question first.", "warn");
+  const theatre = document.getElementById("ask-theatre").value || undefined;
+  try {
+    await qa.request("ask", { text, ...(theatre ? { theatre } : {}), anonymous: document.getElementById("ask-anon").checked });
+    document.getElementById("ask-text").value = "";
+    document.getElementById("ask-count").textContent = "0 / 500";
+    askStatus("Sent. A moderator will look at it.", "ok");
+  } catch (error) {
+    askStatus(error.message, "bad");
   }
 }
 
-async function showStats() {
-  if (!pc) return;
-  const report = await pc.getStats();
-  for (const s of report.values()) {
-    if (s.type !== "inbound-rtp" || s.kind !== "video") continue;
-    const now = performance.now();
-    const decoded = s.framesDecoded || 0;
-    const fps = lastStatsAt ? ((decoded - lastDecoded) * 1000) / (now - lastStatsAt) : 0;
-    const delay = s.jitterBufferEmittedCount ? (s.jitterBufferDelay / s.jitterBufferEmittedCount) * 1000 : 0;
-    stats.textContent = `${s.frameWidth || "?"}×${s.frameHeight || "?"} · ${fps.toFixed(0)} fps · ` +
-      `buffer ${delay.toFixed(0)} ms · lost ${s.packetsLost || 0}`;
-    if (pc.connectionState === "connected") {
-      if (decoded === lastDecoded) {
-        stalledSince = stalledSince || now;
-        if (now - stalledSince > 2000) setStatus(status, `${label(path)} is reconnecting …`, "warn");
-      } else {
-        stalledSince = 0;
-        setStatus(status, `Live · ${label(path)}`, "ok");
-      }
-    }
-    lastDecoded = decoded;
-    lastStatsAt = now;
+// -- start -----------------------------------------------------------------------------------
+async function showQuality() {
+  const q = await main?.sample();
+  for (const t of tiles) t.player.sample();
+  const box = document.getElementById("quality");
+  if (!q) {
+    box.textContent = "";
+    return;
   }
+  box.dataset.grade = q.grade;
+  box.textContent = `${q.grade} · ${Math.round(q.latencyMs)} ms · ${q.fps.toFixed(0)} fps · ${q.width || "?"}×${q.height || "?"}`;
 }
 
 async function start() {
@@ -171,20 +325,66 @@ async function start() {
   } catch (error) {
     return showNoAccess(noAccessMessage(error));
   }
+  you = info.you;
   document.getElementById("title").textContent = info.event.title;
-  document.getElementById("who").textContent = `${info.you.name} · ${info.you.role}`;
+  document.getElementById("who").textContent = `${you.name} · ${you.role}`;
   document.title = `ORcast · ${info.event.title}`;
-  theatreTitles = new Map(info.event.theatres.map((t) => [t.slug, t.title]));
-  onStreams(info.streams);
-  openEventSocket(event, token, {
+  titles = new Map(info.event.theatres.map((t) => [t.slug, t.title]));
+  main = new FeedPlayer(video, token, { onState: onMainState });
+  thumbs = new Thumbnails(event, token);
+  const conn = document.getElementById("conn");
+  const socket = openEventSocket(event, token, {
     onStreams,
-    onClosing: (reason) => end(`This link no longer works here: ${reason}. Ask the organiser for a new one.`),
+    onState: (s) => setStatus(conn, s === "connected" ? "connected" : "reconnecting …", s === "connected" ? "ok" : "warn"),
+    onClosing: (reason) => { socket.close(); showNoAccess(`This link no longer works here: ${reason}. Ask the organiser for a new one.`); },
   });
-  window.addEventListener("pagehide", teardown);
-  setInterval(showStats, 1000);
+  onStreams(info.streams);
+  document.getElementById("view-single").addEventListener("click", () => setMode("single"));
+  document.getElementById("view-multi").addEventListener("click", () => setMode("multi"));
+  document.getElementById("unmute").addEventListener("click", (e) => {
+    const on = e.currentTarget.dataset.on !== "true";
+    e.currentTarget.dataset.on = String(on);
+    e.currentTarget.textContent = on ? "Sound off" : "Sound on";
+    applyAudio();
+  });
+  document.getElementById("fullscreen").addEventListener("click", () => {
+    const target = mode === "single" ? document.querySelector(".main-tile") : document.getElementById("multi");
+    if (document.fullscreenElement) document.exitFullscreen();
+    else target.requestFullscreen().catch(() => {});
+  });
+  // Q&A
+  const canAsk = you.capabilities.includes("ask");
+  document.getElementById("ask").hidden = !canAsk;
+  document.getElementById("ask-theatre").replaceChildren(option("", "any theatre"), ...info.event.theatres.map((t) => option(t.slug, t.title)));
+  document.getElementById("ask").addEventListener("submit", ask);
+  document.getElementById("ask-text").addEventListener("input", (e) => {
+    document.getElementById("ask-count").textContent = `${e.target.value.length} / 500`;
+  });
+  qa = new QaConnection(event, token, {
+    onQuestions: renderQuestions,
+    onSlots: renderOnAir,
+    onState: (s) => document.querySelector(".qa").classList.toggle("offline", s !== "connected"),
+  }).start();
+  // faculty: speak to the OR
+  if (you.capabilities.includes("talkback")) {
+    const panel = document.getElementById("talkback");
+    panel.hidden = false;
+    const allowed = you.theatre ? info.event.theatres.filter((t) => t.slug === you.theatre) : info.event.theatres;
+    document.getElementById("tb-theatre").replaceChildren(...allowed.map((t) => option(t.slug, t.title)));
+    document.getElementById("tb-start").addEventListener("click", startTalking);
+    document.getElementById("tb-stop").addEventListener("click", stopTalking);
+  }
+  window.addEventListener("pagehide", () => { main.stop(); stopTalking(); });
+  setInterval(showQuality, 1000);
 }
 
 start();
 
 // A read-only handle for diagnostics and browser tests (getStats from the console).
-window.orcast = { get peer() { return pc; }, get path() { return path; } };
+window.orcast = {
+  get peer() { return main?.pc; },
+  get path() { return main?.path; },
+  get tiles() { return tiles.map((t) => ({ feed: t.feed, state: t.player.state, peer: t.player.pc })); },
+  get talk() { return talk; },
+  get qa() { return qa; },
+};

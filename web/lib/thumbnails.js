@@ -1,0 +1,50 @@
+// Still pictures of the event's feeds (GET /api/events/{event}/thumbnails/{theatre}/{feed}),
+// refreshed every 10 s while a feed is live. Fetched with the link's token (an <img src> cannot
+// send it) and shown from blob: URLs.
+
+const REFRESH_MS = 10000;
+
+export class Thumbnails {
+  constructor(event, token) {
+    this.event = event;
+    this.token = token;
+    this.urls = new Map();     // feed → blob URL
+    this.images = new Map();   // feed → Set of <img>
+    this.live = new Set();
+    this.fetchedAt = new Map();
+    setInterval(() => this.refresh(), REFRESH_MS);
+  }
+
+  // Show `feed`'s picture in `img` (now if there is one, and on every refresh).
+  attach(img, feed, live) {
+    if (live) this.live.add(feed);
+    else this.live.delete(feed);
+    if (!this.images.has(feed)) this.images.set(feed, new Set());
+    this.images.get(feed).add(img);
+    if (this.urls.has(feed)) img.src = this.urls.get(feed);
+    if (live && !(Date.now() - (this.fetchedAt.get(feed) || 0) < REFRESH_MS)) this.fetch(feed);
+  }
+
+  refresh() {
+    for (const feed of this.live) this.fetch(feed);
+  }
+
+  async fetch(feed) {
+    this.fetchedAt.set(feed, Date.now());
+    try {
+      const r = await fetch(`/api/events/${this.event}/thumbnails/${feed}`, {
+        headers: { Authorization: `Bearer ${this.token}` }, cache: "no-store",
+      });
+      if (!r.ok) return;  // 404 until the feed's first keyframe
+      const url = URL.createObjectURL(await r.blob());
+      const old = this.urls.get(feed);
+      this.urls.set(feed, url);
+      const images = [...(this.images.get(feed) || [])].filter((img) => img.isConnected);
+      this.images.set(feed, new Set(images));
+      for (const img of images) img.src = url;
+      if (old) setTimeout(() => URL.revokeObjectURL(old), 1000);
+    } catch {
+      // offline for a moment: the next refresh tries again
+    }
+  }
+}
