@@ -59,10 +59,11 @@ class DemoProcess:
 
 
 def start_demo(tmp: Path, config: str = "", data_dir: Path | None = None, secret: str | None = None,
-               preexec: Callable[[], None] | None = None, name: str = "server") -> DemoProcess:
+               preexec: Callable[[], None] | None = None, name: str = "server",
+               port: int | None = None) -> DemoProcess:
     (tmp / f"{name}.toml").write_text(config)
     secret = secret or secrets.token_hex(32)
-    port = free_port()
+    port = port or free_port()
     log_path = tmp / f"{name}.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(

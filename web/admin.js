@@ -45,8 +45,38 @@ async function loadEvents(select) {
   theatre.replaceChildren(new Option("any", ""), ...(current()?.theatres || []).map((t) => new Option(t.title, t.slug)));
 }
 
+function renderTheatres() {
+  const event = current();
+  document.getElementById("theatres").replaceChildren(...(event?.theatres || []).map((t) => {
+    const li = document.createElement("li");
+    li.textContent = `${t.title} (${t.slug})`;
+    return li;
+  }));
+  document.getElementById("recordings-link").href = event ? `/recordings/${event.slug}` : "/recordings";
+}
+
+async function download(format) {
+  const event = current();
+  try {
+    const response = await fetch(`/api/events/${event.slug}/questions?format=${format}`,
+      { headers: { Authorization: `Bearer ${token}` } });
+    if (!response.ok) throw new Error((await response.json().catch(() => ({}))).error || response.statusText);
+    const name = (response.headers.get("Content-Disposition") || "").match(/filename="([^"]+)"/)?.[1] || `questions.${format}`;
+    const url = URL.createObjectURL(await response.blob());
+    const a = Object.assign(document.createElement("a"), { href: url, download: name });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 5000);
+    setStatus(status, `Downloaded ${name}`, "ok");
+  } catch (error) {
+    setStatus(status, `Export failed: ${error.message}`, "bad");
+  }
+}
+
 async function refresh() {
   const event = current();
+  renderTheatres();
   if (!event) return;
   try {
     const [{ sessions }, { tokens }] = await Promise.all([
@@ -117,6 +147,18 @@ document.getElementById("create").addEventListener("submit", (e) => {
     .then(async (r) => { await loadEvents(r.event.slug); return r; }),
   (r) => `Created ${r.event.title}`);
 });
+
+document.getElementById("add-theatre").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const form = new FormData(e.target);
+  const body = { slug: form.get("slug"), ...(form.get("title") ? { title: form.get("title") } : {}) };
+  act(api(token, `/api/events/${current().slug}/theatres`, { method: "POST", body })
+    .then(async (r) => { await loadEvents(current().slug); e.target.reset(); return r; }),
+  () => `Added theatre ${body.slug}`);
+});
+
+document.getElementById("export-csv").addEventListener("click", () => download("csv"));
+document.getElementById("export-json").addEventListener("click", () => download("json"));
 
 eventSelect.addEventListener("change", () => loadEvents(eventSelect.value).then(refresh));
 

@@ -30,7 +30,7 @@ function render() {
   tilesBox.dataset.mode = layout.mode;
   const same = feeds.length === tiles.length && feeds.every((f, i) => tiles[i].feed === f);
   for (const tile of tiles) tile.player.setLive(live.includes(tile.feed));
-  if (same) return updateTiles();
+  if (same && (tiles.length || tilesBox.querySelector(".hall-idle"))) return updateTiles();
   for (const tile of tiles) tile.player.stop();
   tiles = feeds.map((feed, index) => {
     const video = el("video", { autoplay: true, playsinline: true, "aria-label": feedLabel(titles, feed) });
@@ -117,6 +117,7 @@ async function start() {
   onStreams(info.streams);
   openEventSocket(event, token, {
     onStreams,
+    onState: (s, again) => { if (again) [...tiles.map((t) => t.player), qa].forEach((x) => x?.retryNow()); },
     onClosing: (reason) => showNoAccess(`This hall link no longer works: ${reason}. Ask the organiser for a new one.`),
   });
   qa = new QaConnection(event, token, {

@@ -183,7 +183,7 @@ function syncTalkback() {
     const v = el("video", { autoplay: true, playsinline: true, hidden: true, "aria-hidden": "true" });
     document.body.append(v);
     const player = new FeedPlayer(v, token, {});
-    player.play(`${event}/${feed}`);
+    player.play(`${event}/${feed}`, true, streams.get(feed)?.video ?? true);
     talkbackPlayers.set(feed, { player, video: v });
   }
   applyAudio();
@@ -194,7 +194,7 @@ function onStreams(list) {
   const next = new Map();
   for (const s of list) {
     const feed = s.path.split("/").slice(1).join("/");
-    next.set(feed, { feed, live: s.live, viewers: s.viewers });
+    next.set(feed, { feed, live: s.live, viewers: s.viewers, video: Boolean(s.video_codec) });
   }
   for (const [feed, s] of streams) if (!next.has(feed)) next.set(feed, { ...s, live: false });
   streams = next;
@@ -202,6 +202,10 @@ function onStreams(list) {
     const wanted = new URL(location.href).searchParams.get("feed");
     const first = wanted && /^[a-z0-9-]+\/[a-z0-9-]+$/.test(wanted) ? wanted : liveFeeds().find((f) => !isTalkback(f));
     if (first) play(first);
+    else if (!tiles.length) {
+      stateBox.textContent = "Waiting for an operating room to go live …";
+      stateBox.hidden = false;
+    }
   }
   if (main.path) main.setLive(streams.get(mainFeed())?.live ?? false);
   for (const t of tiles) if (t.feed) t.player.setLive(streams.get(t.feed)?.live ?? false);
@@ -335,7 +339,10 @@ async function start() {
   const conn = document.getElementById("conn");
   const socket = openEventSocket(event, token, {
     onStreams,
-    onState: (s) => setStatus(conn, s === "connected" ? "connected" : "reconnecting …", s === "connected" ? "ok" : "warn"),
+    onState: (s, again) => {
+      setStatus(conn, s === "connected" ? "connected" : "reconnecting …", s === "connected" ? "ok" : "warn");
+      if (again) [main, ...tiles.map((t) => t.player), qa, talk].forEach((x) => x?.retryNow());
+    },
     onClosing: (reason) => { socket.close(); showNoAccess(`This link no longer works here: ${reason}. Ask the organiser for a new one.`); },
   });
   onStreams(info.streams);

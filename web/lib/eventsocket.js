@@ -7,6 +7,7 @@ export function openEventSocket(event, token, { onHello, onStreams, onClosing, o
   let socket = null;
   let delay = 1000;
   let stopped = false;
+  let reconnects = -1;
 
   function connect() {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
@@ -20,8 +21,10 @@ export function openEventSocket(event, token, { onHello, onStreams, onClosing, o
         return;
       }
       if (data.type === "hello") {
+        const again = delay > 1000 || reconnects > 0;
         delay = 1000;
-        onState?.("connected");
+        reconnects += 1;
+        onState?.("connected", again);
         onHello?.(data);
       } else if (data.type === "streams") {
         onStreams?.(data.streams);
@@ -39,8 +42,9 @@ export function openEventSocket(event, token, { onHello, onStreams, onClosing, o
         return;
       }
       onState?.("reconnecting");
-      setTimeout(connect, delay);
-      delay = Math.min(delay * 2, 10000);
+      // short and jittered: a restarted server is found within seconds, not all clients at once
+      setTimeout(connect, delay * (0.7 + Math.random() * 0.6));
+      delay = Math.min(delay * 2, 3000);
     };
   }
 

@@ -2,7 +2,7 @@
 // reconnects with backoff when the network or the server drops, notices a frozen picture.
 import { HttpError, leave, negotiate } from "./webrtchttp.js";
 
-const MAX_DELAY_MS = 10000;
+const MAX_DELAY_MS = 5000;
 const STALL_MS = 2500;
 
 export class FeedPlayer {
@@ -24,11 +24,12 @@ export class FeedPlayer {
     this.live = true;  // the page says whether the feed is live (from the event's WebSocket)
   }
 
-  // `live` false: wait without asking the server until setLive(true)
-  play(path, live = true) {
+  // `live` false: wait without asking the server until setLive(true); `video` false: audio only
+  play(path, live = true, video = true) {
     this.live = live;
     if (path === this.path && (this.pc || this.state === "waiting")) return;
     this.path = path;
+    this._audioOnly = !video;
     this._delay = 1000;
     this._teardown();
     clearTimeout(this._timer);
@@ -48,6 +49,17 @@ export class FeedPlayer {
 
   stop() {
     this.play(null);
+  }
+
+  // The server is reachable again (its WebSocket is back): do not wait out the backoff.
+  retryNow() {
+    const lost = this.pc && this.pc.connectionState !== "connected" && this.state !== "connecting";
+    if (this.path && (lost || (this._timer && (this.state === "reconnecting" || this.state === "stalled")))) {
+      clearTimeout(this._timer);
+      this._delay = 1000;
+      this._teardown();
+      this._connect();
+    }
   }
 
   _set(state, text) {
@@ -74,8 +86,8 @@ export class FeedPlayer {
     if (!target) return;
     const pc = new RTCPeerConnection();
     this.pc = pc;
-    pc.addTransceiver("video", { direction: "recvonly" });
-    if (this.audio) pc.addTransceiver("audio", { direction: "recvonly" });
+    if (!this._audioOnly) pc.addTransceiver("video", { direction: "recvonly" });
+    if (this.audio || this._audioOnly) pc.addTransceiver("audio", { direction: "recvonly" });
     const stream = new MediaStream();
     this.video.srcObject = stream;
     pc.ontrack = (e) => stream.addTrack(e.track);
@@ -86,6 +98,10 @@ export class FeedPlayer {
         this._set("live", "");
       } else if (pc.connectionState === "failed" || pc.connectionState === "closed") {
         this._retry("reconnecting", "connection lost, reconnecting …", this._backoff());
+      } else if (pc.connectionState === "disconnected") {
+        // ICE calls a dead server "failed" only after ~30 s; 3 s of silence is enough to start over
+        setTimeout(() => pc === this.pc && pc.connectionState === "disconnected" &&
+          this._retry("reconnecting", "connection lost, reconnecting …", 0), 3000);
       }
     };
     this._set("connecting", "connecting …");
@@ -93,7 +109,11 @@ export class FeedPlayer {
       this._session = await negotiate(pc, `/whep/${target}`, this.token);
     } catch (error) {
       if (pc !== this.pc) return;
-      if (error instanceof HttpError && [401, 403].includes(error.status)) {
+      if (error instanceof HttpError && error.status === 422 && /no video/.test(error.message) && !this._audioOnly) {
+        this._audioOnly = true;  // a talk-back microphone without a camera
+        this._teardown();
+        this._connect();
+      } else if (error instanceof HttpError && [401, 403].includes(error.status)) {
         this._teardown();
         this._set("ended", error.message);
       } else if (error instanceof HttpError && error.status === 409) {

@@ -2,7 +2,7 @@
 // the network or the server drops, until stop() is called.
 import { HttpError, leave, negotiate } from "./webrtchttp.js";
 
-const MAX_DELAY_MS = 10000;
+const MAX_DELAY_MS = 5000;
 
 export class FeedPublisher {
   // onState(state, text): state is idle, connecting, live, reconnecting, failed or ended
@@ -35,6 +35,16 @@ export class FeedPublisher {
     clearTimeout(this._timer);
     this._teardown();
     this._set("idle", "");
+  }
+
+  // The server is reachable again (its WebSocket is back): do not wait out the backoff.
+  retryNow() {
+    const lost = this.pc && this.pc.connectionState !== "connected" && this.state !== "connecting";
+    if (this._wanted && (lost || (this._timer && this.state === "reconnecting"))) {
+      clearTimeout(this._timer);
+      this._delay = 1000;
+      this._connect();
+    }
   }
 
   _set(state, text) {
@@ -77,6 +87,9 @@ export class FeedPublisher {
         this._set("live", "");
       } else if (pc.connectionState === "failed" || pc.connectionState === "closed") {
         this._retry("connection lost");
+      } else if (pc.connectionState === "disconnected") {
+        // ICE calls a dead server "failed" only after ~30 s; 3 s of silence is enough to start over
+        setTimeout(() => pc === this.pc && pc.connectionState === "disconnected" && this._retry("connection lost", 0), 3000);
       }
     };
     this._set("connecting", "connecting …");

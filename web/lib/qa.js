@@ -3,7 +3,7 @@
 // seat so its questions and votes stay its own across reconnects, and reconnects with backoff.
 import { HttpError, leave, negotiate } from "./webrtchttp.js";
 
-const MAX_DELAY_MS = 10000;
+const MAX_DELAY_MS = 5000;
 
 export class QaConnection {
   constructor(event, token, handlers = {}) {
@@ -38,6 +38,16 @@ export class QaConnection {
     this._teardown();
   }
 
+  // The server is reachable again: do not wait out the backoff.
+  retryNow() {
+    const lost = this._pc && this._pc.connectionState !== "connected" && this.state !== "connecting";
+    if (!this._stopped && (this.state === "reconnecting" || lost)) {
+      clearTimeout(this._timer);
+      this._delay = 1000;
+      this._connect();
+    }
+  }
+
   _setState(state, detail = "") {
     this.state = state;
     this.handlers.onState?.(state, detail);
@@ -56,6 +66,9 @@ export class QaConnection {
     pc.onconnectionstatechange = () => {
       if (pc === this._pc && (pc.connectionState === "failed" || pc.connectionState === "closed")) {
         this._retry("the Q&A connection was lost");
+      } else if (pc === this._pc && pc.connectionState === "disconnected") {
+        setTimeout(() => pc === this._pc && pc.connectionState === "disconnected" &&
+          this._retry("the Q&A connection was lost", 0), 3000);
       }
     };
     try {

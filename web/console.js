@@ -1,0 +1,257 @@
+// Technician console: one card per camera (feed name, camera, microphone, quality preset,
+// preview, go live / stop), live health per feed, recording state and toggle, the question on
+// air for this theatre shown large, and the faculty's talk-back played out loud. Every feed
+// reconnects by itself with backoff when the network or the server drops.
+import { api, noAccessMessage, pathPart, showNoAccess, takeToken } from "./lib/auth.js";
+import { el, option } from "./lib/dom.js";
+import { openEventSocket } from "./lib/eventsocket.js";
+import { FeedPlayer } from "./lib/player.js";
+import { FeedPublisher } from "./lib/publisher.js";
+import { QaConnection, onAirFor } from "./lib/qa.js";
+import { setStatus } from "./lib/webrtchttp.js";
+
+const event = pathPart(2);
+const fixedTheatre = pathPart(3);
+const token = takeToken();
+const theatreSelect = document.getElementById("theatre");
+const NAMES = ["endoscope", "room", "overhead", "camera-4"];
+const cards = [];
+let streams = new Map();   // "theatre/feed" → stream info
+let canRecord = false;
+let devices = { video: [], audio: [] };
+const talkback = new Map();
+let qa = null;
+
+const theatre = () => theatreSelect.value;
+const SLUG = /^[a-z0-9][a-z0-9-]{0,62}$/;
+
+async function listDevices() {
+  try {
+    const all = await navigator.mediaDevices.enumerateDevices();
+    devices = { video: all.filter((d) => d.kind === "videoinput"), audio: all.filter((d) => d.kind === "audioinput") };
+  } catch {
+    devices = { video: [], audio: [] };
+  }
+  for (const card of cards) fillDevices(card);
+}
+
+function fillDevices(card) {
+  const keep = (select) => select.value;
+  const [cam, mic] = [keep(card.camera), keep(card.mic)];
+  card.camera.replaceChildren(...devices.video.map((d, i) => option(d.deviceId, d.label || `Camera ${i + 1}`, d.deviceId === cam)));
+  if (!cam && devices.video[cards.indexOf(card)]) card.camera.value = devices.video[cards.indexOf(card)].deviceId;
+  card.mic.replaceChildren(option("", "no microphone", mic === ""),
+    ...devices.audio.map((d, i) => option(d.deviceId, d.label || `Microphone ${i + 1}`, d.deviceId === mic)));
+  if (mic === undefined || (mic === "" && cards.indexOf(card) === 0 && !card.touched)) card.mic.value = devices.audio[0]?.deviceId || "";
+}
+
+async function openMedia(card) {
+  card.media?.getTracks().forEach((t) => t.stop());
+  const [width, height] = card.quality.value.split("x").map(Number);
+  const video = { width: { ideal: width }, height: { ideal: height }, frameRate: { ideal: 30 } };
+  if (card.camera.value) video.deviceId = { exact: card.camera.value };
+  const audio = card.mic.value ? { deviceId: { exact: card.mic.value } } : false;
+  card.media = await navigator.mediaDevices.getUserMedia({ video, audio });
+  card.preview.srcObject = card.media;
+  return Number(card.quality.value.split("x")[2]);
+}
+
+function addCard() {
+  if (cards.length >= NAMES.length) return;
+  const node = document.getElementById("card").content.firstElementChild.cloneNode(true);
+  const q = (sel) => node.querySelector(sel);
+  const card = {
+    node, feed: q(".feed"), camera: q(".camera"), mic: q(".mic"), quality: q(".quality"), preview: q(".preview"),
+    start: q(".start"), stop: q(".stop"), record: q(".record"), remove: q(".remove"), status: q(".status"),
+    health: q(".feed-health"), media: null, publisher: null, path: null, touched: false,
+  };
+  const used = new Set(cards.map((c) => c.feed.value));
+  card.feed.value = NAMES.find((n) => !used.has(n));
+  card.publisher = new FeedPublisher(token, {
+    onState: (state, text) => {
+      const labels = { live: `Live on ${card.path}`, connecting: "Connecting …", idle: "Not live" };
+      setStatus(card.status, labels[state] || `${state === "reconnecting" ? "Reconnecting" : "Stopped"}: ${text}`,
+        state === "live" ? "ok" : state === "failed" || state === "ended" ? "bad" : state === "idle" ? "info" : "warn");
+      if (state === "failed" || state === "ended") setButtons(card, false);
+    },
+  });
+  card.start.addEventListener("click", () => goLive(card));
+  card.stop.addEventListener("click", () => stopCard(card));
+  card.remove.addEventListener("click", () => removeCard(card));
+  card.record.addEventListener("click", () => toggleRecording(card));
+  for (const select of [card.camera, card.mic, card.quality]) {
+    select.addEventListener("change", async () => {
+      card.touched = true;
+      if (card.publisher.state !== "idle") return setStatus(card.status, "Stop the feed to change its camera or quality", "warn");
+      try { await openMedia(card); } catch (error) { setStatus(card.status, `Camera: ${error.message}`, "bad"); }
+    });
+  }
+  cards.push(card);
+  document.getElementById("cards").append(node);
+  fillDevices(card);
+  openMedia(card).then(listDevices).catch((error) => setStatus(card.status, `Camera: ${error.message}`, "bad"));
+}
+
+function setButtons(card, live) {
+  card.start.disabled = live;
+  card.stop.disabled = !live;
+  card.feed.disabled = live;
+  card.remove.disabled = live;
+}
+
+async function goLive(card) {
+  const feed = card.feed.value.trim();
+  if (!SLUG.test(feed)) return setStatus(card.status, "A feed name is lower-case letters, digits and '-', like endoscope or room", "bad");
+  if (cards.some((c) => c !== card && c.path === `${event}/${theatre()}/${feed}`)) {
+    return setStatus(card.status, "Another card already sends this feed name", "bad");
+  }
+  setButtons(card, true);
+  try {
+    const kbps = card.media ? Number(card.quality.value.split("x")[2]) : await openMedia(card);
+    card.path = `${event}/${theatre()}/${feed}`;
+    card.publisher.start(card.path, card.media, kbps);
+  } catch (error) {
+    setButtons(card, false);
+    setStatus(card.status, `Could not open the camera: ${error.message}`, "bad");
+  }
+}
+
+function stopCard(card) {
+  card.publisher.stop();
+  setButtons(card, false);
+}
+
+function removeCard(card) {
+  stopCard(card);
+  card.media?.getTracks().forEach((t) => t.stop());
+  card.node.remove();
+  cards.splice(cards.indexOf(card), 1);
+}
+
+async function toggleRecording(card) {
+  const feed = card.feed.value.trim();
+  const info = streams.get(`${theatre()}/${feed}`);
+  const action = info && ["recording", "starting", "waiting"].includes(info.recording) ? "stop" : "start";
+  try {
+    await api(token, `/api/events/${event}/recording`, { method: "POST", body: { action, theatre: theatre(), feed } });
+    setStatus(card.status, action === "start" ? "Recording requested" : "Recording stopped", "ok");
+  } catch (error) {
+    setStatus(card.status, `Recording: ${error.message}`, "bad");
+  }
+}
+
+async function showHealth() {
+  for (const card of cards) {
+    const info = card.path ? streams.get(card.path.split("/").slice(1).join("/")) : null;
+    const s = await card.publisher.sample();
+    const parts = [];
+    if (s) {
+      parts.push(`${s.width || "?"}×${s.height || "?"}`, `${s.fps.toFixed(0)} fps`, `${(s.kbps / 1000).toFixed(2)} Mbit/s`,
+        `loss ${(s.loss * 100).toFixed(1)} %`);
+      if (s.rttMs !== null) parts.push(`RTT ${s.rttMs.toFixed(0)} ms`);
+    }
+    if (info && card.publisher.state === "live") parts.push(`${info.viewers} watching`);
+    card.health.textContent = parts.join(" · ");
+    const recording = info?.recording || "off";
+    card.record.hidden = !canRecord || !card.path;
+    card.record.textContent = ["recording", "starting", "waiting"].includes(recording) ? "Stop recording" : "Record";
+    card.record.dataset.state = recording;
+    if (recording === "recording") card.health.append(el("span", { className: "rec", text: " ● REC" }));
+    if (recording === "failed") card.health.append(el("span", { className: "bad", text: " recording failed" }));
+  }
+}
+
+// Faculty voices: the theatre's talk-back feeds, played out loud with their camera if any.
+function syncTalkback() {
+  const wanted = [...streams.values()].filter((s) => s.live && s.theatre === theatre() && s.name.startsWith("talkback"));
+  const keep = new Set(wanted.map((s) => s.feed));
+  for (const [feed, entry] of talkback) {
+    if (!keep.has(feed)) {
+      entry.player.stop();
+      entry.box.remove();
+      talkback.delete(feed);
+    }
+  }
+  const box = document.getElementById("talkback");
+  for (const s of wanted) {
+    if (talkback.has(s.feed)) continue;
+    const video = el("video", { autoplay: true, playsinline: true, "aria-label": `Talk-back ${s.name}` });
+    const figure = el("figure", { className: "tb-tile" }, video, el("figcaption", { text: "Faculty speaking" }));
+    const player = new FeedPlayer(video, token, {});
+    player.play(`${event}/${s.feed}`, true, Boolean(s.video_codec));
+    video.play().catch(() => {});
+    talkback.set(s.feed, { player, box: figure });
+    box.append(figure);
+  }
+  box.querySelector(".empty")?.toggleAttribute("hidden", talkback.size > 0);
+}
+
+function onStreams(list) {
+  streams = new Map(list.map((s) => {
+    const [, t, name] = s.path.split("/");
+    return [`${t}/${name}`, { ...s, feed: `${t}/${name}`, theatre: t, name }];
+  }));
+  syncTalkback();
+}
+
+function showOnAir(slots) {
+  const q = onAirFor(slots, theatre());
+  document.getElementById("onair").hidden = !q;
+  if (!q) return;
+  document.getElementById("onair-text").textContent = q.text;
+  document.getElementById("onair-meta").textContent = `${q.author} · ${q.votes} vote${q.votes === 1 ? "" : "s"}`;
+}
+
+async function start() {
+  if (!event) return showNoAccess("The address is incomplete: it should look like /console/your-event/or1.");
+  if (!token) return showNoAccess("Open the technician link you were given: it carries your access to this theatre.");
+  let info;
+  try {
+    info = await api(token, `/api/events/${event}`);
+  } catch (error) {
+    return showNoAccess(noAccessMessage(error));
+  }
+  const you = info.you;
+  if (!you.capabilities.includes("publish")) {
+    return showNoAccess(`A ${you.role} link cannot send feeds; the technician console needs a technician link.` +
+      (you.capabilities.includes("talkback") ? " Faculty speak to the OR from the viewer page." : ""));
+  }
+  canRecord = you.capabilities.includes("record");
+  document.getElementById("title").textContent = `${info.event.title} · console`;
+  document.getElementById("who").textContent = `${you.name} · ${you.role}`;
+  document.title = `ORcast · ${info.event.title} · console`;
+  const theatres = you.theatre ? info.event.theatres.filter((t) => t.slug === you.theatre) : info.event.theatres;
+  if (fixedTheatre && !theatres.some((t) => t.slug === fixedTheatre)) theatres.push({ slug: fixedTheatre, title: fixedTheatre });
+  theatreSelect.replaceChildren(...theatres.map((t) => option(t.slug, t.title)));
+  if (fixedTheatre) {
+    theatreSelect.value = fixedTheatre;
+    theatreSelect.disabled = true;
+  }
+  theatreSelect.addEventListener("change", () => { syncTalkback(); if (qa) showOnAir(qa.slots); });
+  document.getElementById("add").addEventListener("click", addCard);
+  const conn = document.getElementById("conn");
+  const socket = openEventSocket(event, token, {
+    onStreams,
+    onState: (s, again) => {
+      setStatus(conn, s === "connected" ? "server connected" : "server reconnecting …", s === "connected" ? "ok" : "warn");
+      if (again) [...cards.map((c) => c.publisher), ...[...talkback.values()].map((t) => t.player), qa].forEach((x) => x?.retryNow());
+    },
+    onClosing: (reason) => { socket.close(); cards.forEach(stopCard); showNoAccess(`This link no longer works: ${reason}. Ask the organiser for a new one.`); },
+  });
+  onStreams(info.streams);
+  qa = new QaConnection(event, token, { onSlots: showOnAir }).start();
+  navigator.mediaDevices?.addEventListener?.("devicechange", listDevices);
+  window.addEventListener("pagehide", () => cards.forEach(stopCard));
+  addCard();
+  setInterval(showHealth, 1000);
+}
+
+start();
+
+// A read-only handle for diagnostics and browser tests (getStats from the console).
+window.orcast = {
+  get peers() { return cards.map((c) => c.publisher.pc); },
+  get peer() { return cards[0]?.publisher.pc; },
+  get feeds() { return cards.map((c) => ({ path: c.path, state: c.publisher.state })); },
+  get talkback() { return [...talkback.values()].map((t) => t.player.pc); },
+};
