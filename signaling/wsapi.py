@@ -89,8 +89,8 @@ class WsHub:
     async def push_to(self, conn: WsConnection, infos: list[StreamInfo] | None = None) -> None:
         streams = visible_streams(infos if infos is not None else self.app[BROADCASTER].stream_infos(),
                                   conn.participant, conn.event)
-        # live state only: rates change every second and would wake every page
-        key = json.dumps([(s["path"], s["live"], s["viewers"], s["video_codec"]) for s in streams])
+        # live, viewers, codec and recording state only: rates change every second and would wake every page
+        key = json.dumps([(s["path"], s["live"], s["viewers"], s["video_codec"], s["recording"]) for s in streams])
         if key != conn.last_streams:
             conn.last_streams = key
             await conn.send({"type": "streams", "streams": streams})

@@ -97,7 +97,12 @@ async def test_console_sends_two_cameras_and_the_viewer_switches_without_reload(
         assert await viewer.evaluate("window.__sameDocument") is True, "switching reloaded the page"
         await viewer.wait_for_selector(".thumb-img[src^='blob:']", timeout=20000)  # server thumbnails
         await console.wait_for_selector(".feed-health >> text=watching")
+        await console.click(".card:first-child .record")  # the technician records its endoscope
+        await console.wait_for_selector(".card:first-child .feed-health >> text=● REC", timeout=20000)
+        await console.wait_for_selector(".card:first-child .record >> text=Stop recording")
         await screenshot(console, "page-console")
+        await console.click(".card:first-child .record")
+        await console.wait_for_selector(".card:first-child .record >> text=Record", timeout=10000)
         await screenshot(viewer, "page-watch")
         await viewer.click("#view-multi")
         await viewer.wait_for_function(
@@ -135,6 +140,13 @@ async def test_a_question_goes_from_a_viewer_to_the_hall_and_the_or(server: Runn
             content = await page.evaluate("(box) => document.querySelector(box)?.textContent", box)
             assert (content or "").endswith(text), box
             assert await page.evaluate("(box) => document.querySelectorAll(box + ' b').length", box) == 0
+        # the desk sets the hall to two tiles side by side; the hall follows by itself
+        await desk.select_option("#layout-mode", "side")
+        await desk.select_option("#layout-feeds label:nth-child(1) select", "or1/endoscope")
+        await desk.select_option("#layout-feeds label:nth-child(2) select", "or2/endoscope")
+        await desk.click("#layout-apply")
+        await hall.wait_for_selector("#tiles[data-mode='side'] figure:nth-child(2) >> text=OR 2 · endoscope")
+        await hall.wait_for_selector("#tiles >> text=Waiting for OR 1 · endoscope to go live")
         await screenshot(desk, "page-moderate")
         await screenshot(hall, "page-hall")
         await screenshot(viewer, "page-watch-qa")
@@ -142,27 +154,39 @@ async def test_a_question_goes_from_a_viewer_to_the_hall_and_the_or(server: Runn
         assert console_errors == [] and hall_errors == [] and viewer_errors == [] and desk_errors == []
 
 
-async def test_faculty_talkback_is_heard_on_the_console(server: RunningServer) -> None:
+async def heard(page: Page, what: str) -> float:
+    """Audio energy received on the page's first talk-back connection, waiting up to 15 s for some."""
+    energy = 0.0
+    deadline = time.monotonic() + 15
+    while energy <= 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        stats = await page.evaluate(INBOUND_JS, ["audio", "talkback"])
+        energy = float((stats or {}).get("totalAudioEnergy") or 0)
+    assert energy > 0, f"the faculty's microphone was not heard {what}"
+    return energy
+
+
+async def test_faculty_talkback_is_heard_on_the_console_and_by_viewers_of_that_theatre(server: RunningServer) -> None:
     async with chromium() as browser:
         console, console_errors = await open_page(browser, link(server, Role.TECHNICIAN, "or1"))
         await console.wait_for_selector(".card .start")
+        await console.click(".card .start")
+        await console.wait_for_function("window.orcast.feeds.every((f) => f.state === 'live')", timeout=20000)
+        viewer, viewer_errors = await open_page(browser, link(server, Role.VIEWER))
+        await viewer.wait_for_function("window.orcast.path === 'course/or1/endoscope'", timeout=20000)
+        await viewer.click("#unmute")  # a viewer hears nothing until they turn the sound on
         faculty, faculty_errors = await open_page(browser, link(server, Role.FACULTY, "or1", name="Prof Berlin"))
         await faculty.wait_for_selector("#talkback:not([hidden])")
         await faculty.click("#tb-start")
         await faculty.wait_for_selector("#tb-status >> text=Speaking to OR 1", timeout=20000)
-        await console.wait_for_function("window.orcast.talkback.length === 1 && "
-                                        "window.orcast.talkback[0]?.connectionState === 'connected'", timeout=20000)
-        energy = 0.0
-        deadline = time.monotonic() + 15
-        while energy <= 0 and time.monotonic() < deadline:
-            await asyncio.sleep(0.5)
-            stats = await console.evaluate(INBOUND_JS, ["audio", "talkback"])
-            energy = float((stats or {}).get("totalAudioEnergy") or 0)
-        assert energy > 0, "the faculty's microphone was not heard on the console"
+        for page, where in ((console, "on the OR 1 console"), (viewer, "by a viewer of OR 1")):
+            await page.wait_for_function("window.orcast.talkback.length === 1 && "
+                                         "window.orcast.talkback[0]?.connectionState === 'connected'", timeout=20000)
+            await heard(page, where)
         await screenshot(faculty, "page-watch-faculty")
         await faculty.click("#tb-stop")
         await console.wait_for_function("window.orcast.talkback.length === 0", timeout=15000)
-        assert console_errors == [] and faculty_errors == []
+        assert console_errors == [] and faculty_errors == [] and viewer_errors == []
 
 
 async def test_every_page_loads_without_errors(server: RunningServer) -> None:

@@ -143,7 +143,9 @@ function renderSlots(slots) {
 function renderLayout(layout) {
   document.getElementById("layout-mode").value = layout.mode;
   const box = document.getElementById("layout-feeds");
-  const choices = [...new Set([...feeds, ...layout.feeds])];
+  // feeds seen live, then the usual names for every theatre (a feed may be chosen before it is live)
+  const usual = theatres.flatMap((t) => ["endoscope", "room", "overhead"].map((name) => `${t.slug}/${name}`));
+  const choices = [...new Set([...feeds, ...layout.feeds, ...usual])];
   box.replaceChildren(...[0, 1, 2, 3].map((i) => {
     const select = el("select", { "aria-label": `Hall tile ${i + 1}` }, option("", "(automatic)"),
       choices.map((f) => option(f, feedLabel(titles, f), layout.feeds[i] === f)));

@@ -393,5 +393,6 @@ window.orcast = {
   get path() { return main?.path; },
   get tiles() { return tiles.map((t) => ({ feed: t.feed, state: t.player.state, peer: t.player.pc })); },
   get talk() { return talk; },
+  get talkback() { return [...talkbackPlayers.values()].map((p) => p.player.pc); },
   get qa() { return qa; },
 };

@@ -74,9 +74,12 @@ export class FeedPublisher {
     this.pc = pc;
     for (const track of this.stream.getTracks()) {
       const sender = pc.addTransceiver(track, { direction: "sendonly" }).sender;
-      if (track.kind === "video" && this.kbps) {
+      if (track.kind === "video") {
         const params = sender.getParameters();
-        params.encodings = [{ maxBitrate: this.kbps * 1000 }];
+        if (this.kbps) params.encodings = [{ maxBitrate: this.kbps * 1000 }];
+        // surgery needs detail: under congestion drop frames, not resolution (each resolution
+        // change would also start a new recording segment)
+        params.degradationPreference = "maintain-resolution";
         sender.setParameters(params).catch(() => {});
       }
     }
