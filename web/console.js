@@ -2,7 +2,7 @@
 // preview, go live / stop), live health per feed, recording state and toggle, the question on
 // air for this theatre shown large, and the faculty's talk-back played out loud. Every feed
 // reconnects by itself with backoff when the network or the server drops.
-import { api, noAccessMessage, pathPart, showNoAccess, takeToken } from "./lib/auth.js";
+import { api, openEvent, pathPart, showNoAccess, takeToken } from "./lib/auth.js";
 import { el, option } from "./lib/dom.js";
 import { openEventSocket } from "./lib/eventsocket.js";
 import { FeedPlayer } from "./lib/player.js";
@@ -203,14 +203,11 @@ function showOnAir(slots) {
 }
 
 async function start() {
-  if (!event) return showNoAccess("The address is incomplete: it should look like /console/your-event/or1.");
-  if (!token) return showNoAccess("Open the technician link you were given: it carries your access to this theatre.");
-  let info;
-  try {
-    info = await api(token, `/api/events/${event}`);
-  } catch (error) {
-    return showNoAccess(noAccessMessage(error));
-  }
+  const info = await openEvent(event, token, {
+    example: "/console/your-event/or1",
+    missing: "Open the technician link you were given: it carries your access to this theatre.",
+  });
+  if (!info) return;
   const you = info.you;
   if (!you.capabilities.includes("publish")) {
     return showNoAccess(`A ${you.role} link cannot send feeds; the technician console needs a technician link.` +

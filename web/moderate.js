@@ -1,7 +1,7 @@
 // Moderator desk: the live question queue (sorted by votes or time), approve / reject / edit /
 // merge / answered / pin with keyboard shortcuts, on air per theatre, the hall layout, and the
 // health of every theatre's feeds.
-import { api, noAccessMessage, pathPart, showNoAccess, takeToken } from "./lib/auth.js";
+import { api, openEvent, pathPart, showNoAccess, takeToken } from "./lib/auth.js";
 import { ago, el, feedLabel, option } from "./lib/dom.js";
 import { QaConnection, byTime, byVotes } from "./lib/qa.js";
 import { setStatus } from "./lib/webrtchttp.js";
@@ -180,14 +180,11 @@ async function refreshHealth() {
 }
 
 async function start() {
-  if (!event) return showNoAccess("The address is incomplete: it should look like /moderate/your-event.");
-  if (!token) return showNoAccess("Open the moderator link you were given: it carries your access to this course.");
-  let info;
-  try {
-    info = await api(token, `/api/events/${event}`);
-  } catch (error) {
-    return showNoAccess(noAccessMessage(error));
-  }
+  const info = await openEvent(event, token, {
+    example: "/moderate/your-event",
+    missing: "Open the moderator link you were given: it carries your access to this course.",
+  });
+  if (!info) return;
   if (!info.you.capabilities.includes("moderate")) {
     return showNoAccess(`A ${info.you.role} link cannot moderate; the moderator desk needs a moderator link.`);
   }

@@ -1,7 +1,7 @@
 // Viewer (and faculty) page: the event's theatres and feeds with their live state, one main feed
 // or a 2×2 multi-view, which theatre is heard, fullscreen, a quality indicator, the Q&A panel,
 // and for faculty "speak to OR". Everything reconnects by itself.
-import { api, noAccessMessage, pathPart, showNoAccess, takeToken } from "./lib/auth.js";
+import { openEvent, pathPart, showNoAccess, takeToken } from "./lib/auth.js";
 import { el, feedLabel, option } from "./lib/dom.js";
 import { openEventSocket } from "./lib/eventsocket.js";
 import { FeedPlayer } from "./lib/player.js";
@@ -321,14 +321,11 @@ async function showQuality() {
 }
 
 async function start() {
-  if (!event) return showNoAccess("The address is incomplete: it should look like /watch/your-event.");
-  if (!token) return showNoAccess("Open the link from your invitation: it carries your access to this course.");
-  let info;
-  try {
-    info = await api(token, `/api/events/${event}`);
-  } catch (error) {
-    return showNoAccess(noAccessMessage(error));
-  }
+  const info = await openEvent(event, token, {
+    example: "/watch/your-event",
+    missing: "Open the link from your invitation: it carries your access to this course.",
+  });
+  if (!info) return;
   you = info.you;
   document.getElementById("title").textContent = info.event.title;
   document.getElementById("who").textContent = `${you.name} · ${you.role}`;

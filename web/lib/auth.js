@@ -67,3 +67,22 @@ export function pathPart(index) {
   const part = decodeURIComponent(location.pathname.split("/")[index] || "");
   return /^[a-z0-9][a-z0-9-]{0,62}$/.test(part) ? part : null;
 }
+
+// The event behind a page's address and link, or null once the page says why it cannot open.
+// `example` is the page's address pattern; `missing` what to do without a link.
+export async function openEvent(event, token, { example, missing }) {
+  if (!event) {
+    showNoAccess(`The address is incomplete: it should look like ${example}.`);
+    return null;
+  }
+  if (!token) {
+    showNoAccess(missing);
+    return null;
+  }
+  try {
+    return await api(token, `/api/events/${event}`);
+  } catch (error) {
+    showNoAccess(noAccessMessage(error));
+    return null;
+  }
+}

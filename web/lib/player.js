@@ -1,23 +1,17 @@
 // Plays one feed into a <video> over WHEP and keeps it playing: waits while the feed is not live,
 // reconnects with backoff when the network or the server drops, notices a frozen picture.
-import { HttpError, leave, negotiate } from "./webrtchttp.js";
+import { Reconnecting } from "./reconnecting.js";
+import { HttpError, negotiate } from "./webrtchttp.js";
 
-const MAX_DELAY_MS = 5000;
 const STALL_MS = 2500;
 
-export class FeedPlayer {
+export class FeedPlayer extends Reconnecting {
   // onState(state, text): state is idle, connecting, live, waiting, reconnecting, stalled or ended
   constructor(video, token, { onState, audio = true } = {}) {
+    super(token, onState);
     this.video = video;
-    this.token = token;
-    this.onState = onState || (() => {});
     this.audio = audio;
     this.path = null;
-    this.pc = null;
-    this.state = "idle";
-    this._session = null;
-    this._delay = 1000;
-    this._timer = null;
     this._last = { decoded: 0, at: 0 };
     this._stalledSince = 0;
     this.quality = null;
@@ -51,34 +45,15 @@ export class FeedPlayer {
     this.play(null);
   }
 
-  // The server is reachable again (its WebSocket is back): do not wait out the backoff.
-  retryNow() {
-    const lost = this.pc && this.pc.connectionState !== "connected" && this.state !== "connecting";
-    if (this.path && (lost || (this._timer && (this.state === "reconnecting" || this.state === "stalled")))) {
-      clearTimeout(this._timer);
-      this._delay = 1000;
-      this._teardown();
-      this._connect();
-    }
-  }
-
-  _set(state, text) {
-    this.state = state;
-    this.onState(state, text);
-  }
-
-  _teardown() {
-    leave(this.pc, this._session, this.token);
-    this.pc = null;
-    this._session = null;
+  wanted() {
+    return Boolean(this.path);
   }
 
   _retry(state, text, delay) {
     this._teardown();
     if (!this.live) return this._set("waiting", "waiting to go live …");
     this._set(state, text);
-    clearTimeout(this._timer);
-    this._timer = setTimeout(() => this._connect(), delay);
+    this._later(delay);
   }
 
   async _connect() {
@@ -91,19 +66,8 @@ export class FeedPlayer {
     const stream = new MediaStream();
     this.video.srcObject = stream;
     pc.ontrack = (e) => stream.addTrack(e.track);
-    pc.onconnectionstatechange = () => {
-      if (pc !== this.pc) return;
-      if (pc.connectionState === "connected") {
-        this._delay = 1000;
-        this._set("live", "");
-      } else if (pc.connectionState === "failed" || pc.connectionState === "closed") {
-        this._retry("reconnecting", "connection lost, reconnecting …", this._backoff());
-      } else if (pc.connectionState === "disconnected") {
-        // ICE calls a dead server "failed" only after ~30 s; 3 s of silence is enough to start over
-        setTimeout(() => pc === this.pc && pc.connectionState === "disconnected" &&
-          this._retry("reconnecting", "connection lost, reconnecting …", 0), 3000);
-      }
-    };
+    this._watch(pc, () => this._set("live", ""),
+      () => this._retry("reconnecting", "connection lost, reconnecting …", this._backoff()));
     this._set("connecting", "connecting …");
     try {
       this._session = await negotiate(pc, `/whep/${target}`, this.token);
@@ -120,19 +84,12 @@ export class FeedPlayer {
         this._teardown();
         this._set("waiting", "waiting to go live …");
         // the event's WebSocket says when it goes live; poll slowly in case it does not
-        clearTimeout(this._timer);
-        this._timer = setTimeout(() => this._connect(), Math.max(10, error.retryAfter || 2) * 1000);
+        this._later(Math.max(10, error.retryAfter || 2) * 1000);
       } else {
         const delay = error.retryAfter ? error.retryAfter * 1000 : this._backoff();
         this._retry("reconnecting", `${error.message}; retrying in ${Math.round(delay / 1000)} s`, delay);
       }
     }
-  }
-
-  _backoff() {
-    const delay = this._delay;
-    this._delay = Math.min(this._delay * 2, MAX_DELAY_MS);
-    return delay;
   }
 
   // Called about once a second by the page: measures quality and notices a frozen picture.

@@ -1,23 +1,16 @@
 // Sends a MediaStream as one feed over WHIP and keeps it on air: reconnects with backoff when
 // the network or the server drops, until stop() is called.
-import { HttpError, leave, negotiate } from "./webrtchttp.js";
+import { Reconnecting } from "./reconnecting.js";
+import { HttpError, negotiate } from "./webrtchttp.js";
 
-const MAX_DELAY_MS = 5000;
-
-export class FeedPublisher {
+export class FeedPublisher extends Reconnecting {
   // onState(state, text): state is idle, connecting, live, reconnecting, failed or ended
   constructor(token, { onState } = {}) {
-    this.token = token;
-    this.onState = onState || (() => {});
-    this.pc = null;
+    super(token, onState);
     this.path = null;
     this.stream = null;
     this.kbps = 0;
-    this.state = "idle";
-    this._session = null;
     this._wanted = false;
-    this._delay = 1000;
-    this._timer = null;
     this._last = { bytes: 0, at: 0 };
   }
 
@@ -37,35 +30,16 @@ export class FeedPublisher {
     this._set("idle", "");
   }
 
-  // The server is reachable again (its WebSocket is back): do not wait out the backoff.
-  retryNow() {
-    const lost = this.pc && this.pc.connectionState !== "connected" && this.state !== "connecting";
-    if (this._wanted && (lost || (this._timer && this.state === "reconnecting"))) {
-      clearTimeout(this._timer);
-      this._delay = 1000;
-      this._connect();
-    }
-  }
-
-  _set(state, text) {
-    this.state = state;
-    this.onState(state, text);
-  }
-
-  _teardown() {
-    leave(this.pc, this._session, this.token);
-    this.pc = null;
-    this._session = null;
+  wanted() {
+    return this._wanted;
   }
 
   _retry(text, delay) {
     this._teardown();
     if (!this._wanted) return;
-    const wait = delay ?? this._delay;
-    this._delay = Math.min(this._delay * 2, MAX_DELAY_MS);
+    const wait = delay ?? this._backoff();
     this._set("reconnecting", `${text}; retrying in ${Math.round(wait / 1000)} s`);
-    clearTimeout(this._timer);
-    this._timer = setTimeout(() => this._wanted && this._connect(), wait);
+    this._later(wait);
   }
 
   async _connect() {
@@ -83,18 +57,7 @@ export class FeedPublisher {
         sender.setParameters(params).catch(() => {});
       }
     }
-    pc.onconnectionstatechange = () => {
-      if (pc !== this.pc) return;
-      if (pc.connectionState === "connected") {
-        this._delay = 1000;
-        this._set("live", "");
-      } else if (pc.connectionState === "failed" || pc.connectionState === "closed") {
-        this._retry("connection lost");
-      } else if (pc.connectionState === "disconnected") {
-        // ICE calls a dead server "failed" only after ~30 s; 3 s of silence is enough to start over
-        setTimeout(() => pc === this.pc && pc.connectionState === "disconnected" && this._retry("connection lost", 0), 3000);
-      }
-    };
+    this._watch(pc, () => this._set("live", ""), () => this._retry("connection lost", 0));
     this._set("connecting", "connecting …");
     try {
       this._session = await negotiate(pc, `/whip/${this.path}`, this.token);

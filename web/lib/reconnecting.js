@@ -1,0 +1,71 @@
+// What a WHIP or WHEP connection that must stay up has in common: its state for the page, the
+// session URL to DELETE, backoff, and telling a lost connection from a slow one.
+import { leave } from "./webrtchttp.js";
+
+const MAX_DELAY_MS = 5000;
+const SILENCE_MS = 3000;  // ICE calls a dead server "failed" only after ~30 s
+
+export class Reconnecting {
+  constructor(token, onState) {
+    this.token = token;
+    this.onState = onState || (() => {});
+    this.pc = null;
+    this.state = "idle";
+    this._session = null;
+    this._delay = 1000;
+    this._timer = null;
+  }
+
+  // Subclasses: wanted() says whether the connection should exist; _connect() makes it.
+  wanted() {
+    return false;
+  }
+
+  // The server is reachable again (its WebSocket is back): do not wait out the backoff.
+  retryNow() {
+    const lost = this.pc && this.pc.connectionState !== "connected" && this.state !== "connecting";
+    if (this.wanted() && (lost || (this._timer && ["reconnecting", "stalled"].includes(this.state)))) {
+      clearTimeout(this._timer);
+      this._delay = 1000;
+      this._teardown();
+      this._connect();
+    }
+  }
+
+  _set(state, text) {
+    this.state = state;
+    this.onState(state, text);
+  }
+
+  _teardown() {
+    leave(this.pc, this._session, this.token);
+    this.pc = null;
+    this._session = null;
+  }
+
+  _backoff() {
+    const delay = this._delay;
+    this._delay = Math.min(this._delay * 2, MAX_DELAY_MS);
+    return delay;
+  }
+
+  _later(delay) {
+    clearTimeout(this._timer);
+    this._timer = setTimeout(() => this.wanted() && this._connect(), delay);
+  }
+
+  // Follows `pc`: `onUp` when connected, `onLost` when it failed, closed or went silent.
+  _watch(pc, onUp, onLost) {
+    pc.onconnectionstatechange = () => {
+      if (pc !== this.pc) return;
+      if (pc.connectionState === "connected") {
+        this._delay = 1000;
+        onUp();
+      } else if (pc.connectionState === "failed" || pc.connectionState === "closed") {
+        onLost();
+      } else if (pc.connectionState === "disconnected") {
+        setTimeout(() => pc === this.pc && pc.connectionState === "disconnected" && onLost(), SILENCE_MS);
+      }
+    };
+  }
+}
