@@ -33,6 +33,7 @@ from .session import IceServer, PeerSession, SessionSettings
 from .stream import Stream, StreamInfo
 from .streampath import StreamPath
 from .thumbnailer import Thumbnails
+from .udpports import UdpPortRange, restrict_udp_ports
 from .viewer import ViewerSession
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class BroadcastSettings:
     retry_after: int = 2  # seconds a viewer of a feed that is not live should wait
     recording: RecordingSettings = field(default_factory=RecordingSettings)
     qa: QaSettings = field(default_factory=QaSettings)
+    udp_ports: UdpPortRange | None = None  # bind WebRTC's UDP sockets in this range
 
 
 class Broadcaster:
@@ -69,6 +71,8 @@ class Broadcaster:
     def start(self) -> None:
         """Start the once-a-second rate sampler (call from a running loop)."""
         if self._sampler is None:
+            if self.settings.udp_ports is not None:
+                restrict_udp_ports(asyncio.get_running_loop(), self.settings.udp_ports)
             self._sampler = asyncio.get_running_loop().create_task(self._sample_rates())
 
     async def _sample_rates(self) -> None:

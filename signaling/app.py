@@ -155,6 +155,7 @@ def create_app(config: ServerConfig, broadcaster: Broadcaster | None = None) -> 
     secret = load_secret(config.data_dir)
     app[BROADCASTER] = broadcaster or Broadcaster(BroadcastSettings(
         ice_servers=config.ice_servers,
+        udp_ports=config.udp_ports,
         max_sessions=config.max_sessions,
         connect_timeout=config.connect_timeout,
         retry_after=config.retry_after,

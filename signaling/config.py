@@ -12,6 +12,7 @@ from typing import Any
 
 from broadcast.session import IceServer
 from broadcast.streampath import is_slug
+from broadcast.udpports import UdpPortRange
 
 from .eventstore import Event, Theatre
 from .tokens import parse_ttl
@@ -51,6 +52,7 @@ class ServerConfig:
     segment_minutes: float = 10.0
     min_free_gb: float = 1.0               # refuse to start a recording below this
     delete_after_days: float = 0.0         # retention; 0 keeps recordings until deleted
+    udp_ports: UdpPortRange | None = None  # WebRTC's UDP ports (default: any the system gives)
     questions_per_minute: int = 5          # Q&A: questions one author may ask per minute
     max_questions: int = 10_000            # Q&A: questions one event's board holds at most
 
@@ -66,7 +68,7 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "auth": {"default_ttl": str},
     "limits": {"max_sessions": int, "connect_timeout": (int, float), "retry_after": int,
                "sessions_per_token": int, "session_rate": (int, float), "session_burst": int},
-    "ice": {"servers": list},
+    "ice": {"servers": list, "udp_ports": str},
     "recording": {"dir": str, "segment_minutes": (int, float), "min_free_gb": (int, float),
                   "delete_after_days": (int, float)},
     "qa": {"questions_per_minute": int, "max_questions": int},
@@ -113,7 +115,13 @@ def parse_config(data: dict[str, Any]) -> ServerConfig:
 
 
 def _apply(cfg: ServerConfig, section: str, key: str, value: Any, problems: list[str]) -> None:
-    if section == "ice":
+    if section == "ice" and key == "udp_ports":
+        low, _, high = value.partition("-")
+        try:
+            cfg.udp_ports = UdpPortRange(int(low), int(high))
+        except ValueError as exc:
+            problems.append(f"ice.udp_ports: {exc} (write it like \"40000-40199\")")
+    elif section == "ice":
         for i, item in enumerate(value):
             where = f"ice.servers[{i}]"
             if not isinstance(item, dict) or not isinstance(item.get("urls"), (str, list)):
