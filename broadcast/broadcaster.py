@@ -243,6 +243,7 @@ class Broadcaster:
         if self._closed:
             return
         self._closed = True
+        self.qa.say_goodbye("the server is restarting; the Q&A comes back by itself")
         await self.recordings.close()
         self.thumbnails.close()
         if self._sampler is not None:

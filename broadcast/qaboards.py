@@ -129,10 +129,19 @@ class QaBoards:
         if board is not None:
             for client in list(board.clients):
                 if isinstance(client, QaChannel):
-                    client.deliver(encode({"type": "closing", "reason": "the event was deleted"}))
+                    client.deliver(encode({"type": "closing", "reason": "the event was deleted",
+                                           "reconnect": False}))
                     client.close()
             board.close()
         self.store.archive_event(event, f"{event}@deleted-{int(time.time())}")
+
+    def say_goodbye(self, reason: str) -> None:
+        """Before a shutdown: every client hears why its channel is about to close (and may
+        come back: `reconnect`)."""
+        text = encode({"type": "closing", "reason": reason, "reconnect": True})
+        for board in self.boards.values():
+            for client in list(board.clients):
+                client.deliver(text)
 
     def close(self) -> None:
         """Idempotent: sends pending vote counts and closes the store."""

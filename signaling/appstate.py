@@ -14,6 +14,7 @@ from .tickets import MediaTickets
 
 if TYPE_CHECKING:
     from .access import Access
+    from .health import Health
     from .wsapi import WsHub
 
 BROADCASTER = web.AppKey("broadcaster", Broadcaster)
@@ -22,3 +23,4 @@ WEB_ROOT = web.AppKey("web_root", Path)
 TICKETS = web.AppKey("tickets", MediaTickets)
 ACCESS: web.AppKey[Access] = web.AppKey("access")
 WS_HUB: web.AppKey[WsHub] = web.AppKey("ws_hub")
+HEALTH: web.AppKey[Health] = web.AppKey("health")

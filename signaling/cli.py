@@ -19,7 +19,7 @@ from broadcast.streampath import StreamPath
 from broadcast.synthetic import SyntheticFeed, encode_clip
 
 from .app import create_app, open_store
-from .appstate import ACCESS, BROADCASTER
+from .appstate import ACCESS, BROADCASTER, HEALTH
 from .config import LOG_LEVELS, ConfigError, ServerConfig, load_config
 from .eventstore import Event, Theatre
 from .links import mint_link, server_base
@@ -27,6 +27,8 @@ from .logsafety import install_log_safety
 from .tokens import TokenIssuer, load_secret, parse_ttl
 
 logger = logging.getLogger("orcast")
+
+SHUTDOWN_LIMIT_S = 8.0  # orchestrators kill after 10 s: be done before
 
 DEMO_FEEDS = (
     # path, codec, width, height
@@ -176,7 +178,7 @@ async def run_server(config: ServerConfig, demo: bool = False) -> None:
             print(f"    done in {time.monotonic() - started:.1f} s", flush=True)
             feeds.append((StreamPath.parse(path), SyntheticFeed(clip, "synthetic")))
         app.cleanup_ctx.append(_demo_ctx(feeds))
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, ssl_context=ssl_context(config))
     try:
@@ -200,8 +202,14 @@ async def run_server(config: ServerConfig, demo: bool = False) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    print("ORcast is stopping …", flush=True)
-    await runner.cleanup()
+    print("ORcast is stopping: no new sessions; closing recordings and telling clients …", flush=True)
+    app[HEALTH].stopping = True  # /readyz turns 503, new sessions get 503
+    started = time.monotonic()
+    try:
+        await asyncio.wait_for(runner.cleanup(), SHUTDOWN_LIMIT_S)
+    except TimeoutError:
+        logger.warning("shutdown took longer than %.0f s; exiting anyway", SHUTDOWN_LIMIT_S)
+    print(f"ORcast stopped in {time.monotonic() - started:.1f} s.", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

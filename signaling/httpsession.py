@@ -23,7 +23,7 @@ from broadcast.session import IceServer, PeerSession
 from broadcast.streampath import StreamPath
 
 from .access import Identity
-from .appstate import ACCESS, BROADCASTER
+from .appstate import ACCESS, BROADCASTER, HEALTH
 from .bodies import read_text
 
 logger = logging.getLogger(__name__)
@@ -95,6 +95,9 @@ Starter = Callable[[web.Request, str, Participant], Awaitable[PeerSession]]
 
 async def create_session(request: web.Request, admit: Admitter, start: Starter, kind: str) -> web.Response:
     """POST an offer: who asks is checked first, then the body; 201 with the answer and Location."""
+    if request.app[HEALTH].stopping:
+        return text_error(503, "the server is shutting down; retry in a few seconds (it is restarting, "
+                               "or another server takes over)", {"Retry-After": "5"})
     identity = admit(request)
     try:
         offer = await read_text(request, SDP, MAX_SDP_BYTES)

@@ -53,13 +53,14 @@ class WsConnection:
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await self.ws.send_str(json.dumps(message))
 
-    async def close(self, reason: str) -> None:
-        """Idempotent; tells the page why before closing (4403: do not reconnect with this link)."""
+    async def close(self, reason: str, reconnect: bool = False) -> None:
+        """Idempotent; tells the page why before closing. 4403: do not come back with this link;
+        1012 (service restart, with `reconnect`): come back in a moment."""
         if self.ws.closed:
             return
-        await self.send({"type": "closing", "reason": reason})
+        await self.send({"type": "closing", "reason": reason, "reconnect": reconnect})
         with contextlib.suppress(ConnectionError, RuntimeError):
-            await self.ws.close(code=4403, message=reason.encode()[:120])
+            await self.ws.close(code=1012 if reconnect else 4403, message=reason.encode()[:120])
 
 
 class WsHub:
@@ -78,7 +79,11 @@ class WsHub:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await asyncio.gather(*(c.close("the server is shutting down") for c in list(self.connections)),
+        await self.say_goodbye()
+
+    async def say_goodbye(self) -> None:
+        """On shutdown, before aiohttp cancels the handlers: pages reconnect to the next server."""
+        await asyncio.gather(*(c.close("the server is restarting", reconnect=True) for c in list(self.connections)),
                              return_exceptions=True)
 
     async def push(self) -> None:
@@ -186,6 +191,10 @@ async def _handle(conn: WsConnection, text: str) -> None:
     else:
         await conn.send({"type": "error", "message": f"unknown message type {kind[:40]!r} "
                                                        "(known: ping)"})
+
+
+async def on_shutdown(app: web.Application) -> None:
+    await app[WS_HUB].say_goodbye()
 
 
 async def hub_ctx(app: web.Application) -> AsyncIterator[None]:

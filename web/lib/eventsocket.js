@@ -28,6 +28,8 @@ export function openEventSocket(event, token, { onHello, onStreams, onClosing, o
         onHello?.(data);
       } else if (data.type === "streams") {
         onStreams?.(data.streams);
+      } else if (data.type === "closing" && data.reconnect) {
+        onState?.("reconnecting");  // a server restart: the close that follows is not final
       } else if (data.type === "closing") {
         stopped = true;
         onClosing?.(data.reason);

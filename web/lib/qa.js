@@ -155,7 +155,7 @@ export class QaConnection {
     } else if (m.type === "layout") {
       this.layout = m.layout;
       this.handlers.onLayout?.(this.layout);
-    } else if (m.type === "closing") {
+    } else if (m.type === "closing" && !m.reconnect) {
       this.handlers.onEnded?.(m.reason);
     }
     if ((m.type === "ack" || m.type === "error") && this._pending.has(m.ref)) {
