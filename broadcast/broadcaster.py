@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiortc import RTCDataChannel
@@ -60,6 +61,8 @@ class Broadcaster:
         self.sessions: dict[str, PeerSession] = {}
         self.recordings = RecordingManager(self.settings.recording, self.streams)
         self.thumbnails = Thumbnails()
+        # told each viewer's join time (WHEP answer → first video frame sent), e.g. for metrics
+        self.join_listeners: list[Callable[[float], None]] = []
         self.qa = QaBoards(self.settings.qa)
         self._sampler: asyncio.Task[None] | None = None
         self._closed = False
@@ -157,9 +160,17 @@ class Broadcaster:
             )
         shaped = shape_play_offer(offer_sdp, stream.video.codec, stream.h264_profile)
         session = ViewerSession(stream, self.session_settings, protocol, participant)
+        session.on_joined = self._joined
         stream.viewers.add(session)
         await self._start(session, shaped)
         return session
+
+    def _joined(self, seconds: float) -> None:
+        for listener in self.join_listeners:
+            try:
+                listener(seconds)
+            except Exception:
+                logger.exception("join time listener failed")
 
     def _went_live(self, stream: Stream) -> None:
         """The readers that follow every live feed: its recorder (if wanted) and thumbnailer."""

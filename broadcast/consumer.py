@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -47,6 +48,8 @@ class Consumer(MediaStreamTrack):
         self.overflows = 0
         self.created_at = time.monotonic()
         self.first_frame_at: float | None = None
+        # told the join time (first frame sent - created) once, for metrics
+        self.on_first_frame: Callable[[float], None] | None = None
         self._closed = False
         producer.add_consumer(self)
 
@@ -106,6 +109,11 @@ class Consumer(MediaStreamTrack):
         self.bytes_sent += len(frame.data)
         if self.first_frame_at is None:
             self.first_frame_at = time.monotonic()  # join time, for metrics
+            if self.on_first_frame is not None and self.kind == "video":
+                try:
+                    self.on_first_frame(self.first_frame_at - self.created_at)
+                except Exception:
+                    logger.exception("join time listener failed")
         return frame
 
     @property

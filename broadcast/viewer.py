@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from .aiortchooks import install_sender_hooks
 from .consumer import Consumer
@@ -23,6 +24,7 @@ class ViewerSession(PeerSession):
         self.stream = stream
         self.protocol = protocol
         self.consumers: list[Consumer] = []
+        self.on_joined: Callable[[float], None] | None = None  # seconds to the first video frame
 
     async def start(self, shaped: ShapedOffer) -> str:
         return await self._negotiate(shaped, self._attach_consumers)
@@ -34,6 +36,7 @@ class ViewerSession(PeerSession):
                 continue
             producer = self.stream.video if kind == "video" else self.stream.audio
             consumer = Consumer(producer)
+            consumer.on_first_frame = self.on_joined
             consumer.on("ended", self._on_consumer_ended)
             self.consumers.append(consumer)
             sender = self.pc.addTrack(consumer)

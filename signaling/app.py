@@ -15,9 +15,9 @@ from broadcast.qaboards import QaSettings
 from broadcast.qastore import DB_FILE as QA_DB_FILE
 from broadcast.recordings import RecordingSettings
 
-from . import adminapi, api, health, pages, qaapi, recordingapi, whep, whip, wsapi
+from . import adminapi, api, health, metrics, pages, qaapi, recordingapi, whep, whip, wsapi
 from .access import Access
-from .appstate import ACCESS, BROADCASTER, CONFIG, HEALTH, TICKETS, WEB_ROOT, WS_HUB
+from .appstate import ACCESS, BROADCASTER, CONFIG, HEALTH, METRICS, TICKETS, WEB_ROOT, WS_HUB
 from .config import ServerConfig
 from .eventstore import EventStore
 from .tickets import MediaTickets
@@ -166,6 +166,7 @@ def create_app(config: ServerConfig, broadcaster: Broadcaster | None = None) -> 
     app[TICKETS] = MediaTickets(secret)
     app[WS_HUB] = wsapi.WsHub(app)
     app[HEALTH] = health.Health()
+    app[METRICS] = metrics.make_registry(app[BROADCASTER])
     # cleanup runs in reverse: the hub and access close before the broadcaster
     app.cleanup_ctx.append(_broadcaster_ctx)
     app.cleanup_ctx.append(_access_ctx)
@@ -182,6 +183,7 @@ def create_app(config: ServerConfig, broadcaster: Broadcaster | None = None) -> 
     app.add_routes(recordingapi.routes())
     app.add_routes(qaapi.routes())
     app.add_routes(health.routes())
+    app.add_routes([metrics.handler(app)])
     app.add_routes([web.options("/api/{tail:.*}", api_options)])
     app.add_routes(pages.routes())
     app.router.add_static("/static/", WEB_DIR, show_index=False, follow_symlinks=False)

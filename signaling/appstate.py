@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from broadcast.broadcaster import Broadcaster
 
@@ -24,3 +25,4 @@ TICKETS = web.AppKey("tickets", MediaTickets)
 ACCESS: web.AppKey[Access] = web.AppKey("access")
 WS_HUB: web.AppKey[WsHub] = web.AppKey("ws_hub")
 HEALTH: web.AppKey[Health] = web.AppKey("health")
+METRICS = web.AppKey("metrics", CollectorRegistry)

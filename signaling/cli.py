@@ -24,6 +24,7 @@ from .config import LOG_LEVELS, ConfigError, ServerConfig, load_config
 from .eventstore import Event, Theatre
 from .links import mint_link, server_base
 from .logsafety import install_log_safety
+from .metrics import metrics_app
 from .tokens import TokenIssuer, load_secret, parse_ttl
 
 logger = logging.getLogger("orcast")
@@ -190,6 +191,7 @@ async def run_server(config: ServerConfig, demo: bool = False) -> None:
             "is another server running? Choose another port with --port"
         ) from None
     print(f"ORcast is listening on {server_base(config)}", flush=True)
+    metrics_runner = await start_metrics_listener(app, config)
     if demo:
         print_demo_links(app, config)
         print("  Press Ctrl+C to stop.", flush=True)
@@ -206,10 +208,28 @@ async def run_server(config: ServerConfig, demo: bool = False) -> None:
     app[HEALTH].stopping = True  # /readyz turns 503, new sessions get 503
     started = time.monotonic()
     try:
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
         await asyncio.wait_for(runner.cleanup(), SHUTDOWN_LIMIT_S)
     except TimeoutError:
         logger.warning("shutdown took longer than %.0f s; exiting anyway", SHUTDOWN_LIMIT_S)
     print(f"ORcast stopped in {time.monotonic() - started:.1f} s.", flush=True)
+
+
+async def start_metrics_listener(app: web.Application, config: ServerConfig) -> web.AppRunner | None:
+    """`[metrics] port`: /metrics on its own listener (e.g. only on the monitoring network)."""
+    if config.metrics_port is None:
+        return None
+    runner = web.AppRunner(metrics_app(app), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, config.metrics_host, config.metrics_port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise SystemExit(f"orcast: cannot serve metrics on {config.metrics_host}:{config.metrics_port} "
+                         f"({exc.strerror}); choose another metrics.port") from None
+    print(f"  metrics on http://{config.metrics_host}:{config.metrics_port}/metrics", flush=True)
+    return runner
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,6 +52,9 @@ class ServerConfig:
     segment_minutes: float = 10.0
     min_free_gb: float = 1.0               # refuse to start a recording below this
     delete_after_days: float = 0.0         # retention; 0 keeps recordings until deleted
+    metrics_token: str | None = None       # Bearer token for /metrics (else a `*` organizer link)
+    metrics_port: int | None = None        # serve /metrics on its own listener instead
+    metrics_host: str = "127.0.0.1"
     udp_ports: UdpPortRange | None = None  # WebRTC's UDP ports (default: any the system gives)
     questions_per_minute: int = 5          # Q&A: questions one author may ask per minute
     max_questions: int = 10_000            # Q&A: questions one event's board holds at most
@@ -72,6 +75,7 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "recording": {"dir": str, "segment_minutes": (int, float), "min_free_gb": (int, float),
                   "delete_after_days": (int, float)},
     "qa": {"questions_per_minute": int, "max_questions": int},
+    "metrics": {"token": str, "port": int, "host": str},
     "events": {},  # an array of tables, checked by _apply_events
 }
 _EVENT_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -135,6 +139,8 @@ def _apply(cfg: ServerConfig, section: str, key: str, value: Any, problems: list
                        for u in urls):
                 problems.append(f"{where}.urls: each URL must start with stun:, turn: or turns:")
             cfg.ice_servers.append(IceServer(urls, item.get("username"), item.get("credential")))
+    elif section == "metrics":
+        setattr(cfg, f"metrics_{key}", value)
     elif key == "data_dir":
         cfg.data_dir = Path(value)
     elif section == "recording":
@@ -213,6 +219,10 @@ def _validate(cfg: ServerConfig, problems: list[str]) -> None:
         problems.append("recording.min_free_gb: must be 0 or more (GB)")
     if cfg.delete_after_days < 0:
         problems.append("recording.delete_after_days: must be 0 (keep) or a number of days")
+    if cfg.metrics_token is not None and len(cfg.metrics_token) < 16:
+        problems.append("metrics.token: use at least 16 random characters (e.g. `openssl rand -hex 16`)")
+    if cfg.metrics_port is not None and not 1 <= cfg.metrics_port <= 65535:
+        problems.append("metrics.port: must be 1-65535")
     if not 1 <= cfg.questions_per_minute <= 600:
         problems.append("qa.questions_per_minute: must be 1-600 (default 5)")
     if not 1 <= cfg.max_questions <= 1_000_000:
