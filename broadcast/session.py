@@ -7,7 +7,10 @@ its consumers or sources, and tells the owner (the Broadcaster) through `on_clos
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
+import hmac
 import logging
 import re
 import secrets
@@ -42,9 +45,23 @@ class IceServer:
     urls: list[str]
     username: str | None = None
     credential: str | None = None
+    # coturn's `use-auth-secret` (TURN REST API): time-limited credentials made from a shared
+    # secret, so no long-lived TURN password is handed to browsers
+    secret: str | None = field(default=None, repr=False)
+    ttl_s: int = 24 * 3600
+
+    def resolved(self, now: float | None = None) -> IceServer:
+        """This server with credentials to hand out now (fresh ones when it has a secret)."""
+        if self.secret is None:
+            return self
+        expires = int((time.time() if now is None else now) + self.ttl_s)
+        username = f"{expires}:orcast"
+        digest = hmac.new(self.secret.encode(), username.encode(), hashlib.sha1).digest()
+        return IceServer(self.urls, username, base64.b64encode(digest).decode())
 
     def to_aiortc(self) -> RTCIceServer:
-        return RTCIceServer(urls=self.urls, username=self.username, credential=self.credential)
+        server = self.resolved()
+        return RTCIceServer(urls=server.urls, username=server.username, credential=server.credential)
 
 
 @dataclass
@@ -85,6 +102,11 @@ class PeerSession:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def log_extra(self) -> dict[str, str]:
+        """Structured fields for this session's log lines (JSON logs show them as keys)."""
+        return {"path": str(self.path or self.event), "session": self.id[:6]}
 
     def log_name(self) -> str:
         who = f" by {self.participant.describe()}" if self.participant else ""
@@ -164,7 +186,7 @@ class PeerSession:
 
     def _on_connection_state(self) -> None:
         state = self.pc.connectionState
-        logger.info("%s: connection %s", self.log_name(), state)
+        logger.info("%s: connection %s", self.log_name(), state, extra=self.log_extra)
         if state == "connected" and self.connected_at is None:
             self.connected_at = time.monotonic()
             if self._timeout is not None:
@@ -232,7 +254,7 @@ class PeerSession:
                 listener(self)
             except Exception:
                 logger.exception("%s: close listener failed", self.log_name())
-        logger.info("%s: closed%s", self.log_name(), f" ({reason})" if reason else "")
+        logger.info("%s: closed%s", self.log_name(), f" ({reason})" if reason else "", extra=self.log_extra)
 
     async def _stop_transports(self) -> None:
         for transceiver in self.pc.getTransceivers():

@@ -20,6 +20,7 @@ from .access import Access
 from .appstate import ACCESS, BROADCASTER, CONFIG, HEALTH, METRICS, TICKETS, WEB_ROOT, WS_HUB
 from .config import ServerConfig
 from .eventstore import EventStore
+from .logformat import request_id_middleware
 from .tickets import MediaTickets
 from .tokens import TokenIssuer, load_secret
 
@@ -41,7 +42,7 @@ SECURITY_HEADERS = {
 HSTS = "max-age=31536000"
 CORS_METHODS = "GET, POST, PATCH, DELETE, OPTIONS"
 CORS_HEADERS = "Authorization, Content-Type, If-Match"
-CORS_EXPOSED = "Location, Link, ETag, Accept-Patch, Accept-Post, Retry-After, WWW-Authenticate"
+CORS_EXPOSED = "Location, Link, ETag, Accept-Patch, Accept-Post, Retry-After, WWW-Authenticate, X-Request-Id"
 
 
 def _decorate(request: web.Request, headers: MutableMapping[str, str]) -> None:
@@ -149,7 +150,8 @@ def open_store(config: ServerConfig) -> EventStore:
 
 
 def create_app(config: ServerConfig, broadcaster: Broadcaster | None = None) -> web.Application:
-    app = web.Application(middlewares=[headers_middleware, api_errors], client_max_size=64 * 1024)
+    app = web.Application(middlewares=[request_id_middleware, headers_middleware, api_errors],
+                          client_max_size=64 * 1024)
     app[CONFIG] = config
     app[WEB_ROOT] = WEB_DIR
     secret = load_secret(config.data_dir)

@@ -21,8 +21,10 @@ from broadcast.synthetic import SyntheticFeed, encode_clip
 from .app import create_app, open_store
 from .appstate import ACCESS, BROADCASTER, HEALTH
 from .config import LOG_LEVELS, ConfigError, ServerConfig, load_config
+from .configexample import EXAMPLE
 from .eventstore import Event, Theatre
 from .links import mint_link, server_base
+from .logformat import configure_logging
 from .logsafety import install_log_safety
 from .metrics import metrics_app
 from .tokens import TokenIssuer, load_secret, parse_ttl
@@ -78,7 +80,29 @@ def build_parser() -> argparse.ArgumentParser:
                        help="live sessions this link may hold at once (default limits.sessions_per_token)")
     token.add_argument("--config", type=Path, help="TOML configuration file")
     token.add_argument("--data-dir", type=Path, help="where the server keeps its state")
+    config = sub.add_parser("config", help="check a configuration file, or print a complete example")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    check = config_sub.add_parser("check", help="validate FILE (and the ORCAST_… environment)")
+    check.add_argument("file", type=Path)
+    config_sub.add_parser("example", help="print a complete, commented configuration file")
     return parser
+
+
+def config_command(args: argparse.Namespace) -> int:
+    if args.config_command == "example":
+        print(EXAMPLE, end="")
+        return 0
+    try:
+        config = load_config(args.file)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"{args.file}: {problem}", file=sys.stderr)
+        print(f"{len(exc.problems)} problem(s); nothing was started", file=sys.stderr)
+        return 2
+    events = ", ".join(e.slug for e in config.events) or "none (create them in /admin)"
+    print(f"{args.file}: OK — listens on {config.host}:{config.port}, data in {config.data_dir}, "
+          f"events: {events}")
+    return 0
 
 
 def resolve_config(args: argparse.Namespace) -> ServerConfig:
@@ -234,16 +258,15 @@ async def start_metrics_listener(app: web.Application, config: ServerConfig) -> 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "config":
+        return config_command(args)
     try:
         config = resolve_config(args)
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"orcast: config error: {problem}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(config.log_level, config.log_format)
     install_log_safety()
     if hasattr(signal, "SIGXFSZ"):
         # past a file size limit, a write must fail (the recorder closes its file and says

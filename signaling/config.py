@@ -1,11 +1,14 @@
-"""Server configuration: a TOML file, overridden by command-line flags.
+"""Server configuration: a TOML file, overridden by `ORCAST_…` environment variables, overridden
+by command-line flags.
 
 Unknown keys are errors (a typo must not silently fall back to a default in a hospital).
 """
 
 from __future__ import annotations
 
+import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,10 +17,12 @@ from broadcast.session import IceServer
 from broadcast.streampath import is_slug
 from broadcast.udpports import UdpPortRange
 
+from .configenv import environment_overrides, merge
 from .eventstore import Event, Theatre
 from .tokens import parse_ttl
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 
 
 class ConfigError(ValueError):
@@ -52,6 +57,7 @@ class ServerConfig:
     segment_minutes: float = 10.0
     min_free_gb: float = 1.0               # refuse to start a recording below this
     delete_after_days: float = 0.0         # retention; 0 keeps recordings until deleted
+    log_format: str = "text"               # text (for people) or json (one object per line)
     metrics_token: str | None = None       # Bearer token for /metrics (else a `*` organizer link)
     metrics_port: int | None = None        # serve /metrics on its own listener instead
     metrics_host: str = "127.0.0.1"
@@ -76,6 +82,7 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
                   "delete_after_days": (int, float)},
     "qa": {"questions_per_minute": int, "max_questions": int},
     "metrics": {"token": str, "port": int, "host": str},
+    "logging": {"format": str, "level": str},
     "events": {},  # an array of tables, checked by _apply_events
 }
 _EVENT_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -131,14 +138,24 @@ def _apply(cfg: ServerConfig, section: str, key: str, value: Any, problems: list
             if not isinstance(item, dict) or not isinstance(item.get("urls"), (str, list)):
                 problems.append(f"{where}: needs urls = \"stun:host:port\" or a list of URLs")
                 continue
-            extra = set(item) - {"urls", "username", "credential"}
+            extra = set(item) - {"urls", "username", "credential", "secret", "ttl"}
             if extra:
                 problems.append(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
             urls = [item["urls"]] if isinstance(item["urls"], str) else list(item["urls"])
             if not all(isinstance(u, str) and u.split(":", 1)[0] in ("stun", "turn", "turns")
                        for u in urls):
                 problems.append(f"{where}.urls: each URL must start with stun:, turn: or turns:")
-            cfg.ice_servers.append(IceServer(urls, item.get("username"), item.get("credential")))
+            if item.get("secret") is not None and (item.get("username") or item.get("credential")):
+                problems.append(f"{where}: give either secret (time-limited credentials) or "
+                                "username and credential, not both")
+            ttl = item.get("ttl", 24 * 3600)
+            if not isinstance(ttl, int) or isinstance(ttl, bool) or not 60 <= ttl <= 7 * 86400:
+                problems.append(f"{where}.ttl: seconds the TURN credentials stay valid, 60-604800")
+                ttl = 24 * 3600
+            cfg.ice_servers.append(IceServer(urls, item.get("username"), item.get("credential"),
+                                             item.get("secret"), ttl))
+    elif section == "logging":
+        setattr(cfg, f"log_{key}", value)
     elif section == "metrics":
         setattr(cfg, f"metrics_{key}", value)
     elif key == "data_dir":
@@ -204,7 +221,7 @@ def _validate(cfg: ServerConfig, problems: list[str]) -> None:
     if not 0 < cfg.port < 65536:
         problems.append(f"server.port: {cfg.port} is not a TCP port (1-65535)")
     if cfg.log_level not in LOG_LEVELS:
-        problems.append(f"server.log_level: must be one of {', '.join(LOG_LEVELS)}")
+        problems.append(f"server.log_level / logging.level: must be one of {', '.join(LOG_LEVELS)}")
     if cfg.max_sessions < 1:
         problems.append("limits.max_sessions: must be at least 1")
     if cfg.connect_timeout <= 0:
@@ -223,6 +240,8 @@ def _validate(cfg: ServerConfig, problems: list[str]) -> None:
         problems.append("metrics.token: use at least 16 random characters (e.g. `openssl rand -hex 16`)")
     if cfg.metrics_port is not None and not 1 <= cfg.metrics_port <= 65535:
         problems.append("metrics.port: must be 1-65535")
+    if cfg.log_format not in LOG_FORMATS:
+        problems.append(f"logging.format: must be one of {', '.join(LOG_FORMATS)}")
     if not 1 <= cfg.questions_per_minute <= 600:
         problems.append("qa.questions_per_minute: must be 1-600 (default 5)")
     if not 1 <= cfg.max_questions <= 1_000_000:
@@ -237,14 +256,24 @@ def _validate(cfg: ServerConfig, problems: list[str]) -> None:
         problems.append("server.cors_origins: must be a list of origins like \"https://hall.example\"")
 
 
-def load_config(path: Path | None) -> ServerConfig:
-    if path is None:
-        return ServerConfig()
+def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> ServerConfig:
+    """The file (if any) with the `ORCAST_…` environment over it (see configenv.py)."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with path.open("rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError([f"{path}: file not found"]) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([f"{path}: not valid TOML ({exc})"]) from None
+    problems: list[str] = []
+    schema = {section: keys for section, keys in _SCHEMA.items() if section != "events"}
+    overrides = environment_overrides(os.environ if environ is None else environ, schema, problems)
     try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError([f"{path}: file not found"]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{path}: not valid TOML ({exc})"]) from None
-    return parse_config(data)
+        config = parse_config(merge(data, overrides))
+    except ConfigError as exc:
+        problems += exc.problems
+    if problems:
+        raise ConfigError(problems)
+    return config

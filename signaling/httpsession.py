@@ -64,7 +64,7 @@ def stream_path(request: web.Request) -> StreamPath:
 
 def ice_link_header(servers: list[IceServer]) -> str | None:
     links = []
-    for server in servers:
+    for server in (s.resolved() for s in servers):
         for url in server.urls:
             link = f'<{url}>; rel="ice-server"'
             if server.username and server.credential:
