@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs what the tests need (Debian's chromium for the browser tests) and runs them all:
+# Installs what the tests need (Debian's chromium for the browser tests, coturn for the TURN test)
+# and runs them all:
 # ruff, mypy, then pytest. Extra arguments go to pytest, e.g. ./scripts/test.sh -k relay
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-apt_need chromium
+apt_need chromium coturn
 venv_install "test"
 cd "$ROOT"
 echo "==> ruff"
