@@ -142,3 +142,7 @@ async def test_every_response_has_a_request_id(server: RunningServer) -> None:
         assert r.headers["X-Request-Id"] == "proxy-id-42abc"  # a proxy's id follows the request
     async with server.http.get(f"{server.base}/api/events/nosuch", headers={"X-Request-Id": "bad id!"}) as r:
         assert r.status == 404 and r.headers["X-Request-Id"] != "bad id!"
+
+
+def test_the_readme_shows_the_example_file() -> None:
+    assert EXAMPLE in (ROOT / "README.md").read_text(), "paste `orcast config example` into the README"
