@@ -42,7 +42,8 @@ function fillDevices(card) {
   if (!cam && devices.video[cards.indexOf(card)]) card.camera.value = devices.video[cards.indexOf(card)].deviceId;
   card.mic.replaceChildren(option("", "no microphone", mic === ""),
     ...devices.audio.map((d, i) => option(d.deviceId, d.label || `Microphone ${i + 1}`, d.deviceId === mic)));
-  if (mic === undefined || (mic === "" && cards.indexOf(card) === 0 && !card.touched)) card.mic.value = devices.audio[0]?.deviceId || "";
+  // the first camera takes the first microphone until the technician chooses otherwise
+  if (mic === "" && cards.indexOf(card) === 0 && !card.touched) card.mic.value = devices.audio[0]?.deviceId || "";
 }
 
 async function openMedia(card) {

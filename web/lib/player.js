@@ -73,11 +73,7 @@ export class FeedPlayer extends Reconnecting {
       this._session = await negotiate(pc, `/whep/${target}`, this.token);
     } catch (error) {
       if (pc !== this.pc) return;
-      if (error instanceof HttpError && error.status === 422 && /no video/.test(error.message) && !this._audioOnly) {
-        this._audioOnly = true;  // a talk-back microphone without a camera
-        this._teardown();
-        this._connect();
-      } else if (error instanceof HttpError && [401, 403].includes(error.status)) {
+      if (error instanceof HttpError && [401, 403].includes(error.status)) {
         this._teardown();
         this._set("ended", error.message);
       } else if (error instanceof HttpError && error.status === 409) {
