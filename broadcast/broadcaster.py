@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -31,7 +33,7 @@ from .sdpoffer import (
     shape_publish_offer,
 )
 from .session import IceServer, PeerSession, SessionSettings
-from .stream import Stream, StreamInfo
+from .stream import STALLED_AFTER_S, Stream, StreamInfo
 from .streampath import StreamPath
 from .thumbnailer import Thumbnails
 from .udpports import UdpPortRange, restrict_udp_ports
@@ -43,7 +45,8 @@ logger = logging.getLogger(__name__)
 @dataclass
 class BroadcastSettings:
     ice_servers: list[IceServer] = field(default_factory=list)
-    max_sessions: int = 2000
+    max_sessions: int = 2000  # the audience: viewers and Q&A connections
+    max_publishers: int = 200  # counted apart, so that the audience never locks out an OR
     connect_timeout: float = 30.0
     video_codecs: tuple[str, ...] = SUPPORTED_VIDEO  # preference when a publisher offers several
     retry_after: int = 2  # seconds a viewer of a feed that is not live should wait
@@ -65,6 +68,7 @@ class Broadcaster:
         self.join_listeners: list[Callable[[float], None]] = []
         self.qa = QaBoards(self.settings.qa)
         self._sampler: asyncio.Task[None] | None = None
+        self._publish_locks: dict[StreamPath, asyncio.Lock] = {}
         self._closed = False
 
     @property
@@ -85,26 +89,58 @@ class Broadcaster:
             await asyncio.sleep(1.0)
 
     def _check_capacity(self) -> None:
-        if len(self.sessions) >= self.settings.max_sessions:
+        """The audience's limit: viewers and Q&A connections (publishers are counted apart)."""
+        audience = len(self.sessions) - len(self.publishers)
+        if audience >= self.settings.max_sessions:
             raise Overloaded(
                 f"the server is at its limit of {self.settings.max_sessions} sessions; "
                 "try again shortly or ask the operator to raise limits.max_sessions"
             )
 
+    def _check_publisher_capacity(self) -> None:
+        # apart from the audience's limit: viewers retrying for a slot never lock out an OR
+        if len(self.publishers) >= self.settings.max_publishers:
+            raise Overloaded(
+                f"the server already takes {self.settings.max_publishers} publishers, its limit; "
+                "stop a feed that is not needed or ask the operator to raise limits.max_publishers"
+            )
+
+    @property
+    def publishers(self) -> list[PublisherSession]:
+        return [s for s in self.sessions.values() if isinstance(s, PublisherSession)]
+
     # -- publishing ---------------------------------------------------------------------
     async def publish(self, path: StreamPath, offer_sdp: str, protocol: str = "whip",
                       participant: Participant | None = None) -> PublisherSession:
-        """Start a publisher session on `path`. Raises BroadcastError subclasses."""
-        self._check_capacity()
+        """Start a publisher session on `path`. Raises BroadcastError subclasses.
+
+        A feed that is live already is taken over at once by a new session of the same link
+        (an encoder or page that came back before its old session timed out) or when its
+        publisher has been silent for STALLED_AFTER_S; otherwise the new one is refused.
+        Viewers stay connected through the change and resume on the new publisher's first
+        keyframe.
+        """
+        lock = self._publish_locks.setdefault(path, asyncio.Lock())
+        try:
+            async with lock:  # two encoders racing for one feed: one after the other
+                return await self._publish(path, offer_sdp, protocol, participant)
+        finally:
+            if not lock.locked() and self._publish_locks.get(path) is lock:
+                del self._publish_locks[path]
+
+    async def _publish(self, path: StreamPath, offer_sdp: str, protocol: str,
+                       participant: Participant | None) -> PublisherSession:
+        self._check_publisher_capacity()
         existing = self.streams.get(path)
-        if existing is not None and existing.live:
-            raise StreamBusy(
-                f"{path} is already live from another publisher; stop that publisher "
-                "(or DELETE its session) first, or publish to another feed name"
-            )
+        replacing = self._publisher_to_replace(existing, participant) if existing is not None else None
         keep = existing.video.codec if existing is not None and existing.viewers else None
         shaped = shape_publish_offer(offer_sdp, self.settings.video_codecs, keep)
-        stream = existing or self._new_stream(path)
+        if replacing is not None:
+            old, why = replacing
+            logger.warning("%s: %s is replaced by a new %s session%s (%s)", path, old.log_name(), protocol,
+                           f" of {participant.describe()}" if participant else "", why)
+            await old.close(f"replaced by a new session ({why})")
+        stream = self.streams.get(path) or self._new_stream(path)
         session = PublisherSession(stream, self.session_settings, protocol, participant)
         stream.publisher = session
         await self._start(session, shaped)
@@ -113,6 +149,31 @@ class Broadcaster:
                     ", opus" if shaped.has_audio else "")
         self._went_live(stream)
         return session
+
+    def _publisher_to_replace(self, stream: Stream, participant: Participant | None,
+                              ) -> tuple[PeerSession, str] | None:
+        """The live publisher a new session takes over, with why; raises StreamBusy if it may not."""
+        if not stream.live:
+            return None
+        current = stream.publisher
+        if current is None:  # an in-process source (the demo feed) is never replaced
+            raise StreamBusy(f"{stream.path} is live from the server's own {stream.publisher_kind} source; "
+                             "publish to another feed name")
+        owner = current.participant
+        if (participant is not None and owner is not None and not participant.guest
+                and owner.token_id == participant.token_id):
+            return current, "same link"
+        silent = stream.silent_for()
+        if silent >= STALLED_AFTER_S:
+            return current, f"it sent no media for {silent:.0f} s"
+        who = owner.describe_public() if owner is not None else "another publisher"
+        since = time.strftime("%H:%M:%S", time.localtime(time.time() - (time.monotonic() - current.created_at)))
+        raise StreamBusy(
+            f"{stream.path} is live from {who} (since {since}, sending media); only that link may "
+            f"take it over, or anyone once it has been silent for {STALLED_AFTER_S:.0f} s. "
+            "Publish to another feed name, or stop the other publisher first",
+            retry_after=math.ceil(STALLED_AFTER_S),
+        )
 
     def attach_source(self, path: StreamPath, video: tuple[Source, str] | None,
                       audio: Source | None, kind: str = "synthetic",
@@ -123,7 +184,7 @@ class Broadcaster:
         """
         stream = self.streams.get(path) or self._new_stream(path)
         if stream.live:
-            raise StreamBusy(f"{path} is already live")
+            raise StreamBusy(f"{path} is already live; stop its publisher first")
         if video is not None:
             stream.video.attach(video[0], video[1])
             stream.local_source = video[0]

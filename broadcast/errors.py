@@ -17,7 +17,12 @@ class UnsupportedOffer(BroadcastError):
 
 
 class StreamBusy(BroadcastError):
-    """Another publisher is already live on this stream path (HTTP 409)."""
+    """Another publisher is already live on this stream path (HTTP 409, with Retry-After
+    when waiting can help: a publisher that goes silent is replaced)."""
+
+    def __init__(self, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class StreamNotLive(BroadcastError):

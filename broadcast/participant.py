@@ -83,6 +83,11 @@ class Participant:
             return False
         return self.covers_event(event) and self.can(Capability.VIEW)
 
+    def describe_public(self) -> str:
+        """For other people (an error message): role and name, no link id."""
+        where = f" of {self.theatre}" if self.theatre else ""
+        return f"{self.name!r} ({self.role}{where})"
+
     def describe(self) -> str:
         """For logs: role and name, never a secret."""
         where = f"@{self.theatre}" if self.theatre else ""

@@ -9,6 +9,7 @@ keyframe. Timestamps are rebased so the outgoing timeline never jumps backwards.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Protocol
@@ -25,9 +26,12 @@ from .mediaclock import MediaClock
 
 logger = logging.getLogger(__name__)
 
-# Keyframe requests (PLI) to the publisher: while a requested keyframe is on its way, further
-# requests ride on it; it is asked again after KEYFRAME_RETRY without one; never more often
-# than every KEYFRAME_MIN_INTERVAL (each keyframe is a bitrate burst for the encoder).
+# Keyframe requests (PLI) to the publisher. A request stays outstanding until a keyframe
+# arrives: it is sent again every KEYFRAME_RETRY (a PLI can be lost, or swallowed by an
+# encoder that is still starting), and every KEYFRAME_MIN_INTERVAL while the source has
+# not yet heard its publisher (a PLI needs the publisher's SSRC); never more often than
+# KEYFRAME_MIN_INTERVAL (each keyframe is a bitrate burst for the encoder). Requests made
+# while one is outstanding ride on it: any keyframe after them serves them all.
 KEYFRAME_MIN_INTERVAL = 0.2
 KEYFRAME_RETRY = 1.0
 
@@ -45,6 +49,8 @@ class Reader(Protocol):
 
     bytes_sent: int
     frames_dropped: int
+    # True while the reader drops frames until a keyframe: the producer keeps asking for one
+    waiting_for_keyframe: bool
 
     def deliver(self, frame: EncodedFrame) -> None: ...
 
@@ -74,7 +80,8 @@ class Producer:
         # keyframe requests
         self._kf_task: asyncio.Task[None] | None = None
         self._kf_last_sent = -KEYFRAME_RETRY
-        self._kf_pending = False
+        self._kf_outstanding = False  # asked for, no keyframe since
+        self._kf_arrived: asyncio.Event | None = None
         self.last_keyframe_at: float | None = None
         # counters
         self.frames_in = 0
@@ -97,7 +104,7 @@ class Producer:
         self.codec = codec
         self.source = source
         self._rebase = True
-        self._kf_pending = False
+        self._kf_last_sent = -KEYFRAME_RETRY  # a new source is asked at once
         self.clock.reset()
         for consumer in list(self.consumers):
             try:
@@ -106,7 +113,7 @@ class Producer:
                 logger.exception("%s %s: reader failed on a source change; it is closed",
                                  self.path, self.kind)
                 consumer.stop()
-        if self.kind == "video" and self.consumers:
+        if self.kind == "video" and (self.consumers or self._kf_outstanding):
             self.request_keyframe()
         return changed
 
@@ -148,7 +155,6 @@ class Producer:
                 self.resolution = vp8_resolution(data) or self.resolution
             self.keyframes_in += 1
             self.last_keyframe_at = now
-            self._kf_pending = False
         self.frames_in += 1
         self.bytes_in += len(data)
         frame = EncodedFrame(codec, data, out_ts, keyframe, self.clock_rate, self._index)
@@ -159,6 +165,16 @@ class Producer:
             except Exception:
                 logger.exception("%s %s: consumer failed; it is closed", self.path, self.kind)
                 consumer.stop()
+        if keyframe and self._kf_outstanding:
+            # served, unless a reader is still waiting (it joined on a frame it could not take)
+            self._kf_outstanding = any(c.waiting_for_keyframe for c in self.consumers)
+            if self._kf_arrived is not None:
+                self._kf_arrived.set()
+
+    @property
+    def last_frame_at(self) -> float | None:
+        """When the source last pushed a frame (time.monotonic), None if it never did."""
+        return self._last_push_wall or None
 
     def sender_report(self, source: Source, wall: float, rtp_timestamp: int) -> None:
         """An RTCP sender report of `source`: its wall clock `wall` matches `rtp_timestamp`."""
@@ -170,30 +186,39 @@ class Producer:
 
     # -- keyframes ---------------------------------------------------------------------
     def request_keyframe(self) -> None:
-        """Ask the source for a keyframe, coalesced with one already on its way."""
+        """Ask the source for a keyframe; keep asking (throttled) until one arrives."""
         if self.kind != "video" or self._closed:
             return
-        now = time.monotonic()
-        if self._kf_pending and now - self._kf_last_sent < KEYFRAME_RETRY:
-            return  # the keyframe already asked for will serve this request too
-        if self._kf_task is not None and not self._kf_task.done():
-            return  # a request is already scheduled
-        delay = max(0.0, self._kf_last_sent + KEYFRAME_MIN_INTERVAL - now)
-        self._kf_task = asyncio.get_running_loop().create_task(self._send_keyframe_request(delay))
+        self._kf_outstanding = True
+        if self.source is not None and (self._kf_task is None or self._kf_task.done()):
+            self._kf_task = asyncio.get_running_loop().create_task(self._ask_until_keyframe())
 
-    async def _send_keyframe_request(self, delay: float) -> None:
-        if delay:
-            await asyncio.sleep(delay)
-        source = self.source
-        if source is None:
-            return  # attach() asks the next source as soon as it arrives
-        self._kf_last_sent = time.monotonic()
-        self._kf_pending = True
-        self.keyframe_requests_sent += 1
-        try:
-            await source.request_keyframe()
-        except Exception:
-            logger.warning("%s: keyframe request to %s failed", self.path, source.name, exc_info=True)
+    @property
+    def keyframe_outstanding(self) -> bool:
+        return self._kf_outstanding
+
+    async def _ask_until_keyframe(self) -> None:
+        """Runs while a request is outstanding and there is a source (attach() restarts it)."""
+        arrived = self._kf_arrived = asyncio.Event()
+        while self._kf_outstanding and not self._closed:
+            source = self.source
+            if source is None:
+                return  # attach() asks the next source as soon as it arrives
+            delay = self._kf_last_sent + KEYFRAME_MIN_INTERVAL - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+                continue
+            self._kf_last_sent = time.monotonic()
+            self.keyframe_requests_sent += 1
+            try:
+                heard = await source.request_keyframe()
+            except Exception:
+                logger.warning("%s: keyframe request to %s failed", self.path, source.name, exc_info=True)
+                heard = False
+            arrived.clear()
+            # not heard yet: no SSRC to address a PLI to, so try again soon
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(arrived.wait(), KEYFRAME_RETRY if heard else KEYFRAME_MIN_INTERVAL)
 
     # -- consumers ---------------------------------------------------------------------
     def add_consumer(self, consumer: Reader) -> None:

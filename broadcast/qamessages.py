@@ -7,11 +7,12 @@ silently ignored.
 
 from __future__ import annotations
 
-import json
 import re
-import unicodedata
 from dataclasses import dataclass
 from typing import Any
+
+from . import jsontext
+from .plaintext import normalised
 
 MAX_MESSAGE_BYTES = 4096
 MAX_TEXT_CHARS = 500
@@ -19,7 +20,6 @@ MAX_REASON_CHARS = 200
 MAX_REF_CHARS = 64
 MAX_QUESTION_ID = 2**31 - 1
 _SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
-_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 class QaError(Exception):
@@ -74,7 +74,7 @@ def clean_text(value: Any, field: str, limit: int) -> str:
     """Normalised text: NFC, no control or direction-override characters, ≤ `limit` characters."""
     if not isinstance(value, str):
         raise QaError("bad_message", f"{field} must be a string")
-    text = _CONTROL.sub("", unicodedata.normalize("NFC", value).replace("\t", " ")).strip()
+    text = normalised(value)
     text = re.sub(r"\n{3,}", "\n\n", text)
     if not text:
         raise QaError("bad_message", f"{field} is empty")
@@ -138,7 +138,9 @@ def parse(raw: str | bytes) -> Command:
     if size > MAX_MESSAGE_BYTES:
         raise QaError("too_large", f"message of {size} bytes; the limit is {MAX_MESSAGE_BYTES}")
     try:
-        data = json.loads(raw)
+        data = jsontext.loads(raw)
+    except jsontext.JsonTooDeep as exc:
+        raise QaError("bad_json", f"{exc}; a Q&A message is a flat JSON object") from None
     except ValueError:
         raise QaError("bad_json", "not valid JSON") from None
     if not isinstance(data, dict):

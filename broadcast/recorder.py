@@ -83,6 +83,7 @@ class RecorderInput:
         self.kind = producer.kind
         self.bytes_sent = 0      # a recorder sends nothing over the network
         self.frames_dropped = 0  # counted by the recorder, not in the viewers' figures
+        self.waiting_for_keyframe = False  # the recorder asks for its own keyframes
         self._closed = False
         producer.add_consumer(self)  # for video this asks the publisher for a keyframe
 

@@ -217,7 +217,7 @@ class RecordingLibrary:
         for i, seg in enumerate(left_open, 1):
             media = self.root / seg.path / seg.file
             try:
-                duration, video_frames, audio_frames = finish_crashed(media)
+                fixed = finish_crashed(media)
             except Exception as exc:  # a file with nothing usable in it: keep it, say so
                 with contextlib.suppress(OSError):
                     media.with_name(f".{media.name}.fixing").unlink()
@@ -226,11 +226,13 @@ class RecordingLibrary:
                 write_sidecar(media, replace(seg, state="cut", end_reason="crash",
                                              error=f"left open by a crash; not repairable: {exc}"))
                 continue
-            ended = seg.ended_at or utc_iso(media.stat().st_mtime)
+            # when the media ends, not when it was repaired (the file's time is the repair's)
+            started = datetime.fromisoformat(seg.started_at.replace("Z", "+00:00")).timestamp()
+            ended = seg.ended_at or utc_iso(started + fixed.duration_s)
             write_sidecar(media, replace(
-                seg, state="recovered", ended_at=ended, duration_s=round(duration, 3),
-                size_bytes=media.stat().st_size, video_frames=video_frames,
-                audio_frames=audio_frames, end_reason="crash",
+                seg, state="recovered", ended_at=ended, duration_s=round(fixed.duration_s, 3),
+                size_bytes=media.stat().st_size, video_frames=fixed.video_frames, keyframes=fixed.keyframes,
+                audio_frames=fixed.audio_frames, end_reason="crash",
                 error="the server stopped without closing this file; its last second may be missing"))
-            logger.info("recordings: repaired %s (%.1f s) [%d/%d]", media, duration, i, len(left_open))
+            logger.info("recordings: repaired %s (%.1f s) [%d/%d]", media, fixed.duration_s, i, len(left_open))
         return len(left_open)

@@ -169,16 +169,24 @@ def mp4_complete_length(path: Path) -> int:
     return end
 
 
-def finish_crashed(path: Path) -> tuple[float, int, int]:
+@dataclass(frozen=True)
+class Repaired:
+    duration_s: float
+    video_frames: int
+    keyframes: int
+    audio_frames: int
+
+
+def finish_crashed(path: Path) -> Repaired:
     """Make a segment left open by a crash whole again: cut a half-written fragment, then
     copy its packets into a new file (no transcoding) so it gets an index and a duration.
 
-    Returns (duration s, video frames, audio frames). Raises on a file with nothing usable.
+    Raises on a file with nothing usable.
     """
     if path.suffix == ".mp4":
         cut_to_size(path, mp4_complete_length(path))
     fixed = path.with_name(f".{path.name}.fixing")
-    video_frames = audio_frames = 0
+    video_frames = audio_frames = keyframes = 0
     end = 0.0
     with av.open(str(path)) as source:
         streams = [s for s in source.streams if s.type in ("video", "audio")]
@@ -198,6 +206,7 @@ def finish_crashed(path: Path) -> tuple[float, int, int]:
                 packet.stream = mapping[packet.stream.index]
                 out.mux(packet)
                 video_frames += is_video
+                keyframes += is_video and packet.is_keyframe
                 audio_frames += not is_video
     os.replace(fixed, path)
-    return end, video_frames, audio_frames
+    return Repaired(end, video_frames, keyframes, audio_frames)

@@ -161,7 +161,9 @@ class PeerSession:
 
     def _watch_dtls(self, transport: Any) -> None:
         def on_state() -> None:
-            if transport.state == "failed":
+            # a session closed before it connected (deleted, replaced, timed out) fails its
+            # handshake on purpose: nothing to explain
+            if transport.state == "failed" and not self._closed:
                 self._explain_dtls_failure()
 
         transport.on("statechange", on_state)

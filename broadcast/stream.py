@@ -12,6 +12,10 @@ from .streampath import StreamPath
 if TYPE_CHECKING:
     from .session import PeerSession
 
+# A publisher silent this long is "stalled" (pages say "reconnecting"), and a new session
+# may replace it: ICE would take ~30 s to declare it gone.
+STALLED_AFTER_S = 2.0
+
 
 @dataclass(frozen=True)
 class StreamInfo:
@@ -31,6 +35,8 @@ class StreamInfo:
     frames_dropped: int
     keyframe_requests: int
     recording: str = "off"  # the feed's RecordingStatus.state
+    stalled: bool = False  # live, but its publisher has sent nothing for STALLED_AFTER_S
+    publisher_name: str | None = None  # the publishing link's display name ("Prof. Weber")
 
 
 class Stream:
@@ -61,6 +67,18 @@ class Stream:
     def idle(self) -> bool:
         """Nobody publishes and nobody watches: the stream can be forgotten."""
         return not self.live and not self.viewers
+
+    def silent_for(self, now: float | None = None) -> float:
+        """Seconds since the source's last frame (since it went live, if none came yet)."""
+        if self.live_since is None:
+            return 0.0
+        now = time.monotonic() if now is None else now
+        last = max(self.live_since, self.video.last_frame_at or 0.0, self.audio.last_frame_at or 0.0)
+        return max(0.0, now - last)
+
+    @property
+    def stalled(self) -> bool:
+        return self.live and self.silent_for() >= STALLED_AFTER_S
 
     def mark_live(self, kind: str) -> None:
         self.publisher_kind = kind
@@ -103,6 +121,9 @@ class Stream:
             frames_in=self.video.frames_in + self.audio.frames_in,
             frames_dropped=self.video.frames_dropped + self.audio.frames_dropped,
             keyframe_requests=self.video.keyframe_requests_sent,
+            stalled=self.stalled,
+            publisher_name=(self.publisher.participant.name
+                            if self.publisher is not None and self.publisher.participant is not None else None),
         )
 
     def close(self) -> None:

@@ -71,6 +71,7 @@ class Thumbnailer:
         self.latest = keep
         self.bytes_sent = 0       # nothing goes over the network
         self.frames_dropped = 0
+        self.waiting_for_keyframe = False  # any keyframe will do, whenever it comes
         self._busy = False
         self._last_capture = 0.0
         self._last_ask = self._started = time.monotonic()

@@ -36,7 +36,17 @@ venv_install() {
       python3 -m venv "$VENV"
     fi
   fi
+  # The install is editable: code changes need no reinstall, only a changed pyproject.toml
+  # (or another set of extras) does. The stamp remembers what was installed.
+  local stamp="$VENV/.orcast-installed${extra:+-$extra}"
+  local want
+  want="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1) $("$VENV/bin/python" --version 2>&1)"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && (cd / && "$VENV/bin/python" -c 'import broadcast, signaling') 2>/dev/null; then
+    echo "==> ORcast${extra:+ with [$extra]} is installed in $VENV (pyproject.toml unchanged)"
+    return
+  fi
   echo "==> installing ORcast${extra:+ with [$extra]} into $VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip
   "$VENV/bin/python" -m pip install -q -e "$ROOT${extra:+[$extra]}"
+  echo "$want" > "$stamp"
 }

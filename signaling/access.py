@@ -58,11 +58,16 @@ def _unauthorized(message: str) -> web.HTTPUnauthorized:
 
 
 def bearer_token(request: web.Request) -> str | None:
+    """The Bearer token of the request; 401 for one that cannot be a token (not ASCII)."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
-    return token.strip()
+    token = token.strip()
+    if not token.isascii():  # aiohttp hands undecodable bytes on as surrogates
+        raise _unauthorized("the Authorization header holds bytes that are not a token; "
+                            "send 'Authorization: Bearer <token>' with the link's token")
+    return token
 
 
 class Access:
@@ -75,7 +80,10 @@ class Access:
         self.session_limiter = RateLimiter(config.session_rate, config.session_burst)
         self.connections: set[Closable] = set()   # WebSockets
         self._claims: dict[str, TokenClaims] = {}  # tokens behind live connections
-        self._pending: dict[str, int] = {}  # admitted, still negotiating: they count too
+        # admitted, not registered yet (still reading the offer): they count too. Keyed by
+        # the admission's Participant object, so that a session that registers while its
+        # admission is still open is not counted twice.
+        self._pending: dict[int, Participant] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
     # -- identity -----------------------------------------------------------------------
@@ -156,8 +164,14 @@ class Access:
             raise web.HTTPForbidden(text=f"a {who.role} link cannot publish; "
                                          "ask the organiser for a technician link\n")
         self._check_theatre(path)
-        self._admit(request, identity)
+        # a returning encoder replaces its own live session: that one does not count
+        self._admit(request, identity, spare=1 if self._publishes(path, identity) else 0)
         return identity
+
+    def _publishes(self, path: StreamPath, identity: Identity) -> bool:
+        stream = self.broadcaster.streams.get(path)
+        owner = stream.publisher.participant if stream is not None and stream.publisher else None
+        return owner is not None and identity.claims is not None and owner.token_id == identity.claims.jti
 
     def admit_viewer(self, request: web.Request, path: StreamPath) -> Identity:
         identity = self.identify(request, path.event)
@@ -184,13 +198,13 @@ class Access:
         """Rate and per-link limits for a new WebSocket (its token arrived in a message)."""
         self._admit(request, identity)
 
-    def _admit(self, request: web.Request, identity: Identity) -> None:
+    def _admit(self, request: web.Request, identity: Identity, spare: int = 0) -> None:
         check_rate(self.session_limiter, request, self.config.trusted_proxies)
         claims = identity.claims
         if claims is None:
             return
         limit = claims.max_sessions or self.config.sessions_per_token
-        held = self.sessions_of(claims.jti)
+        held = self.sessions_of(claims.jti) - spare
         if held >= limit:
             raise web.HTTPTooManyRequests(
                 text=f"this link already holds {held} live session(s), its limit; close one "
@@ -198,25 +212,20 @@ class Access:
                 headers={"Retry-After": str(self.config.retry_after)},
             )
         self._claims[claims.jti] = claims
-        self._pending[claims.jti] = self._pending.get(claims.jti, 0) + 1
+        self._pending[id(identity.participant)] = identity.participant
 
     def release(self, identity: Identity) -> None:
         """The admitted connection is now registered (or failed): stop counting it as pending."""
-        if identity.claims is None:
-            return
-        jti = identity.claims.jti
-        left = self._pending.get(jti, 0) - 1
-        if left > 0:
-            self._pending[jti] = left
-        else:
-            self._pending.pop(jti, None)
+        self._pending.pop(id(identity.participant), None)
 
     def live_counts(self) -> Counter[str]:
         """Live sessions, WebSockets and admissions in progress per link (`jti`), in one pass."""
-        counts: Counter[str] = Counter(self._pending)
+        pending = self._pending
+        counts: Counter[str] = Counter(p.token_id for p in pending.values())
+        # a session registers while its admission is open: count it once
         counts.update(s.participant.token_id for s in self.broadcaster.sessions.values()
-                      if s.participant is not None)
-        counts.update(c.participant.token_id for c in self.connections)
+                      if s.participant is not None and id(s.participant) not in pending)
+        counts.update(c.participant.token_id for c in self.connections if id(c.participant) not in pending)
         return counts
 
     def sessions_of(self, jti: str) -> int:

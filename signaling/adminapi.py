@@ -6,6 +6,8 @@ role and name so that they can be listed and revoked.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from typing import Any
 
@@ -17,6 +19,8 @@ from .appstate import ACCESS, BROADCASTER, CONFIG, WS_HUB
 from .bodies import check_keys, field, read_json
 from .links import mint_link, request_base
 from .tokens import check_name, parse_ttl
+
+logger = logging.getLogger(__name__)
 
 MAX_LINK_SESSIONS = 100_000
 
@@ -140,6 +144,25 @@ async def kick(request: web.Request) -> web.Response:
     raise web.HTTPNotFound(text="no such live session in this event (it may have ended)\n")
 
 
+async def kick_link(request: web.Request) -> web.Response:
+    """End every connection of one link in this event: its pages are told why and do not come
+    back by themselves (they may be opened again; revoking the link keeps its holder out)."""
+    slug, who = _organizer(request)
+    jti = request.match_info["jti"]
+    reason = f"removed by {who.name}"
+    pages = [c for c in request.app[WS_HUB].connections if c.event == slug and c.participant.token_id == jti]
+    # the pages first: told before their media drops, they stop instead of reconnecting
+    await asyncio.gather(*(c.close(reason, kind="kicked") for c in pages), return_exceptions=True)
+    sessions = [s for s in list(request.app[BROADCASTER].sessions.values())
+                if s.event == slug and s.participant is not None and s.participant.token_id == jti]
+    await asyncio.gather(*(s.close(reason) for s in sessions), return_exceptions=True)
+    if not pages and not sessions:
+        raise web.HTTPNotFound(text="this link holds no live connection in this event\n")
+    logger.info("%s kicked link %s of %s: %d page(s), %d session(s)", who.describe(), jti[:8], slug,
+                len(pages), len(sessions))
+    return web.json_response({"kicked": jti, "pages": len(pages), "sessions": len(sessions)})
+
+
 def routes() -> list[web.RouteDef]:
     return [
         web.post("/api/events/{event}/tokens", mint),
@@ -148,4 +171,5 @@ def routes() -> list[web.RouteDef]:
         web.post("/api/events/{event}/revoke-all", revoke_all),
         web.get("/api/events/{event}/sessions", list_sessions),
         web.delete("/api/events/{event}/sessions/{session}", kick),
+        web.delete("/api/events/{event}/links/{jti}/connections", kick_link),
     ]

@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from broadcast.participant import ALL_EVENTS, Capability, Participant
+from broadcast.plaintext import single_line
 from broadcast.stream import StreamInfo
 from broadcast.streampath import is_slug
 
@@ -63,9 +64,7 @@ def parse_event(data: dict[str, Any], slug: str | None = None) -> Event:
     slug = slug or field(data, "slug", str, required=True)
     if not is_slug(slug):
         raise web.HTTPBadRequest(text="'slug' must be 1-63 of a-z, 0-9 and '-', like \"hpb-2026\"\n")
-    title = field(data, "title", str, default=slug).strip()
-    if not title or len(title) > MAX_TITLE:
-        raise web.HTTPBadRequest(text=f"'title' must be 1-{MAX_TITLE} characters\n")
+    title = _title(field(data, "title", str, default=slug), "'title'")
     theatres = [parse_theatre(t) for t in field(data, "theatres", list, default=[])]
     if len({t.slug for t in theatres}) != len(theatres):
         raise web.HTTPBadRequest(text="a theatre is listed twice\n")
@@ -90,11 +89,16 @@ def parse_theatre(item: Any) -> Theatre:
         raise web.HTTPBadRequest(text="a theatre is \"or1\" or {\"slug\": \"or1\", \"title\": \"OR 1\"}\n")
     check_keys(item, {"slug", "title"})
     slug = field(item, "slug", str, required=True)
-    title = field(item, "title", str, default=slug).strip()
-    if not is_slug(slug) or not title or len(title) > MAX_TITLE:
-        raise web.HTTPBadRequest(text=f"theatre {slug[:40]!r}: a slug like \"or1\" and a title of "
-                                      f"1-{MAX_TITLE} characters\n")
-    return Theatre(slug, title)
+    if not is_slug(slug):
+        raise web.HTTPBadRequest(text=f"theatre {slug[:40]!r}: a slug like \"or1\" (a-z, 0-9, '-')\n")
+    return Theatre(slug, _title(field(item, "title", str, default=slug), f"the title of theatre {slug!r}"))
+
+
+def _title(text: str, what: str) -> str:
+    try:
+        return single_line(text, what, MAX_TITLE)
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text=f"{exc}\n") from None
 
 
 def require_server_organizer(request: web.Request) -> Participant:

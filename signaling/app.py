@@ -20,7 +20,7 @@ from .access import Access
 from .appstate import ACCESS, BROADCASTER, CONFIG, HEALTH, METRICS, TICKETS, WEB_ROOT, WS_HUB
 from .config import ServerConfig
 from .eventstore import EventStore
-from .logformat import request_id_middleware
+from .logformat import install_bad_http_filter, request_id_middleware
 from .tickets import MediaTickets
 from .tokens import TokenIssuer, load_secret
 
@@ -150,6 +150,7 @@ def open_store(config: ServerConfig) -> EventStore:
 
 
 def create_app(config: ServerConfig, broadcaster: Broadcaster | None = None) -> web.Application:
+    install_bad_http_filter()
     app = web.Application(middlewares=[request_id_middleware, headers_middleware, api_errors],
                           client_max_size=64 * 1024)
     app[CONFIG] = config
@@ -159,6 +160,7 @@ def create_app(config: ServerConfig, broadcaster: Broadcaster | None = None) -> 
         ice_servers=config.ice_servers,
         udp_ports=config.udp_ports,
         max_sessions=config.max_sessions,
+        max_publishers=config.max_publishers,
         connect_timeout=config.connect_timeout,
         retry_after=config.retry_after,
         recording=recording_settings(config),

@@ -3,12 +3,15 @@ or a JSON object (400 otherwise), and typed JSON fields with errors that name th
 
 from __future__ import annotations
 
-import json
+import asyncio
 from typing import Any
 
 from aiohttp import web
 
+from broadcast import jsontext
+
 MAX_JSON_BYTES = 16 * 1024
+BODY_TIMEOUT_S = 10.0  # a client that sends its body this slowly is stuck (or a slowloris)
 
 
 async def read_capped(request: web.Request, content_type: str, limit: int) -> bytes:
@@ -17,10 +20,24 @@ async def read_capped(request: web.Request, content_type: str, limit: int) -> by
             text=f"Content-Type must be {content_type} (got {request.content_type or 'none'})\n")
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
-    return body
+    # Read to the end of the body: one read() returns only what has arrived so far, and
+    # networks, proxies and chunked uploads split bodies.
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            while True:
+                chunk = await request.content.read(limit + 1 - size)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > limit:
+                    raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(text=f"the request body did not arrive within {BODY_TIMEOUT_S:.0f} s; "
+                                          "send it again\n") from None
+    return b"".join(chunks)
 
 
 async def read_text(request: web.Request, content_type: str, limit: int) -> str:
@@ -34,7 +51,9 @@ async def read_text(request: web.Request, content_type: str, limit: int) -> str:
 async def read_json(request: web.Request) -> dict[str, Any]:
     body = await read_capped(request, "application/json", MAX_JSON_BYTES)
     try:
-        data = json.loads(body.decode("utf-8"))
+        data = jsontext.loads(body.decode("utf-8"))
+    except jsontext.JsonTooDeep as exc:
+        raise web.HTTPBadRequest(text=f"the body is {exc}; send a plain JSON object\n") from None
     except (UnicodeDecodeError, ValueError):
         raise web.HTTPBadRequest(text="the body is not valid JSON\n") from None
     if not isinstance(data, dict):

@@ -14,9 +14,10 @@ from pathlib import Path
 
 from aiohttp import web
 
+from broadcast.clipcache import cached_clip
 from broadcast.participant import ALL_EVENTS, Role
 from broadcast.streampath import StreamPath
-from broadcast.synthetic import SyntheticFeed, encode_clip
+from broadcast.synthetic import SyntheticFeed
 
 from .app import create_app, open_store
 from .appstate import ACCESS, BROADCASTER, HEALTH
@@ -196,11 +197,11 @@ async def run_server(config: ServerConfig, demo: bool = False) -> None:
             app[ACCESS].store.put_event(DEMO_EVENT)
         feeds = []
         for path, codec, width, height in DEMO_FEEDS:
-            print(f"  encoding the synthetic feed {path} ({codec} {width}x{height}) once …",
-                  flush=True)
             started = time.monotonic()
-            clip = await asyncio.to_thread(encode_clip, codec, width, height)
-            print(f"    done in {time.monotonic() - started:.1f} s", flush=True)
+            clip, cached = await asyncio.to_thread(cached_clip, config.data_dir / "cache", codec, width, height)
+            how = "from the cache" if cached else "encoded once, kept for the next start"
+            print(f"  synthetic feed {path} ({codec} {width}x{height}) {how} "
+                  f"in {time.monotonic() - started:.1f} s", flush=True)
             feeds.append((StreamPath.parse(path), SyntheticFeed(clip, "synthetic")))
         app.cleanup_ctx.append(_demo_ctx(feeds))
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)

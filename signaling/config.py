@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from broadcast.plaintext import single_line
 from broadcast.session import IceServer
 from broadcast.streampath import is_slug
 from broadcast.udpports import UdpPortRange
@@ -46,7 +47,8 @@ class ServerConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     default_ttl_s: int = 12 * 3600         # lifetime of a minted link when none is given
-    max_sessions: int = 2000
+    max_sessions: int = 2000               # the audience: WHEP viewers and Q&A connections
+    max_publishers: int = 200              # WHIP/console publishers and talk-back, counted apart
     connect_timeout: float = 30.0
     retry_after: int = 2
     sessions_per_token: int = 10           # live sessions one link may hold at once
@@ -75,7 +77,7 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
                "cors_origins": list, "public_url": str, "trusted_proxies": list},
     "tls": {"cert": str, "key": str},
     "auth": {"default_ttl": str},
-    "limits": {"max_sessions": int, "connect_timeout": (int, float), "retry_after": int,
+    "limits": {"max_sessions": int, "max_publishers": int, "connect_timeout": (int, float), "retry_after": int,
                "sessions_per_token": int, "session_rate": (int, float), "session_burst": int},
     "ice": {"servers": list, "udp_ports": str},
     "recording": {"dir": str, "segment_minutes": (int, float), "min_free_gb": (int, float),
@@ -204,11 +206,20 @@ def _apply_events(cfg: ServerConfig, value: Any, problems: list[str]) -> None:
                     isinstance(th, dict) and set(th) - {"slug", "title"}):
                 problems.append(f"{where}.theatres[{j}]: a slug like \"or1\" or {{slug = \"or1\", title = \"OR 1\"}}")
                 continue
-            theatres.append(Theatre(t_slug, t_title))
+            try:
+                theatres.append(Theatre(t_slug, single_line(t_title, "the title", 200)))
+            except ValueError as exc:
+                problems.append(f"{where}.theatres[{j}]: {exc}")
         if len({t.slug for t in theatres}) != len(theatres):
             problems.append(f"{where}.theatres: a theatre is listed twice")
         if any(e.slug == slug for e in cfg.events):
             problems.append(f"{where}: defined twice")
+        title = item.get("title", slug)
+        if isinstance(title, str):
+            try:
+                single_line(title, "the title", 200)
+            except ValueError as exc:
+                problems.append(f"{where}.title: {exc}")
         if ok:
             cfg.events.append(Event(
                 slug=slug, title=item.get("title", slug), theatres=tuple(theatres),
@@ -224,6 +235,8 @@ def _validate(cfg: ServerConfig, problems: list[str]) -> None:
         problems.append(f"server.log_level / logging.level: must be one of {', '.join(LOG_LEVELS)}")
     if cfg.max_sessions < 1:
         problems.append("limits.max_sessions: must be at least 1")
+    if cfg.max_publishers < 1:
+        problems.append("limits.max_publishers: must be at least 1")
     if cfg.connect_timeout <= 0:
         problems.append("limits.connect_timeout: must be positive (seconds)")
     if cfg.sessions_per_token < 1:

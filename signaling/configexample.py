@@ -23,7 +23,8 @@ trusted_proxies = []             # example: ["10.0.0.5"]: honour its X-Forwarded
 default_ttl = "12h"              # lifetime of a link minted without --ttl
 
 [limits]
-max_sessions = 2000              # WebRTC sessions on this server
+max_sessions = 2000              # the audience's WebRTC sessions (viewers, Q&A) on this server
+max_publishers = 200             # publishers and talk-back, counted apart: viewers never lock out an OR
 connect_timeout = 30             # s for ICE+DTLS to complete before a session is dropped
 retry_after = 2                  # s a viewer of a feed that is not live is told to wait
 sessions_per_token = 10          # live sessions one link may hold (a shared link: mint with more)

@@ -57,7 +57,8 @@ async def readyz(request: web.Request) -> web.Response:
         "accepting": not health.stopping,
         "data_dir_writable": _writable(config.data_dir),
         "event_loop_lag_ok": health.loop_lag_s < MAX_LAG_S,
-        "below_session_limit": len(broadcaster.sessions) < broadcaster.settings.max_sessions,
+        "below_session_limit": (len(broadcaster.sessions) - len(broadcaster.publishers)
+                                < broadcaster.settings.max_sessions),
     }
     ready = all(checks.values())
     return web.json_response(

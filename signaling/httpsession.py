@@ -46,7 +46,7 @@ def error_response(exc: BroadcastError) -> web.Response:
     if isinstance(exc, StreamNotLive):
         return text_error(409, message, {"Retry-After": str(exc.retry_after)})
     if isinstance(exc, StreamBusy):
-        return text_error(409, message)
+        return text_error(409, message, {"Retry-After": str(exc.retry_after)} if exc.retry_after else None)
     if isinstance(exc, Overloaded):
         return text_error(503, message, {"Retry-After": str(exc.retry_after)})
     if isinstance(exc, SessionNotFound):

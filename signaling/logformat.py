@@ -17,6 +17,7 @@ import secrets
 from datetime import UTC, datetime
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("orcast_request_id", default=None)
@@ -55,6 +56,35 @@ class JsonFormatter(logging.Formatter):
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+class BadHttpFilter(logging.Filter):
+    """aiohttp logs every malformed request (a scanner, a TLS hello on the HTTP port, a cut
+    connection) at ERROR with a traceback; it is the client's fault and needs no operator:
+    one INFO line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        if not logging.getLogger(record.name).isEnabledFor(logging.INFO):
+            return False
+        remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        record.msg, record.args = "malformed HTTP request from %s: %s", (remote, _first_line(exc))
+        record.exc_info = record.exc_text = None
+        return True
+
+
+def _first_line(exc: BaseException) -> str:
+    text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    return str(text).strip().splitlines()[0][:200] if str(text).strip() else type(exc).__name__
+
+
+def install_bad_http_filter() -> None:
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, BadHttpFilter) for f in server.filters):
+        server.addFilter(BadHttpFilter())
+
+
 def configure_logging(level: str, form: str) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if form == "json" else logging.Formatter(TEXT_FORMAT))
@@ -62,6 +92,7 @@ def configure_logging(level: str, form: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    install_bad_http_filter()
 
 
 @web.middleware

@@ -20,6 +20,7 @@ from pathlib import Path
 import jwt
 
 from broadcast.participant import ALL_EVENTS, Participant, Role
+from broadcast.plaintext import single_line
 from broadcast.streampath import is_slug
 
 logger = logging.getLogger(__name__)
@@ -34,7 +35,6 @@ MAX_NAME_CHARS = 80
 MAX_TTL_S = 366 * 24 * 3600
 _TTL = re.compile(r"^(\d+)([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-_NAME_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class TokenError(Exception):
@@ -73,10 +73,7 @@ def parse_ttl(text: str) -> int:
 
 
 def check_name(name: str) -> str:
-    name = name.strip()
-    if not name or len(name) > MAX_NAME_CHARS or _NAME_FORBIDDEN.search(name):
-        raise ValueError(f"a display name is 1-{MAX_NAME_CHARS} printable characters")
-    return name
+    return single_line(name, "a display name", MAX_NAME_CHARS)
 
 
 def load_secret(data_dir: Path) -> bytes:
@@ -154,7 +151,8 @@ class TokenIssuer:
             )
         except jwt.ExpiredSignatureError:
             raise TokenError("this link has expired; ask the organiser for a new one") from None
-        except jwt.InvalidTokenError:
+        except (jwt.InvalidTokenError, RecursionError, UnicodeError, ValueError):
+            # RecursionError: a header of `[` × 8000 (PyJWT parses it before the signature)
             raise TokenError("this link is not valid (damaged or not from this server); "
                              "ask the organiser for a new one") from None
         return _claims_from(payload)

@@ -22,6 +22,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from broadcast import jsontext
 from broadcast.participant import Participant
 from broadcast.stream import StreamInfo
 
@@ -53,12 +54,16 @@ class WsConnection:
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await self.ws.send_str(json.dumps(message))
 
-    async def close(self, reason: str, reconnect: bool = False) -> None:
-        """Idempotent; tells the page why before closing. 4403: do not come back with this link;
-        1012 (service restart, with `reconnect`): come back in a moment."""
+    async def close(self, reason: str, reconnect: bool = False, kind: str = "ended") -> None:
+        """Idempotent; tells the page why before closing. 4403: do not come back by yourself
+        (`kind` says why: "revoked", "expired", "kicked" — a kicked page may be opened again by
+        its person, a revoked link never works again); 1012 (service restart, with
+        `reconnect`): come back in a moment."""
         if self.ws.closed:
             return
-        await self.send({"type": "closing", "reason": reason, "reconnect": reconnect})
+        if kind == "ended":
+            kind = "revoked" if "revoked" in reason else "expired" if "expired" in reason else kind
+        await self.send({"type": "closing", "reason": reason, "reconnect": reconnect, "kind": kind})
         with contextlib.suppress(ConnectionError, RuntimeError):
             await self.ws.close(code=1012 if reconnect else 4403, message=reason.encode()[:120])
 
@@ -94,8 +99,10 @@ class WsHub:
     async def push_to(self, conn: WsConnection, infos: list[StreamInfo] | None = None) -> None:
         streams = visible_streams(infos if infos is not None else self.app[BROADCASTER].stream_infos(),
                                   conn.participant, conn.event)
-        # live, viewers, codec and recording state only: rates change every second and would wake every page
-        key = json.dumps([(s["path"], s["live"], s["viewers"], s["video_codec"], s["recording"]) for s in streams])
+        # live/stalled, viewers, codec, recording and who publishes only: rates change every
+        # second and would wake every page
+        key = json.dumps([(s["path"], s["live"], s["stalled"], s["viewers"], s["video_codec"], s["recording"],
+                           s["publisher_name"]) for s in streams])
         if key != conn.last_streams:
             conn.last_streams = key
             await conn.send({"type": "streams", "streams": streams})
@@ -111,7 +118,11 @@ class WsHub:
 
 async def _authenticate(request: web.Request, ws: web.WebSocketResponse, event: str) -> Identity | None:
     access = request.app[ACCESS]
-    token = bearer_token(request)
+    try:
+        token = bearer_token(request)
+    except web.HTTPException as exc:
+        await _refuse(ws, exc)
+        return None
     if token is None:
         try:
             msg = await ws.receive(timeout=AUTH_TIMEOUT_S)
@@ -122,7 +133,7 @@ async def _authenticate(request: web.Request, ws: web.WebSocketResponse, event: 
             await ws.close(code=4400, message=b"the first message must be auth JSON")
             return None
         try:
-            data = json.loads(msg.data)
+            data = jsontext.loads(msg.data)
         except ValueError:
             data = None
         if not isinstance(data, dict) or data.get("type") != "auth":
@@ -137,10 +148,16 @@ async def _authenticate(request: web.Request, ws: web.WebSocketResponse, event: 
         identity = access.identify_token(token, event)
         access.admit_connection(request, identity)
     except web.HTTPException as exc:
-        await ws.send_str(json.dumps({"type": "error", "status": exc.status, "message": (exc.text or "").strip()}))
-        await ws.close(code=4000 + exc.status, message=(exc.text or "").strip().encode()[:120])
+        await _refuse(ws, exc)
         return None
     return identity
+
+
+async def _refuse(ws: web.WebSocketResponse, exc: web.HTTPException) -> None:
+    """Say why (as the HTTP endpoints would), then close with 4000 + the status."""
+    with contextlib.suppress(ConnectionError, RuntimeError):
+        await ws.send_str(json.dumps({"type": "error", "status": exc.status, "message": (exc.text or "").strip()}))
+        await ws.close(code=4000 + exc.status, message=(exc.text or "").strip().encode()[:120])
 
 
 async def websocket(request: web.Request) -> web.WebSocketResponse:
@@ -176,9 +193,10 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
 
 async def _handle(conn: WsConnection, text: str) -> None:
     try:
-        data = json.loads(text)
-    except ValueError:
-        await conn.send({"type": "error", "message": "not valid JSON"})
+        data = jsontext.loads(text)
+    except ValueError as exc:
+        await conn.send({"type": "error", "message": str(exc) if isinstance(exc, jsontext.JsonTooDeep)
+                         else "not valid JSON"})
         return
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
         await conn.send({"type": "error", "message": "a message is a JSON object with a \"type\""})

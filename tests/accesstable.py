@@ -47,6 +47,7 @@ ROWS = (
     Row("DELETE /api/events/{event}/tokens/{jti}",       "revoke",            "401 200 200 403 403 403 403 403 403"),
     Row("GET /api/events/{event}/sessions",              "list sessions",     "401 200 200 403 403 403 403 403 403"),
     Row("DELETE /api/events/{event}/sessions/{id}",      "kick",              "401 200 200 403 403 403 403 403 403"),
+    Row("DELETE /api/events/{event}/links/{jti}/connections", "kick link",   "401 200 200 403 403 403 403 403 403"),
     Row("POST /api/events/{event}/theatres",             "add theatre",       "401 201 201 403 403 403 403 403 403"),
     Row("POST /api/events",                              "create event",      "401 201 403 403 403 403 403 403 403"),
     Row("DELETE /api/events/{event}",                    "delete event",      "401 200 403 403 403 403 403 403 403"),

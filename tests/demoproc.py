@@ -58,6 +58,12 @@ class DemoProcess:
         return self.log_path.read_text()
 
 
+def server_environment() -> dict[str, str]:
+    """This environment without ORCAST_ settings (the server refuses ones it does not know,
+    such as the tests' own ORCAST_FUZZ_EXAMPLES)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("ORCAST_")}
+
+
 def start_demo(tmp: Path, config: str = "", data_dir: Path | None = None, secret: str | None = None,
                preexec: Callable[[], None] | None = None, name: str = "server",
                port: int | None = None) -> DemoProcess:
@@ -69,7 +75,7 @@ def start_demo(tmp: Path, config: str = "", data_dir: Path | None = None, secret
         process = subprocess.Popen(
             [sys.executable, "-m", "signaling.cli", "demo", "--port", str(port),
              "--config", str(tmp / f"{name}.toml"), "--data-dir", str(data_dir or tmp / "data")],
-            cwd=ROOT, env={**os.environ, "ORCAST_SECRET": secret}, stdout=log,
+            cwd=ROOT, env={**server_environment(), "ORCAST_SECRET": secret}, stdout=log,
             stderr=subprocess.STDOUT, text=True, preexec_fn=preexec)
     deadline = time.monotonic() + 120
     text = ""

@@ -128,6 +128,18 @@ async def run_cell(server: RunningServer, row: Row, column: str, token: str | No
         async with http.delete(f"{base}/whep/{LIVE}/{session_id}", headers=headers(owner)):
             pass  # what a refused kick left behind
         return status
+    elif action == "kick link":
+        owner = server.token(Role.VIEWER, EVENT)
+        async with http.post(f"{base}/whep/{LIVE}", data=sdp["recvonly"],
+                             headers=headers(owner, **{"Content-Type": "application/sdp"})) as r:
+            assert r.status == 201
+            session_id = r.headers["Location"].rsplit("/", 1)[1]
+        jti = server.broadcaster.sessions[session_id].participant.token_id  # type: ignore[union-attr]
+        async with http.delete(f"{base}/api/events/{EVENT}/links/{jti}/connections", headers=headers(token)) as r:
+            status = r.status
+        async with http.delete(f"{base}/whep/{LIVE}/{session_id}", headers=headers(owner)):
+            pass  # what a refused kick left behind
+        return status
     elif action == "add theatre":
         method, url, body = "POST", f"/api/events/{EVENT}/theatres", {"slug": f"t{n}"}
     elif action == "create event":

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import itertools
 import json
 import os
+import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -254,3 +257,122 @@ def test_after_fuzzing_the_demo_still_relays(demo: Demo) -> None:
     assert asyncio.run(run()) > 10
     assert demo.process.poll() is None, "the server died"
     assert demo.statuses and max(demo.statuses) < 500
+
+
+# ------------------------------------------------------------------ shapes from real networks
+def raw_request(demo: Demo, method: str, path: str, headers: dict[str, bytes], parts: list[bytes],
+                pause: float = 0.0) -> tuple[int, bytes]:
+    """One request over a raw socket: header bytes as given (not re-encoded), the body in
+    `parts` written `pause` s apart (how proxies, slow links and chunked uploads split it)."""
+    body = b"".join(parts)
+    head = [f"{method} {path} HTTP/1.1".encode(), f"Host: 127.0.0.1:{demo.port}".encode(),
+            f"Content-Length: {len(body)}".encode(), b"Connection: close"]
+    head += [name.encode() + b": " + value for name, value in headers.items()]
+    with socket.create_connection(("127.0.0.1", demo.port), timeout=30) as sock:
+        sock.sendall(b"\r\n".join(head) + b"\r\n\r\n")
+        for part in parts:
+            if pause:
+                time.sleep(pause)
+            sock.sendall(part)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    status = int(answer.split(b" ", 2)[1])
+    demo.statuses.append(status)
+    if status >= 500:
+        raise AssertionError(f"{method} {path} → {status}: {answer[:500]!r}")
+    return status, answer.partition(b"\r\n\r\n")[2]
+
+
+def split(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
+    return [data[a:b] for a, b in itertools.pairwise(points) if b > a]
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cuts=st.lists(st.integers(0, 10_000), min_size=1, max_size=3))
+def test_split_bodies_are_read_whole(demo: Demo, cuts: list[int]) -> None:
+    offer = demo.offers["recvonly"].encode()
+    status, answer = raw_request(demo, "POST", "/whep/demo/or1/endoscope",
+                                 {"Content-Type": b"application/sdp",
+                                  "Authorization": f"Bearer {demo.viewer}".encode()},
+                                 split(offer, cuts), pause=0.05)
+    assert status == 201, answer
+    mint = json.dumps({"role": "viewer", "name": "Dr Split", "ttl": "1h"}).encode()
+    status, answer = raw_request(demo, "POST", "/api/events/demo/tokens",
+                                 {"Content-Type": b"application/json",
+                                  "Authorization": f"Bearer {demo.organizer}".encode()},
+                                 split(mint, cuts), pause=0.05)
+    assert status == 201, answer
+
+
+ENDPOINTS = [("GET", "/api/events/demo"), ("GET", "/api/me"), ("GET", "/api/events"),
+             ("POST", "/whep/demo/or1/endoscope"), ("POST", "/whip/demo/or2/cam"), ("POST", "/qa/demo"),
+             ("GET", "/api/recordings?event=demo"), ("GET", "/api/events/demo/streams")]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=st.binary(min_size=1, max_size=60).filter(lambda b: b"\r" not in b and b"\n" not in b),
+       where=st.sampled_from(ENDPOINTS), scheme=st.sampled_from([b"Bearer ", b"bearer ", b""]))
+def test_any_bytes_in_authorization_are_401(demo: Demo, raw: bytes, where: tuple[str, str], scheme: bytes) -> None:
+    method, path = where
+    token = scheme + raw
+    if token.strip() == b"" or token.strip().lower() == b"bearer":
+        return  # no token at all: still 401, but tested elsewhere
+    status, answer = raw_request(demo, method, path, {"Authorization": token, "Content-Type": b"application/sdp"},
+                                 [demo.offers["recvonly"].encode()] if method == "POST" else [])
+    assert status in (400, 401), (status, answer)
+
+
+def deep(depth: int, kind: str) -> bytes:
+    if kind == "list":
+        return b"[" * depth + b"]" * depth
+    if kind == "open":
+        return b"[" * depth
+    return b'{"a":' * depth + b"1" + b"}" * depth
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(depth=st.sampled_from([40, 900, 2000, 8000]), kind=st.sampled_from(["list", "open", "object"]),
+       where=st.sampled_from(["/api/events/demo/tokens", "/api/events", "/api/events/demo/theatres"]))
+def test_deep_json_is_400(demo: Demo, depth: int, kind: str, where: str) -> None:
+    token = demo.root if where == "/api/events" else demo.organizer
+    status, answer = raw_request(demo, "POST", where, {"Content-Type": b"application/json",
+                                                      "Authorization": f"Bearer {token}".encode()},
+                                 [deep(depth, kind)])
+    assert status in (400, 413), (status, answer)
+
+
+def test_deep_json_and_bad_bytes_on_the_websocket(demo: Demo) -> None:
+    async def run() -> None:
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(f"http://127.0.0.1:{demo.port}/ws/demo") as ws:
+                await ws.send_str("[" * 8000)  # before auth: refused, not a dead handler
+                closed = await ws.receive(timeout=10)
+                assert closed.type == aiohttp.WSMsgType.CLOSE and closed.data == 4400, closed
+            async with session.ws_connect(f"http://127.0.0.1:{demo.port}/ws/demo") as ws:
+                await ws.send_json({"type": "auth", "token": demo.viewer})
+                assert (await ws.receive_json(timeout=10))["type"] == "hello"
+                await ws.send_str("[" * 8000)
+                while (reply := await ws.receive_json(timeout=10))["type"] == "streams":
+                    pass
+                assert reply["type"] == "error" and "nested" in reply["message"], reply
+                await ws.send_json({"type": "ping"})
+                while (reply := await ws.receive_json(timeout=10))["type"] == "streams":
+                    pass
+                assert reply["type"] == "pong"
+    asyncio.run(run())
+    # a WebSocket upgrade with undecodable bytes in Authorization: 4401, never 1006
+    with socket.create_connection(("127.0.0.1", demo.port), timeout=10) as sock:
+        sock.sendall(b"GET /ws/demo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                     b"Authorization: Bearer \xff\xfe\xc3\x28\r\n\r\n")
+        answer = b""
+        deadline = time.monotonic() + 10
+        while b"4401" not in answer and b'"status": 401' not in answer and time.monotonic() < deadline:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 101"), answer[:200]
+    assert b'"status": 401' in answer, answer[:500]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import aiohttp
 
+from broadcast.participant import Role
 from broadcast.session import IceServer
 from signaling.config import ServerConfig
 
@@ -90,11 +92,14 @@ async def test_whep_on_feed_not_live_is_409_with_retry_after(server: RunningServ
     assert "not live" in text
 
 
-async def test_second_publisher_is_409(server: RunningServer) -> None:
+async def test_second_publisher_of_another_link_is_409(server: RunningServer) -> None:
     pub = await publish(server.http, server.base, PATH, "VP8")
-    status, text, _ = await post_offer(server.http, f"{server.base}/whip/{PATH}", await make_offer())
+    await asyncio.sleep(0.5)  # sending media: not stalled
+    status, text, headers = await post_offer(server.http, f"{server.base}/whip/{PATH}", await make_offer(),
+                                             server.token(Role.TECHNICIAN, name="another cart"))
     assert status == 409
-    assert "already live" in text
+    assert "is live from 'test organiser' (organizer)" in text, text
+    assert headers["Retry-After"] == "2"
     assert len(server.broadcaster.sessions) == 1
     await pub.pc.close()
 
@@ -138,12 +143,14 @@ async def test_session_patch_and_delete(server: RunningServer) -> None:
 async def test_overload_is_503_with_retry_after() -> None:
     runner, base, app = await start_server(ServerConfig(max_sessions=1))
     async with organizer_session(app) as http:
-        pub = await publish(http, base, PATH, "VP8")
+        pub = await publish(http, base, PATH, "VP8")  # publishers are counted apart
+        first = await watch(http, base, PATH)
         status, text, headers = await post_offer(http, f"{base}/whep/{PATH}",
                                                  await make_offer(direction="recvonly"))
         assert status == 503
         assert int(headers["Retry-After"]) > 0
         assert "limit" in text
+        await first.close(http)
         await pub.pc.close()
     await runner.cleanup()
 

@@ -127,7 +127,7 @@ async def test_a_question_goes_from_a_viewer_to_the_hall_and_the_or(server: Runn
         await desk.wait_for_selector(".question >> text=ligate the right hepatic artery")
         await desk.click(".question >> text=ligate the right hepatic artery")
         await desk.keyboard.press("a")
-        await desk.wait_for_selector(".question[data-state='approved'], #desk-status >> text=approve: done")
+        await desk.wait_for_selector(".question[data-state='approved'] >> text=now approved")
         await desk.keyboard.press("o")  # on air for its theatre, OR 1
         await desk.wait_for_selector("#slots >> text=ligate the right hepatic artery")
 

@@ -7,6 +7,7 @@ import asyncio
 import json
 import resource
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,7 @@ async def test_kill_9_leaves_a_playable_file_then_it_is_repaired(tmp_path: Path)
                                 "the demo feed was not recorded")
         recorded = status["duration_s"]
         server.kill()
+        killed_at = time.time()
     (media,) = sorted((tmp_path / "data" / "recordings" / FEED).glob("*.mp4"))
     got = decode(media)  # plays as it is, before any repair
     lost = recorded - len(got.counters) / 30
@@ -79,6 +81,12 @@ async def test_kill_9_leaves_a_playable_file_then_it_is_repaired(tmp_path: Path)
         (seg,) = rec["segments"]
         assert seg["state"] == "recovered" and seg["end_reason"] == "crash"
         assert abs(seg["duration_s"] - len(got.counters) / 30) < 0.5, seg
+        # when the media ended (the kill), not when the next start repaired it
+        started, ended = (datetime.fromisoformat(seg[k].replace("Z", "+00:00")).timestamp()
+                          for k in ("started_at", "ended_at"))
+        assert abs(ended - started - seg["duration_s"]) < 0.01, seg
+        assert ended < killed_at + 1.0, (seg, killed_at)
+        assert seg["keyframes"] >= 1 and abs(seg["keyframes"] - got.keyframes) <= 1, (seg, got.keyframes)
         repaired = decode(media)
         assert len(repaired.counters) >= len(got.counters) - 1
     finally:

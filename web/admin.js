@@ -1,11 +1,13 @@
 // Organiser page: mint role links, see live sessions, kick, revoke.
 import { api, noAccessMessage, showNoAccess, takeToken } from "./lib/auth.js";
+import { duration, el } from "./lib/dom.js";
 import { setStatus } from "./lib/webrtchttp.js";
 
 const token = takeToken();
 const eventSelect = document.getElementById("event");
 const status = document.getElementById("status");
 let events = [];
+const openDetails = new Set();
 
 function cell(text) {
   const td = document.createElement("td");
@@ -74,6 +76,57 @@ async function download(format) {
   }
 }
 
+// A person is a link: a viewer page alone holds a WebSocket, a Q&A connection and one media
+// connection per feed it shows, so connections are grouped under the link that opened them.
+function groupByLink(sessions) {
+  const groups = new Map();
+  for (const s of sessions) {
+    const key = s.jti || s.id;  // a guest of a public event has no link
+    if (!groups.has(key)) groups.set(key, { jti: s.jti, name: s.name || "guest", role: s.role, theatre: s.theatre, items: [] });
+    groups.get(key).items.push(s);
+  }
+  return [...groups.values()].sort((a, b) => a.role.localeCompare(b.role) || a.name.localeCompare(b.name));
+}
+
+const KIND_WORDS = { publisher: "sending", viewer: "watching", qa: "Q&A", websocket: "live updates" };
+
+function summary(items) {
+  const counts = new Map();
+  for (const s of items) {
+    const word = KIND_WORDS[s.kind] || s.kind;
+    counts.set(word, [...(counts.get(word) || []), s.path ? s.path.split("/").slice(1).join("/") : null]);
+  }
+  return [...counts.entries()].map(([word, paths]) => {
+    const feeds = paths.filter(Boolean);
+    return feeds.length ? `${word} ${feeds.join(", ")}` : paths.length > 1 ? `${word} ×${paths.length}` : word;
+  }).join(" · ");
+}
+
+function personRow(event, group) {
+  const longest = Math.max(...group.items.map((s) => s.seconds));
+  const shared = group.items.filter((s) => s.kind === "websocket").length > 1;
+  const key = group.jti || group.items[0].id;
+  const details = el("details", {
+    open: openDetails.has(key),  // the table is rebuilt every 3 s: keep what the organiser opened
+    ontoggle: (e) => (e.currentTarget.open ? openDetails.add(key) : openDetails.delete(key)),
+  }, el("summary", { text: summary(group.items) }),
+    el("ul", { className: "conn-list" }, group.items.map((s) =>
+      el("li", { text: `${KIND_WORDS[s.kind] || s.kind}${s.path ? ` ${s.path}` : ""} · ${s.state} · ${duration(s.seconds)}` }))));
+  const kick = el("button", {
+    disabled: !group.jti,
+    title: group.jti ? "End this link's pages now" : "A guest has no link to kick",
+    onclick: () => {
+      const pages = group.items.filter((s) => s.kind === "websocket").length;
+      if (shared && !confirm(`${group.name}'s link is open on ${pages} pages (a shared link?). Kick ends all of them. Continue?`)) return;
+      act(api(token, `/api/events/${event.slug}/links/${group.jti}/connections`, { method: "DELETE" }),
+        (r) => `${group.name} removed: ${r.pages} page(s), ${r.sessions} connection(s) closed. Revoke the link to keep them out.`);
+    },
+  }, "Kick");
+  return el("tr", {}, el("td", { text: group.name }), el("td", { text: `${group.role}${group.theatre ? ` (${group.theatre})` : ""}` }),
+    el("td", {}, details, shared ? el("span", { className: "badge", text: "shared link" }) : null),
+    el("td", { text: duration(longest) }), el("td", { className: "actions" }, kick));
+}
+
 async function refresh() {
   const event = current();
   renderTheatres();
@@ -83,15 +136,10 @@ async function refresh() {
       api(token, `/api/events/${event.slug}/sessions`),
       api(token, `/api/events/${event.slug}/tokens`),
     ]);
-    const sessionRows = sessions.map((s) => {
-      const tr = document.createElement("tr");
-      tr.append(cell(s.kind), cell(s.name), cell(s.role), cell(s.path || ""), cell(s.state),
-        cell(`${Math.round(s.seconds)} s`),
-        button("Kick", () => act(api(token, `/api/events/${event.slug}/sessions/${s.id}`, { method: "DELETE" }),
-          () => `Closed ${s.name}'s ${s.kind} session`)));
-      return tr;
-    });
-    document.getElementById("sessions").replaceChildren(...sessionRows);
+    document.getElementById("sessions").replaceChildren(...groupByLink(sessions).map((g) => personRow(event, g)));
+    if (!sessions.length) {
+      document.getElementById("sessions").replaceChildren(el("tr", {}, el("td", { className: "empty", colspan: "5", text: "Nobody is connected." })));
+    }
     const tokenRows = tokens.slice().reverse().map((t) => {
       const tr = document.createElement("tr");
       tr.append(cell(t.name), cell(t.role), cell(t.theatre || "any"),

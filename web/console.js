@@ -2,7 +2,7 @@
 // preview, go live / stop), live health per feed, recording state and toggle, the question on
 // air for this theatre shown large, and the faculty's talk-back played out loud. Every feed
 // reconnects by itself with backoff when the network or the server drops.
-import { api, openEvent, pathPart, showNoAccess, takeToken } from "./lib/auth.js";
+import { api, closedMessage, openEvent, pathPart, showNoAccess, takeToken } from "./lib/auth.js";
 import { el, option } from "./lib/dom.js";
 import { openEventSocket } from "./lib/eventsocket.js";
 import { FeedPlayer } from "./lib/player.js";
@@ -21,6 +21,7 @@ let canRecord = false;
 let devices = { video: [], audio: [] };
 const talkback = new Map();
 let qa = null;
+let healthTimer = null;
 
 const theatre = () => theatreSelect.value;
 const SLUG = /^[a-z0-9][a-z0-9-]{0,62}$/;
@@ -54,7 +55,36 @@ async function openMedia(card) {
   const audio = card.mic.value ? { deviceId: { exact: card.mic.value } } : false;
   card.media = await navigator.mediaDevices.getUserMedia({ video, audio });
   card.preview.srcObject = card.media;
+  showCapture(card, width, height);
   return Number(card.quality.value.split("x")[2]);
+}
+
+// What the camera really gives, next to what the preset asked for: a camera that cannot do
+// 1080p30 gives less without an error, and the technician must know before going live.
+function showCapture(card, width, height) {
+  const track = card.media?.getVideoTracks()[0];
+  const got = track?.getSettings?.() || {};
+  card.asked = { width, height };
+  if (!got.width) return setText(card.capture, "");
+  const fps = Math.round(got.frameRate || 0);
+  const short = got.width < width || got.height < height || (fps && fps < 25);
+  setText(card.capture, short
+    ? `This camera gives ${got.width}×${got.height}${fps ? ` at ${fps} fps` : ""}, not the ${width}×${height} at 30 fps asked for: ` +
+      "it offers no more (check its cable or USB port, or choose a lower quality)."
+    : `Camera: ${got.width}×${got.height}${fps ? ` at ${fps} fps` : ""}.`, short ? "warn" : "info");
+}
+
+function setText(node, text, kind = "info") {
+  node.textContent = text;
+  node.dataset.kind = kind;
+  node.hidden = !text;
+}
+
+// A passing message about an action (recording requested …): it never hides the feed's state.
+function notice(card, text, kind) {
+  setText(card.notice, text, kind);
+  clearTimeout(card.noticeTimer);
+  if (kind !== "bad") card.noticeTimer = setTimeout(() => setText(card.notice, ""), 5000);
 }
 
 function addCard() {
@@ -64,7 +94,8 @@ function addCard() {
   const card = {
     node, feed: q(".feed"), camera: q(".camera"), mic: q(".mic"), quality: q(".quality"), preview: q(".preview"),
     start: q(".start"), stop: q(".stop"), record: q(".record"), remove: q(".remove"), status: q(".status"),
-    health: q(".feed-health"), media: null, publisher: null, path: null, touched: false,
+    health: q(".feed-health"), badge: q(".onair-badge"), capture: q(".capture"), notice: q(".card-notice"),
+    media: null, publisher: null, path: null, touched: false, asked: null, noticeTimer: null,
   };
   const used = new Set(cards.map((c) => c.feed.value));
   card.feed.value = NAMES.find((n) => !used.has(n));
@@ -73,6 +104,7 @@ function addCard() {
       const labels = { live: `Live on ${card.path}`, connecting: "Connecting …", idle: "Not live" };
       setStatus(card.status, labels[state] || `${state === "reconnecting" ? "Reconnecting" : "Stopped"}: ${text}`,
         state === "live" ? "ok" : state === "failed" || state === "ended" ? "bad" : state === "idle" ? "info" : "warn");
+      showBadge(card, state);
       if (state === "failed" || state === "ended") setButtons(card, false);
     },
   });
@@ -91,6 +123,14 @@ function addCard() {
   document.getElementById("cards").append(node);
   fillDevices(card);
   openMedia(card).then(listDevices).catch((error) => setStatus(card.status, `Camera: ${error.message}`, "bad"));
+}
+
+// The big, unmistakable state of a card: LIVE (red, as on a studio camera), RECONNECTING, OFF AIR.
+function showBadge(card, state) {
+  const kind = state === "live" ? "live" : ["connecting", "reconnecting"].includes(state) ? "warn" : "off";
+  card.badge.dataset.kind = kind;
+  card.badge.textContent = kind === "live" ? "LIVE" : kind === "warn" ? (state === "connecting" ? "CONNECTING" : "RECONNECTING") : "OFF AIR";
+  card.node.dataset.state = kind;
 }
 
 function setButtons(card, live) {
@@ -135,9 +175,9 @@ async function toggleRecording(card) {
   const action = info && ["recording", "starting", "waiting"].includes(info.recording) ? "stop" : "start";
   try {
     await api(token, `/api/events/${event}/recording`, { method: "POST", body: { action, theatre: theatre(), feed } });
-    setStatus(card.status, action === "start" ? "Recording requested" : "Recording stopped", "ok");
+    notice(card, action === "start" ? "Recording requested: ● REC shows when the server records" : "Recording stopped", "ok");
   } catch (error) {
-    setStatus(card.status, `Recording: ${error.message}`, "bad");
+    notice(card, `Recording: ${error.message}`, "bad");
   }
 }
 
@@ -147,9 +187,12 @@ async function showHealth() {
     const s = await card.publisher.sample();
     const parts = [];
     if (s) {
-      parts.push(`${s.width || "?"}×${s.height || "?"}`, `${s.fps.toFixed(0)} fps`, `${(s.kbps / 1000).toFixed(2)} Mbit/s`,
+      parts.push(`sending ${s.width || "?"}×${s.height || "?"}`, `${s.fps.toFixed(0)} fps`, `${(s.kbps / 1000).toFixed(2)} Mbit/s`,
         `loss ${(s.loss * 100).toFixed(1)} %`);
       if (s.rttMs !== null) parts.push(`RTT ${s.rttMs.toFixed(0)} ms`);
+      // the browser sends less than the camera gives when the network or the CPU cannot keep up
+      const why = { bandwidth: "the network", cpu: "this computer's CPU" }[s.limitation];
+      if (why) parts.push(`lowered for ${why}`);
     }
     if (info && card.publisher.state === "live") parts.push(`${info.viewers} watching`);
     card.health.textContent = parts.join(" · ");
@@ -162,29 +205,80 @@ async function showHealth() {
   }
 }
 
-// Faculty voices: the theatre's talk-back feeds, played out loud with their camera if any.
+// Faculty voices: the theatre's talk-back feeds, played out loud with their camera if any, each
+// with who speaks, a level meter and a mute. The players watch their own picture and sound.
 function syncTalkback() {
   const wanted = [...streams.values()].filter((s) => s.live && s.theatre === theatre() && s.name.startsWith("talkback"));
   const keep = new Set(wanted.map((s) => s.feed));
   for (const [feed, entry] of talkback) {
     if (!keep.has(feed)) {
       entry.player.stop();
+      entry.meter?.stop();
       entry.box.remove();
       talkback.delete(feed);
     }
   }
   const box = document.getElementById("talkback");
   for (const s of wanted) {
-    if (talkback.has(s.feed)) continue;
-    const video = el("video", { autoplay: true, playsinline: true, "aria-label": `Talk-back ${s.name}` });
-    const figure = el("figure", { className: "tb-tile" }, video, el("figcaption", { text: "Faculty speaking" }));
-    const player = new FeedPlayer(video, token, {});
-    player.play(`${event}/${s.feed}`, true, Boolean(s.video_codec));
+    const known = talkback.get(s.feed);
+    if (known) {
+      known.who.textContent = s.publisher_name || "Faculty";
+      known.player.setLive(true, s.stalled);
+      continue;
+    }
+    const hasVideo = Boolean(s.video_codec);
+    const video = el("video", { autoplay: true, playsinline: true, "aria-label": `Talk-back from ${s.publisher_name || "faculty"}` });
+    video.hidden = !hasVideo;
+    const who = el("strong", { text: s.publisher_name || "Faculty" });
+    const state = el("span", { className: "tb-state", text: "connecting …" });
+    const level = el("meter", { className: "tb-level", min: "0", max: "1", value: "0", "aria-label": "Voice level" });
+    const mute = el("button", { className: "tb-mute", "aria-pressed": "false" }, "Mute");
+    mute.addEventListener("click", () => {
+      video.muted = !video.muted;
+      mute.setAttribute("aria-pressed", String(video.muted));
+      mute.textContent = video.muted ? "Unmute" : "Mute";
+    });
+    const figure = el("figure", { className: `tb-tile${hasVideo ? "" : " tb-audio"}` }, video,
+      el("figcaption", {}, el("span", { className: "tb-speaking", text: "Speaking: " }), who, state),
+      el("div", { className: "tb-controls" }, level, mute));
+    const player = new FeedPlayer(video, token, {
+      onState: (st, text) => { state.textContent = st === "live" ? "" : ` · ${text || st}`; },
+    });
+    player.play(`${event}/${s.feed}`, true, hasVideo);
     video.play().catch(() => {});
-    talkback.set(s.feed, { player, box: figure });
+    const entry = { player, box: figure, who, meter: levelMeter(video, level) };
+    talkback.set(s.feed, entry);
     box.append(figure);
   }
   box.querySelector(".empty")?.toggleAttribute("hidden", talkback.size > 0);
+}
+
+// A level meter on what a <video> plays (WebAudio reads the received stream; nothing is sent).
+function levelMeter(video, meter) {
+  let context = null;
+  let timer = null;
+  const attach = () => {
+    const stream = video.srcObject;
+    if (!stream || !stream.getAudioTracks().length) return false;
+    try {
+      context = new AudioContext();
+      const analyser = context.createAnalyser();
+      analyser.fftSize = 512;
+      context.createMediaStreamSource(stream).connect(analyser);
+      const data = new Float32Array(analyser.fftSize);
+      timer = setInterval(() => {
+        analyser.getFloatTimeDomainData(data);
+        let sum = 0;
+        for (const x of data) sum += x * x;
+        meter.value = Math.min(1, Math.sqrt(sum / data.length) * 4);
+      }, 100);
+      return true;
+    } catch {
+      return true;  // no WebAudio: no meter, the sound still plays
+    }
+  };
+  const waiter = setInterval(() => { if (attach()) clearInterval(waiter); }, 500);
+  return { stop() { clearInterval(waiter); clearInterval(timer); context?.close().catch(() => {}); } };
 }
 
 function onStreams(list) {
@@ -234,14 +328,23 @@ async function start() {
       setStatus(conn, s === "connected" ? "server connected" : "server reconnecting …", s === "connected" ? "ok" : "warn");
       if (again) [...cards.map((c) => c.publisher), ...[...talkback.values()].map((t) => t.player), qa].forEach((x) => x?.retryNow());
     },
-    onClosing: (reason) => { socket.close(); cards.forEach(stopCard); showNoAccess(`This link no longer works: ${reason}. Ask the organiser for a new one.`); },
+    onClosing: (reason, kind) => {
+      socket.close();
+      clearInterval(healthTimer);
+      cards.forEach(stopCard);
+      for (const entry of talkback.values()) { entry.player.stop(); entry.meter?.stop(); }
+      talkback.clear();
+      qa?.stop();
+      setStatus(conn, kind === "kicked" ? "removed" : "link no longer valid", "bad");
+      showNoAccess(closedMessage(reason, kind));
+    },
   });
   onStreams(info.streams);
   qa = new QaConnection(event, token, { onSlots: showOnAir }).start();
   navigator.mediaDevices?.addEventListener?.("devicechange", listDevices);
   window.addEventListener("pagehide", () => cards.forEach(stopCard));
   addCard();
-  setInterval(showHealth, 1000);
+  healthTimer = setInterval(showHealth, 1000);
 }
 
 start();

@@ -1,9 +1,10 @@
 // Hall display: a kiosk nobody touches. Shows the layout the moderator sets (one feed, two side
 // by side, or a 2×2 grid) and the question on air. Recovers by itself from network loss, a
 // server restart or a publisher that leaves and comes back.
-import { api, noAccessMessage, pathPart, showNoAccess, takeToken } from "./lib/auth.js";
+import { api, closedMessage, noAccessMessage, pathPart, showNoAccess, takeToken } from "./lib/auth.js";
 import { el, feedLabel } from "./lib/dom.js";
 import { openEventSocket } from "./lib/eventsocket.js";
+import { hallFeeds, hallQuestion } from "./lib/hallview.js";
 import { FeedPlayer } from "./lib/player.js";
 import { QaConnection } from "./lib/qa.js";
 
@@ -13,23 +14,19 @@ const tilesBox = document.getElementById("tiles");
 const health = document.getElementById("health");
 let titles = new Map();
 let live = [];                 // live feed paths, "theatre/feed"
+let stalled = new Set();       // live feeds whose publisher is reconnecting
+let slots = {};                // the Q&A's on-air slots
 let layout = { mode: "single", feeds: [] };
 let tiles = [];                // {feed, player, box, state}
 let qa = null;
 let unhealthySince = 0;
-
-// No feeds chosen yet: show what is live (not talk-back), as many as the layout holds.
-function chosenFeeds() {
-  const capacity = { single: 1, side: 2, grid: 4 }[layout.mode] || 1;
-  const feeds = layout.feeds.length ? layout.feeds : live.filter((f) => !f.split("/")[1].startsWith("talkback"));
-  return feeds.slice(0, capacity);
-}
+let watchdogTimer = null;
 
 function render() {
-  const feeds = chosenFeeds();
+  const feeds = hallFeeds(layout, live);
   tilesBox.dataset.mode = layout.mode;
   const same = feeds.length === tiles.length && feeds.every((f, i) => tiles[i].feed === f);
-  for (const tile of tiles) tile.player.setLive(live.includes(tile.feed));
+  for (const tile of tiles) tile.player.setLive(live.includes(tile.feed), stalled.has(tile.feed));
   if (same && (tiles.length || tilesBox.querySelector(".hall-idle"))) return updateTiles();
   for (const tile of tiles) tile.player.stop();
   tiles = feeds.map((feed, index) => {
@@ -46,27 +43,30 @@ function render() {
   tilesBox.replaceChildren(...tiles.map((t) => t.box));
   if (!tiles.length) tilesBox.replaceChildren(el("p", { className: "hall-idle", text: "Waiting for an operating room to go live …" }));
   updateTiles();
+  showOnAir(slots);  // which question fits depends on what is on screen
 }
 
 function updateTiles() {
   for (const tile of tiles) {
     const s = tile.player.state;
     const waiting = s === "waiting" || (!live.includes(tile.feed) && s !== "live");
-    tile.state.textContent = s === "live" ? "" : waiting ? `Waiting for ${feedLabel(titles, tile.feed)} to go live …`
-      : s === "ended" ? "This hall link no longer works; ask the organiser for a new one" : `${feedLabel(titles, tile.feed)} reconnecting …`;
+    const name = feedLabel(titles, tile.feed);
+    tile.state.textContent = s === "live" ? "" : waiting ? `Waiting for ${name} to go live …`
+      : s === "ended" ? "This hall link no longer works; ask the organiser for a new one"
+        : stalled.has(tile.feed) ? `${name}: the operating room is reconnecting …` : `${name} reconnecting …`;
     tile.state.hidden = s === "live";
   }
 }
 
-function showOnAir(slots) {
+function showOnAir(next) {
+  slots = next;
   const box = document.getElementById("onair");
-  const entries = Object.entries(slots);
-  if (!entries.length) {
+  const pick = hallQuestion(slots, tiles.map((t) => t.feed));
+  if (!pick) {
     box.hidden = true;
     return;
   }
-  // one question on a hall screen: the one for every theatre, else the newest slot
-  const [theatre, q] = entries.find(([t]) => t === "*") || entries[entries.length - 1];
+  const [theatre, q] = pick;
   document.getElementById("onair-theatre").textContent = theatre === "*" ? "all theatres" : titles.get(theatre) || theatre;
   document.getElementById("onair-text").textContent = q.text;
   document.getElementById("onair-meta").textContent = `${q.author} · ${q.votes} vote${q.votes === 1 ? "" : "s"}`;
@@ -112,20 +112,26 @@ async function start() {
   titles = new Map(info.event.theatres.map((t) => [t.slug, t.title]));
   const onStreams = (streams) => {
     live = streams.filter((s) => s.live).map((s) => s.path.split("/").slice(1).join("/"));
+    stalled = new Set(streams.filter((s) => s.live && s.stalled).map((s) => s.path.split("/").slice(1).join("/")));
     render();
   };
   onStreams(info.streams);
   openEventSocket(event, token, {
     onStreams,
     onState: (s, again) => { if (again) [...tiles.map((t) => t.player), qa].forEach((x) => x?.retryNow()); },
-    onClosing: (reason) => showNoAccess(`This hall link no longer works: ${reason}. Ask the organiser for a new one.`),
+    onClosing: (reason, kind) => {
+      clearInterval(watchdogTimer);
+      for (const tile of tiles) tile.player.stop();
+      tiles = [];
+      qa?.stop();
+      showNoAccess(closedMessage(reason, kind));
+    },
   });
   qa = new QaConnection(event, token, {
     onSlots: showOnAir,
     onLayout: (l) => { layout = l; render(); },
   }).start();
-  setInterval(() => tiles.forEach((t) => t.player.sample()), 1000);
-  setInterval(watchdog, 5000);
+  watchdogTimer = setInterval(watchdog, 5000);
 }
 
 start();

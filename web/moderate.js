@@ -1,9 +1,11 @@
 // Moderator desk: the live question queue (sorted by votes or time), approve / reject / edit /
 // merge / answered / pin with keyboard shortcuts, on air per theatre, the hall layout, and the
 // health of every theatre's feeds.
-import { api, openEvent, pathPart, showNoAccess, takeToken } from "./lib/auth.js";
+import { api, closedMessage, openEvent, pathPart, showNoAccess, takeToken } from "./lib/auth.js";
 import { ago, el, feedLabel, option } from "./lib/dom.js";
+import { hallFeeds, hallQuestion, LAYOUT_TILES } from "./lib/hallview.js";
 import { QaConnection, byTime, byVotes } from "./lib/qa.js";
+import { Thumbnails } from "./lib/thumbnails.js";
 import { setStatus } from "./lib/webrtchttp.js";
 
 const event = pathPart(2);
@@ -24,11 +26,18 @@ let titles = new Map();
 let theatres = [];
 let feeds = [];       // "theatre/feed" known to be or have been live
 let qa = null;
+let live = [];        // live feeds, for the hall preview
+let slots = {};
+let thumbs = null;
+let lastHealthAt = 0;
+const timers = [];
 
+// The selected question stays in the list it was picked from after an action moves it out
+// (approve in Pending, then put it on air): it leaves when another is selected.
 function visible() {
   const test = FILTERS.find(([key]) => key === filter)[2];
   const sort = document.getElementById("sort").value === "time" ? byTime : byVotes;
-  return [...qa.questions.values()].filter(test).sort(sort);
+  return [...qa.questions.values()].filter((q) => test(q) || q.id === selected).sort(sort);
 }
 
 function renderFilters() {
@@ -41,7 +50,8 @@ function renderFilters() {
 }
 
 function row(q) {
-  const badges = [q.anonymous && "anonymous", q.edited && "edited", q.pinned && "pinned",
+  const moved = !FILTERS.find(([key]) => key === filter)[2](q);
+  const badges = [moved && `now ${q.state.replace("_", " ")}`, q.anonymous && "anonymous", q.edited && "edited", q.pinned && "pinned",
     q.merged_into && `merged into #${q.merged_into}`].filter(Boolean);
   return el("li", {
     className: "question", "aria-selected": String(q.id === selected), tabindex: "0",
@@ -85,11 +95,15 @@ function move(step) {
   select(next.id);
 }
 
+const DONE = { approve: "approved", answered: "marked answered", pin: "pin changed", on_air: "on air",
+  off_air: "taken off air", reject: "rejected", merge: "merged", edit: "edit saved", layout: "the hall follows" };
+
 async function act(type, fields = {}) {
   if (!selected && type !== "layout") return setStatus(deskStatus, "Select a question first.", "warn");
+  const id = selected;
   try {
-    await qa.request(type, type === "layout" ? fields : { question: selected, ...fields });
-    setStatus(deskStatus, `${type.replace("_", " ")}: done`, "ok");
+    await qa.request(type, type === "layout" ? fields : { question: id, ...fields });
+    setStatus(deskStatus, type === "layout" ? `Hall layout: ${DONE.layout}` : `#${id} ${DONE[type] || "done"}`, "ok");
   } catch (error) {
     setStatus(deskStatus, error.message, "bad");
   }
@@ -130,7 +144,9 @@ function onKey(e) {
   e.preventDefault();
 }
 
-function renderSlots(slots) {
+function renderSlots(next) {
+  slots = next;
+  renderPreview();
   const items = theatres.concat([{ slug: "*", title: "All theatres" }]).map((t) => {
     const q = slots[t.slug];
     return el("li", {}, el("strong", { text: t.title }), " ",
@@ -141,6 +157,7 @@ function renderSlots(slots) {
 }
 
 function renderLayout(layout) {
+  renderPreview();
   document.getElementById("layout-mode").value = layout.mode;
   const box = document.getElementById("layout-feeds");
   // feeds seen live, then the usual names for every theatre (a feed may be chosen before it is live)
@@ -156,27 +173,76 @@ function renderLayout(layout) {
 function applyLayout(e) {
   e.preventDefault();
   const mode = document.getElementById("layout-mode").value;
-  const tiles = { single: 1, side: 2, grid: 4 }[mode];
+  const tiles = LAYOUT_TILES[mode];
   const chosen = [...document.querySelectorAll("#layout-feeds select")].slice(0, tiles).map((s) => s.value).filter(Boolean);
   act("layout", { mode, feeds: chosen });
 }
 
+const STATE_TEXT = (s) => (!s.live ? "off air" : s.stalled ? "reconnecting" : "live");
+
 async function refreshHealth() {
+  const table = document.getElementById("health");
   try {
     const { streams } = await api(token, `/api/events/${event}/streams`);
+    lastHealthAt = Date.now();
+    live = [];
     for (const s of streams) {
       const feed = s.path.split("/").slice(1).join("/");
       if (!feeds.includes(feed)) feeds.push(feed);
+      if (s.live) live.push(feed);
     }
-    document.getElementById("health").replaceChildren(...streams.map((s) => el("tr", {},
+    table.classList.remove("stale");
+    document.getElementById("health-note").hidden = true;
+    table.replaceChildren(...streams.map((s) => el("tr", {},
       el("td", { text: feedLabel(titles, s.path.split("/").slice(1).join("/")) }),
-      el("td", { className: s.live ? "ok" : "warn", text: s.live ? "live" : "reconnecting" }),
+      el("td", { className: s.live && !s.stalled ? "ok" : "warn", text: STATE_TEXT(s) }),
       el("td", { text: String(s.viewers) }),
-      el("td", { text: `${(s.bitrate_in_bps / 1e6).toFixed(1)} Mbit/s` }),
+      el("td", { text: s.live ? `${(s.bitrate_in_bps / 1e6).toFixed(1)} Mbit/s` : "–" }),
       el("td", { text: s.recording === "recording" ? "● REC" : s.recording }))));
+    renderPreview();
   } catch (error) {
-    setStatus(deskStatus, `Theatre health: ${error.message}`, "warn");
+    // what the table shows is no longer known: say since when, never keep showing "live"
+    table.classList.add("stale");
+    const note = document.getElementById("health-note");
+    note.hidden = false;
+    note.textContent = error.status ? `Theatres: ${error.message}`
+      : `The server cannot be reached; these states are from ${lastHealthAt ? new Date(lastHealthAt).toLocaleTimeString() : "before"} and may be out of date.`;
+    for (const cell of table.querySelectorAll("td:nth-child(2)")) {
+      cell.className = "warn";
+      cell.textContent = "unknown";
+    }
   }
+}
+
+// A small picture of the hall: the layout's tiles with each feed's still, and the question the
+// hall would show under them (the same rules as the hall's own page).
+function renderPreview() {
+  const box = document.getElementById("hall-preview");
+  if (!box || !qa) return;
+  const layout = qa.layout;
+  const shown = hallFeeds(layout, live);
+  const tiles = shown.map((feed) => {
+    const img = el("img", { alt: "", className: "preview-img" });
+    thumbs?.attach(img, feed, live.includes(feed));
+    return el("figure", { className: "preview-tile" }, img,
+      el("figcaption", { text: `${feedLabel(titles, feed)}${live.includes(feed) ? "" : " (waiting)"}` }));
+  });
+  const pick = hallQuestion(slots, shown);
+  const grid = el("div", { className: "preview-tiles", dataset: { mode: layout.mode } },
+    tiles.length ? tiles : [el("p", { className: "empty", text: "Waiting for an operating room to go live …" })]);
+  const band = pick
+    ? el("div", { className: "preview-band" }, el("strong", { text: `Question for ${pick[0] === "*" ? "all theatres" : titles.get(pick[0]) || pick[0]}: ` }),
+      el("span", { text: pick[1].text }))
+    : el("div", { className: "preview-band empty", text: "No question on air for what the hall shows." });
+  box.replaceChildren(grid, band);
+}
+
+// Words for the Q&A connection's state that a moderator can act on.
+function qaStateText(state, detail) {
+  if (state === "connected") return "Q&A live";
+  if (state === "ended") return `Q&A stopped: ${detail}`;
+  const network = !detail || /fetch|network|load failed|connection/i.test(detail);
+  return network ? "Q&A: the server cannot be reached; trying again …" : `Q&A: reconnecting (${detail})`;
 }
 
 async function start() {
@@ -206,15 +272,20 @@ async function start() {
     onQuestions: render,
     onSlots: renderSlots,
     onLayout: renderLayout,
-    onState: (state, detail) => setStatus(qaState, state === "connected" ? "Q&A live" : `Q&A ${state} ${detail}`,
-      state === "connected" ? "ok" : "warn"),
-    onEnded: (reason) => showNoAccess(`The Q&A refused this link: ${reason}`),
+    onState: (state, detail) => setStatus(qaState, qaStateText(state, detail), state === "connected" ? "ok" : "warn"),
+    onEnded: (reason) => {
+      timers.forEach(clearInterval);
+      thumbs?.stop();
+      qa?.stop();
+      showNoAccess(closedMessage(reason, /revoked/.test(reason) ? "revoked" : /expired/.test(reason) ? "expired"
+        : /removed/.test(reason) ? "kicked" : "ended"));
+    },
   }).start();
+  thumbs = new Thumbnails(event, token);
   renderSlots({});
   await refreshHealth();
   renderLayout(qa.layout);
-  setInterval(refreshHealth, 2000);
-  setInterval(render, 30000);  // ages ("3 min ago")
+  timers.push(setInterval(refreshHealth, 2000), setInterval(render, 30000));  // ages ("3 min ago")
 }
 
 start();

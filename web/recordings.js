@@ -1,6 +1,7 @@
 // Recordings: start/stop recording (technician, moderator, organiser) and the library:
 // list, play and seek in the browser, download, delete (organiser).
 import { api, noAccessMessage, pathPart, showNoAccess, takeToken } from "./lib/auth.js";
+import { feedLabel } from "./lib/dom.js";
 import { setStatus } from "./lib/webrtchttp.js";
 
 const token = takeToken();
@@ -44,6 +45,13 @@ function bytes(n) {
   return `${(n / 10 ** (i * 3)).toFixed(i ? 1 : 0)} ${units[i]}`;
 }
 
+// People read local times and the theatres' names, not UTC with milliseconds and stream paths.
+const when = (iso) => new Date(iso).toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
+function titlesOf(slug) {
+  return new Map((events.find((e) => e.slug === slug)?.theatres || []).map((t) => [t.slug, t.title]));
+}
+const feedName = (path) => feedLabel(titlesOf(path.split("/")[0]), path.split("/").slice(1).join("/"));
+
 const can = (capability) => me && me.capabilities.includes(capability);
 const eventSlug = () => $("event").value;
 
@@ -78,9 +86,9 @@ async function refreshControl() {
     const tr = document.createElement("tr");
     const stateText = f.error ? `${f.state}: ${f.error}` : f.state;
     const on = ["recording", "starting", "waiting"].includes(f.state);
-    tr.append(cell(f.path), cell(stateText), cell(f.file || ""), cell(duration(f.duration_s)), cell(bytes(f.size_bytes)),
+    tr.append(cell(feedName(f.path)), cell(stateText), cell(f.file || ""), cell(duration(f.duration_s)), cell(bytes(f.size_bytes)),
       actions(on ? actionButton("Stop", () => record("stop", theatre, feed), `Stop recording ${f.path}`)
-        : actionButton("Record", () => record("start", theatre, feed), `Record ${f.path}`)));
+        : actionButton("Record", () => record("start", theatre, feed), `Record ${feedName(f.path)}`)));
     tr.dataset.state = f.state;
     return tr;
   });
@@ -107,12 +115,20 @@ function emptyRow(span, text) {
   return tr;
 }
 
+// A recording is one or more segments (cut every recording.segment_minutes, or where the
+// feed reconnected): they play one after the other, as one recording.
+let playing = null;  // {rec, index}
+
 function play(rec, index = 0) {
   const player = $("player");
+  playing = { rec, index };
   $("player-panel").hidden = false;
-  $("player-title").textContent = `${rec.path} · ${rec.started_at}`;
+  const start = rec.segments.slice(0, index).reduce((sum, s) => sum + (s.duration_s || 0), 0);
+  $("player-title").textContent = `${feedName(rec.path)} · ${when(rec.started_at)}` +
+    (rec.segments.length > 1 ? ` · part ${index + 1} of ${rec.segments.length} (from ${duration(start)})` : "");
   player.src = rec.segments[index].url;
   player.dataset.file = rec.segments[index].file;
+  player.dataset.part = String(index);
   const items = rec.segments.map((s, i) => {
     const li = document.createElement("li");
     const b = actionButton(`${i + 1}: ${duration(s.duration_s)}${s.start_reason !== "start" ? ` (${s.start_reason})` : ""}`,
@@ -135,15 +151,15 @@ async function refreshLibrary() {
   const { recordings } = await api(token, `/api/recordings?${query}`);
   const rows = recordings.map((rec) => {
     const tr = document.createElement("tr");
-    const buttons = [actionButton("Play", () => play(rec), `Play ${rec.path} ${rec.started_at}`)];
+    const buttons = [actionButton("Play", () => play(rec), `Play ${feedName(rec.path)} ${when(rec.started_at)}`)];
     if (can("admin") && rec.state !== "recording") {
       buttons.push(actionButton("Delete", () => {
-        if (!confirm(`Delete the recording of ${rec.path} from ${rec.started_at}? This cannot be undone.`)) return;
+        if (!confirm(`Delete the recording of ${feedName(rec.path)} from ${when(rec.started_at)}? This cannot be undone.`)) return;
         const [e, t, f] = rec.path.split("/");
         act(api(token, `/api/recordings/${e}/${t}/${f}/${rec.id}`, { method: "DELETE" }), () => "Recording deleted.");
-      }, `Delete ${rec.path} ${rec.started_at}`));
+      }, `Delete ${feedName(rec.path)} ${when(rec.started_at)}`));
     }
-    tr.append(cell(rec.path), cell(rec.started_at.replace("T", " ").replace("Z", "")), cell(duration(rec.duration_s)),
+    tr.append(cell(feedName(rec.path)), cell(when(rec.started_at)), cell(duration(rec.duration_s)),
       cell(bytes(rec.size_bytes)), cell(rec.codecs.join(" + ")), cell(rec.width ? `${rec.width}×${rec.height}` : ""),
       cell(rec.state), cell(String(rec.segments.length)), actions(...buttons));
     tr.dataset.recording = rec.id;
@@ -183,11 +199,15 @@ async function main() {
   const fillTheatres = () => {
     const event = events.find((e) => e.slug === eventSlug());
     const theatres = me.theatre ? [me.theatre] : (event?.theatres || []).map((t) => t.slug);
-    $("theatre").replaceChildren(new Option("all", ""), ...theatres.map((t) => new Option(t, t)));
+    const names = titlesOf(eventSlug());
+    $("theatre").replaceChildren(new Option("all", ""), ...theatres.map((t) => new Option(names.get(t) || t, t)));
   };
   fillTheatres();
   $("event").addEventListener("change", () => { fillTheatres(); refresh(); });
   $("theatre").addEventListener("change", refresh);
+  $("player").addEventListener("ended", () => {
+    if (playing && playing.index + 1 < playing.rec.segments.length) play(playing.rec, playing.index + 1);
+  });
   refresh();
 }
 

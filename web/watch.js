@@ -1,7 +1,7 @@
 // Viewer (and faculty) page: the event's theatres and feeds with their live state, one main feed
 // or a 2×2 multi-view, which theatre is heard, fullscreen, a quality indicator, the Q&A panel,
 // and for faculty "speak to OR". Everything reconnects by itself.
-import { openEvent, pathPart, showNoAccess, takeToken } from "./lib/auth.js";
+import { closedMessage, openEvent, pathPart, showNoAccess, takeToken } from "./lib/auth.js";
 import { el, feedLabel, option } from "./lib/dom.js";
 import { openEventSocket } from "./lib/eventsocket.js";
 import { FeedPlayer } from "./lib/player.js";
@@ -25,6 +25,8 @@ let talkbackPlayers = new Map();
 let qa = null;
 let thumbs = null;
 let you = null;
+let serverUp = true;
+let qualityTimer = null;           // the event's WebSocket is connected: live states are current
 
 const isTalkback = (feed) => feed.split("/")[1].startsWith("talkback");
 const theatreOf = (feed) => feed.split("/")[0];
@@ -52,7 +54,9 @@ function describe(state, feed, text) {
   const name = feedLabel(titles, feed);
   if (state === "live") return "";
   if (state === "waiting") return `Waiting for ${name} to go live …`;
-  if (state === "reconnecting" || state === "stalled") return `${name} reconnecting …`;
+  if (streams.get(feed)?.stalled) return `${name}: the operating room is reconnecting …`;
+  if (state === "stalled") return `${name}: ${text}`;
+  if (state === "reconnecting") return `${name} reconnecting …`;
   if (state === "ended") return `This link no longer plays here: ${text}`;
   return `Connecting to ${name} …`;
 }
@@ -135,6 +139,7 @@ function setMode(next) {
   } else {
     for (const t of tiles) t.player.stop();
     tiles = [];
+    document.getElementById("multi").replaceChildren();  // no picker may start a player after this
     const feed = new URL(location.href).searchParams.get("feed") || liveFeeds().find((f) => !isTalkback(f));
     if (feed) play(feed);
   }
@@ -157,10 +162,11 @@ function renderFeeds() {
       thumbs?.attach(img, feed, s.live);
       return el("button", {
         className: "thumb", "aria-pressed": String(feed === mainFeed() && mode === "single"),
-        "aria-label": `${feedLabel(titles, feed)}, ${s.live ? "live" : "not live"}`,
+        "aria-label": `${feedLabel(titles, feed)}, ${!serverUp ? "state unknown" : s.live ? "live" : "not live"}`,
         onclick: () => { if (mode !== "single") setMode("single"); play(feed); },
       }, img, el("span", { className: "thumb-label", text: feed.split("/")[1] }),
-      el("span", { className: "state", dataset: { live: String(s.live) }, text: s.live ? `live · ${s.viewers}` : "off air" }));
+      el("span", { className: "state", dataset: { live: String(serverUp && s.live), stalled: String(serverUp && s.live && s.stalled) },
+        text: !serverUp ? "server unreachable" : s.live && s.stalled ? "reconnecting …" : s.live ? `live · ${s.viewers}` : "off air" }));
     }))));
   document.getElementById("feeds").replaceChildren(...items);
   if (!items.length) {
@@ -194,7 +200,7 @@ function onStreams(list) {
   const next = new Map();
   for (const s of list) {
     const feed = s.path.split("/").slice(1).join("/");
-    next.set(feed, { feed, live: s.live, viewers: s.viewers, video: Boolean(s.video_codec) });
+    next.set(feed, { feed, live: s.live, stalled: Boolean(s.stalled), viewers: s.viewers, video: Boolean(s.video_codec) });
   }
   for (const [feed, s] of streams) if (!next.has(feed)) next.set(feed, { ...s, live: false });
   streams = next;
@@ -207,8 +213,8 @@ function onStreams(list) {
       stateBox.hidden = false;
     }
   }
-  if (main.path) main.setLive(streams.get(mainFeed())?.live ?? false);
-  for (const t of tiles) if (t.feed) t.player.setLive(streams.get(t.feed)?.live ?? false);
+  if (main.path) main.setLive(streams.get(mainFeed())?.live ?? false, streams.get(mainFeed())?.stalled ?? false);
+  for (const t of tiles) if (t.feed) t.player.setLive(streams.get(t.feed)?.live ?? false, streams.get(t.feed)?.stalled ?? false);
   renderFeeds();
   syncTalkback();
 }
@@ -243,6 +249,7 @@ function stopTalking() {
   talkMedia?.getTracks().forEach((t) => t.stop());
   talk = null;
   talkMedia = null;
+  if (!document.getElementById("tb-start")) return;  // the page was replaced by a notice
   document.getElementById("tb-start").disabled = false;
   document.getElementById("tb-stop").disabled = true;
   setStatus(document.getElementById("tb-status"), "Not speaking");
@@ -286,10 +293,14 @@ function renderOnAir(slots) {
   if (q) box.replaceChildren(el("strong", { text: "On air: " }), el("span", { text: q.text }));
 }
 
+let askTimer = null;
+
 function askStatus(text, kind) {
   const p = document.getElementById("ask-status");
   p.hidden = !text;
   setStatus(p, text, kind);
+  clearTimeout(askTimer);
+  if (kind === "ok") askTimer = setTimeout(() => { p.hidden = true; }, 6000);  // a confirmation, not a state
 }
 
 async function ask(e) {
@@ -308,16 +319,19 @@ async function ask(e) {
 }
 
 // -- start -----------------------------------------------------------------------------------
-async function showQuality() {
-  const q = await main?.sample();
-  for (const t of tiles) t.player.sample();
+function showQuality() {
   const box = document.getElementById("quality");
+  const tile = mode === "multi" ? tiles[heardTile] : null;
+  const q = mode === "multi" ? tile?.player.quality : main?.quality;
   if (!q) {
     box.textContent = "";
+    delete box.dataset.grade;
     return;
   }
   box.dataset.grade = q.grade;
-  box.textContent = `${q.grade} · ${Math.round(q.latencyMs)} ms · ${q.fps.toFixed(0)} fps · ${q.width || "?"}×${q.height || "?"}`;
+  const where = tile?.feed ? `${feedLabel(titles, tile.feed)}: ` : "";
+  box.textContent = `${where}${q.grade} · ${q.width || "?"}×${q.height || "?"} · ${q.fps.toFixed(0)} fps · ` +
+    `network + buffer ${Math.round(q.networkMs)} ms`;
 }
 
 async function start() {
@@ -337,10 +351,19 @@ async function start() {
   const socket = openEventSocket(event, token, {
     onStreams,
     onState: (s, again) => {
-      setStatus(conn, s === "connected" ? "connected" : "reconnecting …", s === "connected" ? "ok" : "warn");
+      setStatus(conn, s === "connected" ? "connected" : "server unreachable, reconnecting …", s === "connected" ? "ok" : "warn");
+      if (serverUp !== (s === "connected")) {
+        serverUp = s === "connected";
+        renderFeeds();
+      }
       if (again) [main, ...tiles.map((t) => t.player), qa, talk].forEach((x) => x?.retryNow());
     },
-    onClosing: (reason) => { socket.close(); showNoAccess(`This link no longer works here: ${reason}. Ask the organiser for a new one.`); },
+    onClosing: (reason, kind) => {
+      socket.close();
+      shutdown();
+      setStatus(conn, kind === "kicked" ? "removed" : "link no longer valid", "bad");
+      showNoAccess(closedMessage(reason, kind));
+    },
   });
   onStreams(info.streams);
   document.getElementById("view-single").addEventListener("click", () => setMode("single"));
@@ -379,7 +402,21 @@ async function start() {
     document.getElementById("tb-stop").addEventListener("click", stopTalking);
   }
   window.addEventListener("pagehide", () => { main.stop(); stopTalking(); });
-  setInterval(showQuality, 1000);
+  qualityTimer = setInterval(showQuality, 1000);
+}
+
+// The link stopped working: every connection and timer of the page ends (nothing may keep
+// asking the server with a dead link, or touch the elements the notice replaced).
+function shutdown() {
+  clearInterval(qualityTimer);
+  main?.stop();
+  for (const t of tiles) t.player.stop();
+  tiles = [];
+  for (const p of talkbackPlayers.values()) p.player.stop();
+  talkbackPlayers.clear();
+  qa?.stop();
+  thumbs?.stop();
+  stopTalking();
 }
 
 start();

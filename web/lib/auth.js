@@ -62,6 +62,17 @@ export function noAccessMessage(error) {
   return `The server cannot be reached (${error.message}). This page will not retry; reload it when the network is back.`;
 }
 
+// What a page says when the server closes it for good (the event's WebSocket `closing`):
+// a kicked person may open the page again; a revoked or expired link never works again.
+export function closedMessage(reason, kind) {
+  if (kind === "kicked") {
+    return `You were removed from this page (${reason}). If this was a mistake, open your link again or ask the organiser.`;
+  }
+  if (kind === "expired") return "This link has expired. Ask the organiser for a new one.";
+  if (kind === "revoked") return `This link no longer works: it was revoked (${reason}). Ask the organiser for a new one.`;
+  return `This link no longer works here: ${reason}. Ask the organiser for a new one.`;
+}
+
 // The event slug in /watch/{event}, /console/{event}/{theatre} …
 export function pathPart(index) {
   const part = decodeURIComponent(location.pathname.split("/")[index] || "");

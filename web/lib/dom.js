@@ -31,6 +31,14 @@ export function feedLabel(titles, feed) {
   return `${titles.get(theatre) || theatre} · ${name}`;
 }
 
+// 45 → "45 s", 607 → "10 min", 7500 → "2 h 05 min"
+export function duration(seconds) {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min`;
+  return `${Math.floor(s / 3600)} h ${String(Math.floor((s % 3600) / 60)).padStart(2, "0")} min`;
+}
+
 export function ago(seconds) {
   const s = Math.max(0, Math.round(Date.now() / 1000 - seconds));
   if (s < 60) return `${s} s ago`;

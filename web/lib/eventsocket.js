@@ -32,10 +32,10 @@ export function openEventSocket(event, token, { onHello, onStreams, onClosing, o
         onState?.("reconnecting");  // a server restart: the close that follows is not final
       } else if (data.type === "closing") {
         stopped = true;
-        onClosing?.(data.reason);
+        onClosing?.(data.reason, data.kind || "ended");
       } else if (data.type === "error" && data.status) {
         stopped = true;
-        onClosing?.(data.message);
+        onClosing?.(data.message, data.status === 401 ? "revoked" : "ended");
       }
     };
     socket.onclose = (event) => {

@@ -1,9 +1,13 @@
 // Plays one feed into a <video> over WHEP and keeps it playing: waits while the feed is not live,
-// reconnects with backoff when the network or the server drops, notices a frozen picture.
+// reconnects with backoff when the network or the server drops, and watches the picture itself:
+// a player that has had no new picture (or, audio-only, no sound) for 3 s while its feed is live
+// says so and reconnects. The watchdog runs on its own timer, so every page that plays a feed —
+// viewer, hall, the console's talk-back — is covered without doing anything.
 import { Reconnecting } from "./reconnecting.js";
 import { HttpError, negotiate } from "./webrtchttp.js";
 
-const STALL_MS = 2500;
+const NO_PICTURE_MS = 3000;
+const SAMPLE_MS = 1000;
 
 export class FeedPlayer extends Reconnecting {
   // onState(state, text): state is idle, connecting, live, waiting, reconnecting, stalled or ended
@@ -12,10 +16,13 @@ export class FeedPlayer extends Reconnecting {
     this.video = video;
     this.audio = audio;
     this.path = null;
-    this._last = { decoded: 0, at: 0 };
-    this._stalledSince = 0;
     this.quality = null;
-    this.live = true;  // the page says whether the feed is live (from the event's WebSocket)
+    this.live = true;          // the page says whether the feed is live (from the event's WebSocket)
+    this.sourceStalled = false; // … and whether its publisher has gone silent (the OR reconnects)
+    this.recoveries = 0;       // reconnects made by the watchdog (diagnostics, tests)
+    this._last = { decoded: 0, at: 0 };
+    this._progress = null;     // {count, at}: when the picture (or sound) last moved on
+    this._tick = null;
   }
 
   // `live` false: wait without asking the server until setLive(true); `video` false: audio only
@@ -27,14 +34,22 @@ export class FeedPlayer extends Reconnecting {
     this._delay = 1000;
     this._teardown();
     clearTimeout(this._timer);
+    clearInterval(this._tick);
+    this._tick = path ? setInterval(() => this.sample(), SAMPLE_MS) : null;
     if (!path) this._set("idle", "");
     else if (!live) this._set("waiting", "waiting to go live …");
     else this._connect();
   }
 
-  setLive(live) {
+  // `stalled`: the feed is live but its publisher sent nothing lately (the server says so)
+  setLive(live, stalled = false) {
     const was = this.live;
     this.live = live;
+    if (stalled !== this.sourceStalled) {
+      this.sourceStalled = stalled;
+      this._progress = null;  // the picture stopping is the OR's, not this player's
+      if (stalled && this.state === "live") this._set("stalled", "the OR is reconnecting …");
+    }
     if (live && !was && this.path && !this.pc) {
       clearTimeout(this._timer);
       this._connect();
@@ -47,6 +62,12 @@ export class FeedPlayer extends Reconnecting {
 
   wanted() {
     return Boolean(this.path);
+  }
+
+  _teardown() {
+    super._teardown();
+    this._progress = null;
+    this.quality = null;
   }
 
   _retry(state, text, delay) {
@@ -66,7 +87,7 @@ export class FeedPlayer extends Reconnecting {
     const stream = new MediaStream();
     this.video.srcObject = stream;
     pc.ontrack = (e) => stream.addTrack(e.track);
-    this._watch(pc, () => this._set("live", ""),
+    this._watch(pc, () => this._set(this.sourceStalled ? "stalled" : "live", this.sourceStalled ? "the OR is reconnecting …" : ""),
       () => this._retry("reconnecting", "connection lost, reconnecting …", this._backoff()));
     this._set("connecting", "connecting …");
     try {
@@ -88,35 +109,51 @@ export class FeedPlayer extends Reconnecting {
     }
   }
 
-  // Called about once a second by the page: measures quality and notices a frozen picture.
+  // Once a second (its own timer): measures quality and notices a picture that does not come.
   async sample() {
     const pc = this.pc;
-    if (!pc || pc.connectionState !== "connected") return this.quality = null;
+    if (!pc || pc.connectionState !== "connected") {
+      this._progress = null;
+      return this.quality = null;
+    }
     let video = null;
+    let audio = null;
     let rtt = null;
     for (const s of (await pc.getStats()).values()) {
       if (s.type === "inbound-rtp" && s.kind === "video") video = s;
+      if (s.type === "inbound-rtp" && s.kind === "audio") audio = s;
       if (s.type === "candidate-pair" && s.nominated && s.currentRoundTripTime !== undefined) rtt = s.currentRoundTripTime;
     }
-    if (!video) return this.quality = null;
+    if (pc !== this.pc) return null;
     const now = performance.now();
+    this._checkProgress(this._audioOnly ? audio?.packetsReceived || 0 : video?.framesDecoded || 0, now);
+    if (!video) return this.quality = null;
     const decoded = video.framesDecoded || 0;
     const fps = this._last.at ? ((decoded - this._last.decoded) * 1000) / (now - this._last.at) : 0;
     const buffer = video.jitterBufferEmittedCount ? (video.jitterBufferDelay / video.jitterBufferEmittedCount) * 1000 : 0;
-    if (decoded === this._last.decoded && this._last.at) {
-      this._stalledSince = this._stalledSince || now;
-      if (now - this._stalledSince > STALL_MS && this.state === "live") this._set("stalled", "picture frozen, reconnecting …");
-    } else {
-      this._stalledSince = 0;
-      if (this.state === "stalled") this._set("live", "");
-    }
+    const received = (video.packetsReceived || 0) + (video.packetsLost || 0);
+    const loss = received ? (video.packetsLost || 0) / received : 0;
     this._last = { decoded, at: now };
-    // glass-to-glass is not measurable here; network RTT/2 + jitter buffer is the part we add
-    const latency = (rtt !== null ? (rtt * 1000) / 2 : 0) + buffer;
-    this.quality = {
-      width: video.frameWidth, height: video.frameHeight, fps, decoded, lost: video.packetsLost || 0,
-      latencyMs: latency, grade: latency < 300 && fps > 20 ? "good" : latency < 800 && fps > 10 ? "fair" : "poor",
-    };
+    // What this page can measure is the delay the network and the player add (half the round
+    // trip plus the jitter buffer); the camera, encoder and relay add more. Named as such.
+    const networkMs = (rtt !== null ? (rtt * 1000) / 2 : 0) + buffer;
+    // Graded on what a viewer sees: a smooth picture (20 fps from a 25 fps camera is fine), loss, delay.
+    const grade = fps < 8 || loss > 0.05 || networkMs > 800 ? "poor" : fps < 15 || loss > 0.01 || networkMs > 300 ? "fair" : "good";
+    this.quality = { width: video.frameWidth, height: video.frameHeight, fps, decoded, lost: video.packetsLost || 0, loss, networkMs, grade };
     return this.quality;
+  }
+
+  _checkProgress(count, now) {
+    if (!this._progress || count !== this._progress.count) {
+      const first = !this._progress;
+      this._progress = { count, at: now };
+      if (!first && this.state === "stalled" && !this.sourceStalled) this._set("live", "");
+      return;
+    }
+    const still = now - this._progress.at;
+    if (still < NO_PICTURE_MS || !this.live || this.sourceStalled || this.state === "connecting") return;
+    const what = this._audioOnly ? "No sound" : count ? "Picture frozen" : "No picture";
+    this.recoveries += 1;
+    this._retry("stalled", `${what} for ${Math.round(still / 1000)} s; reconnecting …`, this._backoff());
   }
 }

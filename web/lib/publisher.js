@@ -91,6 +91,7 @@ export class FeedPublisher extends Reconnecting {
     return {
       kbps, fps: out.framesPerSecond || 0, width: out.frameWidth, height: out.frameHeight,
       loss: remote?.fractionLost ?? 0, rttMs: remote?.roundTripTime !== undefined ? remote.roundTripTime * 1000 : null,
+      limitation: out.qualityLimitationReason || "none",
     };
   }
 }

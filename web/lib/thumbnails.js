@@ -12,7 +12,14 @@ export class Thumbnails {
     this.images = new Map();   // feed → Set of <img>
     this.live = new Set();
     this.fetchedAt = new Map();
-    setInterval(() => this.refresh(), REFRESH_MS);
+    this._timer = setInterval(() => this.refresh(), REFRESH_MS);
+  }
+
+  // The page's link stopped working: no more requests (each would be a 401).
+  stop() {
+    clearInterval(this._timer);
+    this.live.clear();
+    this.stopped = true;
   }
 
   // Show `feed`'s picture in `img` (now if there is one, and on every refresh).
@@ -30,11 +37,13 @@ export class Thumbnails {
   }
 
   async fetch(feed) {
+    if (this.stopped) return;
     this.fetchedAt.set(feed, Date.now());
     try {
       const r = await fetch(`/api/events/${this.event}/thumbnails/${feed}`, {
         headers: { Authorization: `Bearer ${this.token}` }, cache: "no-store",
       });
+      if (r.status === 401 || r.status === 403) return this.stop();  // the link no longer works
       if (!r.ok) return;  // 404 until the feed's first keyframe
       const url = URL.createObjectURL(await r.blob());
       const old = this.urls.get(feed);

@@ -1,0 +1,213 @@
+"""Encoders that come back and viewers that never stay black: keyframe requests that are
+retried until a keyframe arrives, a returning publisher that replaces its frozen session at
+once, a stalled feed, and limits that never lock out the OR or a shared link."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+
+import aiohttp
+from aiortc import RTCRtpSender
+
+from broadcast.frame import EncodedFrame
+from broadcast.participant import Role
+from broadcast.producer import KEYFRAME_MIN_INTERVAL, Producer
+from broadcast.stream import STALLED_AFTER_S
+
+from .conftest import RunningServer, make_config, organizer_session, start_server
+from .peers import assert_consecutive, make_offer_sdp, post_offer, publish, wait_until, watch
+
+PATH = "course/or2/endoscope"
+
+
+class DeafSource:
+    """A source that has not heard its publisher for the first `deaf` requests (no SSRC:
+    the PLI goes nowhere), then ignores `lost` more (the PLI was lost), then answers."""
+
+    def __init__(self, producer: Producer, deaf: int, lost: int) -> None:
+        self.name = "deaf test source"
+        self.producer = producer
+        self.deaf, self.lost = deaf, lost
+        self.requests = 0
+        self.answered = 0
+
+    async def request_keyframe(self) -> bool:
+        self.requests += 1
+        if self.requests <= self.deaf:
+            return False
+        if self.requests <= self.deaf + self.lost:
+            return True
+        self.answered += 1
+        asyncio.get_running_loop().call_later(0.03, self.producer.push, self, b"\x00" * 100, 3000 * self.requests)
+        return True
+
+
+class Waiter:
+    """A reader that takes nothing but a keyframe (a new viewer)."""
+
+    def __init__(self) -> None:
+        self.bytes_sent = 0
+        self.frames_dropped = 0
+        self.waiting_for_keyframe = True
+        self.frames: list[EncodedFrame] = []
+
+    def deliver(self, frame: EncodedFrame) -> None:
+        if frame.keyframe:
+            self.waiting_for_keyframe = False
+        if not self.waiting_for_keyframe:
+            self.frames.append(frame)
+
+    def producer_reset(self, codec_changed: bool) -> None:
+        self.waiting_for_keyframe = True
+
+    def stop(self) -> None:
+        pass
+
+
+async def test_a_waiting_reader_gets_its_keyframe_whatever_was_lost() -> None:
+    producer = Producer("course/or1/endoscope", "video")
+    source = DeafSource(producer, deaf=3, lost=2)
+    producer.attach(source, "VP8")
+    producer.push(source, b"\x01" * 50, 0)  # a delta frame: the stream is running
+    reader = Waiter()
+    producer.add_consumer(reader)
+    for _ in range(4):  # requests while one is outstanding ride on it
+        producer.request_keyframe()
+    await wait_until(lambda: bool(reader.frames), 6.0,
+                     lambda: f"no keyframe after {source.requests} request(s)")
+    # 3 unheard (0.2 s apart), 2 lost (1 s apart), then the one that worked: nothing more
+    assert source.requests == 6 and source.answered == 1, source.requests
+    assert not producer.keyframe_outstanding
+    await asyncio.sleep(1.3)
+    assert source.requests == 6, "asked again after the keyframe came"
+    producer.close()
+
+
+async def test_requests_are_throttled_and_follow_a_new_source() -> None:
+    producer = Producer("course/or1/endoscope", "video")
+    silent = DeafSource(producer, deaf=10_000, lost=0)
+    producer.attach(silent, "VP8")
+    reader = Waiter()
+    producer.add_consumer(reader)
+    await asyncio.sleep(1.0)
+    assert 3 <= silent.requests <= 1.0 / KEYFRAME_MIN_INTERVAL + 1, silent.requests
+    # the publisher came back as a new source: it is asked at once, and answers
+    answering = DeafSource(producer, deaf=0, lost=0)
+    producer.attach(answering, "VP8")
+    await wait_until(lambda: bool(reader.frames), 1.0, lambda: "the new source was not asked")
+    before = silent.requests
+    await asyncio.sleep(0.5)
+    assert silent.requests == before, "the old source is still asked"
+    producer.close()
+
+
+async def test_returning_encoder_replaces_its_frozen_session(server: RunningServer) -> None:
+    tech = server.token(Role.TECHNICIAN, name="OR 2 cart")
+    frozen = await publish(server.http, server.base, PATH, codec="VP8", token=tech)
+    viewer = await watch(server.http, server.base, PATH, token=server.token(Role.VIEWER))
+    await viewer.wait_frames(10)
+    # the encoder freezes (no BYE, no DELETE) and comes back with the same link
+    for sender in frozen.pc.getSenders():
+        sender.replaceTrack(None)
+    started = time.monotonic()
+    back = await publish(server.http, server.base, PATH, codec="VP8", start=50_000, token=tech)
+    assert time.monotonic() - started < 2.0
+    await viewer.wait_until(lambda: any(c >= 50_000 for c in viewer.counters), 10.0,
+                            "the viewer never saw the new publisher")
+    assert viewer.pc.connectionState == "connected"
+    assert_consecutive([c for c in viewer.counters if c >= 50_000], "viewer after the replacement")
+    async with server.http.delete(frozen.session_url, headers={"Authorization": f"Bearer {tech}"}) as r:
+        assert r.status == 404, "the replaced session still exists"
+    (stream,) = server.broadcaster.streams.values()
+    assert stream.publisher is not None and stream.publisher.id in back.session_url
+    await viewer.close(server.http)
+    await frozen.pc.close()
+    await back.pc.close()
+
+
+async def test_another_link_waits_for_a_healthy_feed_but_takes_a_stalled_one(server: RunningServer) -> None:
+    first = await publish(server.http, server.base, PATH, codec="VP8", token=server.token(Role.TECHNICIAN, name="A"))
+    await wait_until(lambda: server.broadcaster.streams[next(iter(server.broadcaster.streams))].video.frames_in > 5,
+                     10.0, lambda: "no media from the first publisher")
+    other = server.token(Role.TECHNICIAN, name="B")
+    offer = await make_offer_sdp("sendonly")
+    status, text, headers = await post_offer(server.http, f"{server.base}/whip/{PATH}", offer, other)
+    assert status == 409, text
+    assert headers.get("Retry-After") == "2"
+    assert "'A' (technician)" in text and "silent" in text, text
+
+    async with server.http.get(f"{server.base}/api/events/course/streams") as r:
+        (feed,) = (await r.json())["streams"]
+    assert feed["live"] and not feed["stalled"]
+    for sender in first.pc.getSenders():
+        sender.replaceTrack(None)  # the first publisher goes silent
+    await asyncio.sleep(STALLED_AFTER_S + 0.3)
+    async with server.http.get(f"{server.base}/api/events/course/streams") as r:
+        (feed,) = (await r.json())["streams"]
+    assert feed["live"] and feed["stalled"], feed
+    second = await publish(server.http, server.base, PATH, codec="VP8", token=other)
+    await asyncio.sleep(0.5)
+    async with server.http.get(f"{server.base}/api/events/course/streams") as r:
+        (feed,) = (await r.json())["streams"]
+    assert feed["live"] and not feed["stalled"], feed
+    await first.pc.close()
+    await second.pc.close()
+
+
+async def test_a_returning_publisher_gets_in_at_the_session_limit() -> None:
+    runner, base, app = await start_server(replace(make_config(), max_sessions=2))
+    try:
+        async with organizer_session(app) as http:
+            from .conftest import mint
+            tech = mint(app, Role.TECHNICIAN, "course")
+            pub = await publish(http, base, PATH, codec="VP8", token=tech)
+            viewers = [await watch(http, base, PATH) for _ in range(2)]
+            refused = await watch(http, base, PATH, expect=503)
+            await refused.pc.close()
+            await pub.pc.close()  # it drops (no DELETE) …
+            back = await publish(http, base, PATH, codec="VP8", token=tech)  # … and comes back at once
+            talkback = await publish(http, base, "course/or2/talkback-1", codec="VP8", audio=False,
+                                     token=mint(app, Role.FACULTY, "course"))
+            for v in viewers:
+                await v.close(http)
+            await back.pc.close()
+            await talkback.pc.close()
+    finally:
+        await runner.cleanup()
+
+
+async def test_eight_viewers_on_one_link_join_at_once(server: RunningServer) -> None:
+    pub = await publish(server.http, server.base, PATH, codec="VP8")
+    shared = server.token(Role.VIEWER, name="the hall's link")  # default limit: 10
+    viewers = await asyncio.gather(*(watch(server.http, server.base, PATH, token=shared) for _ in range(8)))
+    await asyncio.gather(*(v.wait_frames(5) for v in viewers))
+    # a hall opens its tiles, Q&A and WebSocket at once: the last two still fit
+    more = await asyncio.gather(*(watch(server.http, server.base, PATH, token=shared) for _ in range(2)))
+    eleventh = await watch(server.http, server.base, PATH, token=shared, expect=429)
+    await eleventh.pc.close()
+    for v in [*viewers, *more]:
+        await v.close(server.http)
+    await pub.pc.close()
+
+
+async def test_h264_publisher_restart_gives_the_viewer_a_picture_at_once(server: RunningServer) -> None:
+    """The hall-tile-after-restart case: the viewer is there first, the publisher arrives."""
+    caps = [c.mimeType for c in RTCRtpSender.getCapabilities("video").codecs]
+    assert "video/H264" in caps
+    tech = server.token(Role.TECHNICIAN)
+    pub = await publish(server.http, server.base, PATH, codec="H264", token=tech)
+    viewer = await watch(server.http, server.base, PATH)
+    await viewer.wait_frames(5)
+    async with aiohttp.ClientSession() as http:
+        async with http.delete(pub.session_url, headers={"Authorization": f"Bearer {tech}"}):
+            pass
+    await pub.pc.close()
+    count = len(viewer.counters)
+    back = await publish(server.http, server.base, PATH, codec="H264", start=90_000, token=tech)
+    started = time.monotonic()
+    await viewer.wait_until(lambda: len(viewer.counters) > count + 3, 10.0, "no picture after the return")
+    print(f"\npicture {time.monotonic() - started:.2f} s after the publisher's return")
+    await viewer.close(server.http)
+    await back.pc.close()
