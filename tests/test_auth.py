@@ -162,7 +162,8 @@ async def test_kick_closes_one_session_and_revoke_all_closes_the_event(server: R
         async with server.http.post(f"{server.base}/api/events/course/revoke-all") as r:
             assert r.status == 200 and (await r.json())["closed_sessions"] == 3
         closing = await ws.receive_json(timeout=5)
-        assert closing == {"type": "closing", "reason": "all links of the event revoked", "reconnect": False}
+        assert closing == {"type": "closing", "reason": "all links of the event revoked", "reconnect": False,
+                           "kind": "revoked"}
         closed = await ws.receive(timeout=5)
         assert closed.type == aiohttp.WSMsgType.CLOSE and closed.data == 4403
     await v2.wait_until(lambda: v2.pc.connectionState in ("closed", "failed"), 5.0, "viewer still up")

@@ -3,6 +3,8 @@ fragment, pages keep it out of the address bar, refuse without it, publish and p
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from broadcast.participant import ALL_EVENTS, Role
@@ -52,11 +54,18 @@ async def test_admin_page_mints_a_link_and_revokes_it(server: RunningServer) -> 
         minted = await admin.input_value("#link")
         assert minted.startswith(f"{server.base}/watch/course#token=")
         viewer = await browser.new_page()
+        viewer_errors = collect_console_errors(viewer)
         await viewer.goto(minted)
         await viewer.wait_for_selector("#who >> text=Dr Seoul")
         await admin.wait_for_selector("#sessions >> text=Dr Seoul")
+        await admin.wait_for_selector("#sessions >> text=live updates")  # one row per person, in words
         await screenshot(admin, "admin")
         await admin.click("#tokens tr:has-text('Dr Seoul') button:has-text('Revoke')")
         # the viewer's WebSocket is closed by the server and the page says why
         await viewer.wait_for_selector("text=no longer works", timeout=5000)
-        assert errors == []
+        assert await viewer.text_content("#conn") == "link no longer valid"
+        requests: list[str] = []
+        viewer.on("request", lambda r: requests.append(r.url))
+        await asyncio.sleep(12)  # thumbnails refresh every 10 s, quality every second
+        assert requests == [], f"the revoked page still asks the server: {requests[:5]}"
+        assert errors == [] and viewer_errors == [], (errors, viewer_errors)

@@ -42,11 +42,14 @@ async def test_high_profile_publisher_and_viewer(server: RunningServer) -> None:
     viewer = await watch(server.http, server.base, PATH, audio=False)
     await viewer.wait_frames(45)
     # consecutive except where the clip answered the joining viewer's PLI by skipping ahead to
-    # its next keyframe (at most once, before the viewer's first frame)
+    # its next keyframe (at most once, in the first second: the clip's own keyframe may reach
+    # the viewer first, and the PLI, which is sent until a keyframe arrives, lands just after)
     loop = len(clip.video)
-    gaps = [(a, b) for a, b in zip(viewer.counters, viewer.counters[1:], strict=False)
+    keyframes = {i for i, p in enumerate(clip.video) if p.keyframe}
+    gaps = [(i, a, b) for i, (a, b) in enumerate(zip(viewer.counters, viewer.counters[1:], strict=False))
             if b != (a + 1) % loop]
-    assert not gaps, f"frames missing or repeated: {gaps[:5]}"
+    answered = [g for g in gaps if g[0] < 30 and g[2] % loop in keyframes and g[2] > g[1]]
+    assert len(answered) <= 1 and len(gaps) == len(answered), f"frames missing or repeated: {gaps[:5]}"
     assert viewer.sizes == {(320, 240)}
     await viewer.close(server.http)
     await pc.close()

@@ -331,10 +331,10 @@ async function start() {
     onClosing: (reason, kind) => {
       socket.close();
       clearInterval(healthTimer);
-      cards.forEach(stopCard);
-      for (const entry of talkback.values()) { entry.player.stop(); entry.meter?.stop(); }
+      for (const card of cards) { card.publisher.drop(); setButtons(card, false); }
+      for (const entry of talkback.values()) { entry.player.drop(); entry.meter?.stop(); }
       talkback.clear();
-      qa?.stop();
+      qa?.drop();
       setStatus(conn, kind === "kicked" ? "removed" : "link no longer valid", "bad");
       showNoAccess(closedMessage(reason, kind));
     },

@@ -121,9 +121,9 @@ async function start() {
     onState: (s, again) => { if (again) [...tiles.map((t) => t.player), qa].forEach((x) => x?.retryNow()); },
     onClosing: (reason, kind) => {
       clearInterval(watchdogTimer);
-      for (const tile of tiles) tile.player.stop();
+      for (const tile of tiles) tile.player.drop();
       tiles = [];
-      qa?.stop();
+      qa?.drop();
       showNoAccess(closedMessage(reason, kind));
     },
   });

@@ -276,7 +276,7 @@ async function start() {
     onEnded: (reason) => {
       timers.forEach(clearInterval);
       thumbs?.stop();
-      qa?.stop();
+      qa?.drop();
       showNoAccess(closedMessage(reason, /revoked/.test(reason) ? "revoked" : /expired/.test(reason) ? "expired"
         : /removed/.test(reason) ? "kicked" : "ended"));
     },

@@ -409,13 +409,15 @@ async function start() {
 // asking the server with a dead link, or touch the elements the notice replaced).
 function shutdown() {
   clearInterval(qualityTimer);
-  main?.stop();
-  for (const t of tiles) t.player.stop();
+  main?.drop();
+  for (const t of tiles) t.player.drop();
   tiles = [];
-  for (const p of talkbackPlayers.values()) p.player.stop();
+  for (const p of talkbackPlayers.values()) p.player.drop();
   talkbackPlayers.clear();
-  qa?.stop();
+  qa?.drop();
   thumbs?.stop();
+  talk?.drop();
+  talk = null;
   stopTalking();
 }
 
@@ -424,6 +426,7 @@ start();
 // A read-only handle for diagnostics and browser tests (getStats from the console).
 window.orcast = {
   get peer() { return main?.pc; },
+  get recoveries() { return main?.recoveries ?? 0; },
   get path() { return main?.path; },
   get tiles() { return tiles.map((t) => ({ feed: t.feed, state: t.player.state, peer: t.player.pc })); },
   get talk() { return talk; },

@@ -38,6 +38,13 @@ export class QaConnection {
     this._teardown();
   }
 
+  // The server closed this page for good (revoked, kicked): it has ended the session itself,
+  // so close without a DELETE (which the dead link would get a 401 for).
+  drop() {
+    this._session = null;
+    this.stop();
+  }
+
   // The server is reachable again: do not wait out the backoff.
   retryNow() {
     const lost = this._pc && this._pc.connectionState !== "connected" && this.state !== "connecting";
@@ -62,10 +69,12 @@ export class QaConnection {
     this._channel = channel;
     this._setState("connecting");
     channel.onmessage = (message) => this._onMessage(message.data);
-    channel.onclose = () => pc === this._pc && this._retry("the Q&A connection closed");
+    // closed or failed: the server has dropped the session (or will), so no DELETE for it —
+    // after a revocation that DELETE would only be refused
+    channel.onclose = () => pc === this._pc && this._lost("the Q&A connection closed");
     pc.onconnectionstatechange = () => {
       if (pc === this._pc && (pc.connectionState === "failed" || pc.connectionState === "closed")) {
-        this._retry("the Q&A connection was lost");
+        this._lost("the Q&A connection was lost");
       } else if (pc === this._pc && pc.connectionState === "disconnected") {
         setTimeout(() => pc === this._pc && pc.connectionState === "disconnected" &&
           this._retry("the Q&A connection was lost", 0), 3000);
@@ -84,6 +93,11 @@ export class QaConnection {
       }
       this._retry(error.message, error.retryAfter ? error.retryAfter * 1000 : undefined);
     }
+  }
+
+  _lost(reason) {
+    this._session = null;
+    this._retry(reason);
   }
 
   _retry(reason, delay) {
@@ -156,6 +170,9 @@ export class QaConnection {
       this.layout = m.layout;
       this.handlers.onLayout?.(this.layout);
     } else if (m.type === "closing" && !m.reconnect) {
+      // closed for good by the server (revoked, kicked): no reconnect, no DELETE of its session
+      this.drop();
+      this._setState("ended", m.reason);
       this.handlers.onEnded?.(m.reason);
     }
     if ((m.type === "ack" || m.type === "error") && this._pending.has(m.ref)) {

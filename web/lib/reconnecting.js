@@ -21,6 +21,13 @@ export class Reconnecting {
     return false;
   }
 
+  // The server closed this page for good (revoked, kicked): it has ended the session itself,
+  // so close without a DELETE (which the dead link would get a 401 for). Subclasses stop().
+  drop() {
+    this._session = null;
+    this.stop();
+  }
+
   // The server is reachable again (its WebSocket is back): do not wait out the backoff.
   retryNow() {
     const lost = this.pc && this.pc.connectionState !== "connected" && this.state !== "connecting";
@@ -62,6 +69,7 @@ export class Reconnecting {
         this._delay = 1000;
         onUp();
       } else if (pc.connectionState === "failed" || pc.connectionState === "closed") {
+        this._session = null;  // the server dropped it (or will): a DELETE could only be refused
         onLost();
       } else if (pc.connectionState === "disconnected") {
         setTimeout(() => pc === this.pc && pc.connectionState === "disconnected" && onLost(), SILENCE_MS);
