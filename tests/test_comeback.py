@@ -14,12 +14,17 @@ from aiortc import RTCRtpSender
 from broadcast.frame import EncodedFrame
 from broadcast.participant import Role
 from broadcast.producer import KEYFRAME_MIN_INTERVAL, Producer
-from broadcast.stream import STALLED_AFTER_S
+from broadcast.stream import STALLED_AFTER_S, Stream
 
 from .conftest import RunningServer, make_config, organizer_session, start_server
 from .peers import assert_consecutive, make_offer_sdp, post_offer, publish, wait_until, watch
 
 PATH = "course/or2/endoscope"
+
+
+def stream_of(server: RunningServer) -> Stream:
+    (stream,) = server.broadcaster.streams.values()
+    return stream
 
 
 class DeafSource:
@@ -113,9 +118,15 @@ async def test_returning_encoder_replaces_its_frozen_session(server: RunningServ
         sender.replaceTrack(None)
     started = time.monotonic()
     back = await publish(server.http, server.base, PATH, codec="VP8", start=50_000, token=tech)
-    assert time.monotonic() - started < 2.0
+    answered = time.monotonic() - started
+    assert answered < 2.0
+    await wait_until(lambda: (stream_of(server).video.last_frame_at or 0.0) > started, 10.0,
+                     lambda: "no frame from the new publisher")
+    first_frame = time.monotonic()
     await viewer.wait_until(lambda: any(c >= 50_000 for c in viewer.counters), 10.0,
                             "the viewer never saw the new publisher")
+    print(f"\nreplaced in {answered * 1000:.0f} ms (201); the viewer saw the new picture "
+          f"{(time.monotonic() - first_frame) * 1000:.0f} ms after the new publisher's first frame")
     assert viewer.pc.connectionState == "connected"
     assert_consecutive([c for c in viewer.counters if c >= 50_000], "viewer after the replacement")
     async with server.http.delete(frozen.session_url, headers={"Authorization": f"Bearer {tech}"}) as r:

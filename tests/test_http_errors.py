@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 
 import aiohttp
+import pytest
 
 from broadcast.participant import Role
+from broadcast.qamessages import QaError, parse
 from broadcast.session import IceServer
 from signaling.config import ServerConfig
 
@@ -170,3 +173,55 @@ async def test_viewer_answer_is_sendonly(server: RunningServer) -> None:
     assert "a=setup:passive" in viewer.answer, "the server takes the DTLS server role"
     await viewer.close(server.http)
     await pub.pc.close()
+
+
+async def test_sessions_deleted_before_they_connect_log_no_dtls_advice(server: RunningServer,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """750 "DTLS handshake failed … check the client's certificate" lines in one day sent an
+    operator the wrong way: a session ended on purpose fails its handshake on purpose."""
+    pub = await publish(server.http, server.base, PATH, "VP8")
+    with caplog.at_level(logging.INFO):
+        for _ in range(5):
+            viewer = await watch(server.http, server.base, PATH)  # ICE and DTLS start …
+            await viewer.close(server.http)                       # … and the page leaves at once
+        await asyncio.sleep(2.0)
+    assert "DTLS handshake failed" not in caplog.text
+    await pub.pc.close()
+
+
+async def test_malformed_http_is_one_info_line(server: RunningServer, caplog: pytest.LogCaptureFixture) -> None:
+    port = int(server.base.rsplit(":", 1)[1])
+    with caplog.at_level(logging.INFO):
+        for garbage in (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",  # a TLS hello on the HTTP port
+                        b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+                        b"POST /api/events HTTP/1.1\r\nContent-Length: -5\r\n\r\n"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(garbage)
+            await writer.drain()
+            answer = await reader.read(200)
+            writer.close()
+            assert answer.split(b" ", 2)[1] == b"400", answer
+    bad = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert bad and all(r.levelno == logging.INFO and not r.exc_info for r in bad), \
+        [(r.levelname, r.getMessage()) for r in bad]
+    assert all("malformed HTTP request from" in r.getMessage() for r in bad)
+
+
+async def test_titles_and_names_refuse_hidden_characters(server: RunningServer) -> None:
+    for body, what in (({"slug": "or9", "title": "OR 9 \u202egpj.exe"}, "U+202E"),
+                       ({"slug": "or9", "title": "OR\u200b9"}, "U+200B")):
+        async with server.http.post(f"{server.base}/api/events/course/theatres", json=body) as r:
+            assert r.status == 400 and what in (await r.json())["error"], await r.text()
+    async with server.http.post(f"{server.base}/api/events/course/tokens",
+                                json={"role": "viewer", "name": "Dr \u202eKim"}) as r:
+        assert r.status == 400 and "U+202E" in (await r.json())["error"]
+    async with server.http.post(f"{server.base}/api/events/course/theatres",
+                                json={"slug": "or9", "title": "OR 9 · Ünal"}) as r:
+        assert r.status == 201, await r.text()
+
+
+def test_deep_json_on_the_qa_channel_is_bad_json() -> None:
+    for raw in ("[" * 8000, '{"a":' * 3000 + "1" + "}" * 3000, "[" * 40 + "]" * 40):
+        with pytest.raises(QaError) as caught:
+            parse(raw)
+        assert caught.value.code in ("bad_json", "too_large"), caught.value.code

@@ -54,3 +54,34 @@ async def test_recordings_page_plays_and_seeks(rec_server: RunningServer, codec:
         await screenshot(page, f"recordings-{codec.lower()}")
         print(f"\n{codec}: plays {duration:.1f} s, seeked to {position:.2f} s")
         assert not errors, errors
+
+
+@pytest.mark.parametrize("rec_server", [{"segment_minutes": 0.05}], indirect=True)
+async def test_a_recording_plays_on_across_its_segments(rec_server: RunningServer) -> None:
+    server = rec_server
+    pub = await publish(server.http, server.base, PATH, "VP8")
+    await control(server, "start", theatre="or1")
+    await wait_state(server, "recording")
+    await asyncio.sleep(8)  # 3 s segments: three of them
+    await control(server, "stop", theatre="or1")
+    await stop_publisher(server, pub)
+    token = server.token(Role.MODERATOR, name="moderator in the browser")
+    async with chromium() as browser:
+        page = await browser.new_page()
+        errors = collect_console_errors(page)
+        await page.goto(f"{server.base}/recordings/course#token={token}")
+        row = page.locator("#library tr[data-recording]")
+        await row.wait_for()
+        cells = await row.locator("td").all_text_contents()
+        assert cells[0] == "OR 1 · endoscope", cells  # the theatre's name, not the stream path
+        assert "Z" not in cells[1] and "T" not in cells[1] and ".000" not in cells[1], cells[1]  # local time
+        await page.click("#library tr[data-recording] button:has-text('Play')")
+        await page.wait_for_function("document.getElementById('player').dataset.part === '0'")
+        await page.evaluate("""() => { const v = document.getElementById('player');
+            const nearEnd = () => { v.currentTime = Math.max(0, v.duration - 0.5); };
+            v.addEventListener('loadedmetadata', nearEnd, { once: true });
+            if (v.readyState >= 1) nearEnd(); }""")
+        await page.wait_for_function("document.getElementById('player').dataset.part === '1'", timeout=15000)
+        await page.wait_for_function("document.getElementById('player').currentTime > 0.5", timeout=10000)
+        assert "part 2 of" in (await page.text_content("#player-title") or "")
+        assert not errors, errors
