@@ -75,9 +75,11 @@ async def main() -> None:
             faculty = await browser.new_page()
             await faculty.goto(link["faculty"])
             await faculty.wait_for_selector("#talkback:not([hidden])")
+            await faculty.select_option("#tb-theatre", "or2")  # the console shown below is OR 2's
             await faculty.click("#tb-start")
             await faculty.wait_for_selector("#tb-status >> text=Speaking")
             await shot(faculty, "watch-faculty")
+            await console.wait_for_selector(".tb-tile >> text=Demo faculty", timeout=20000)
             await shot(console, "console")
 
             hall = await browser.new_page()

@@ -110,6 +110,10 @@ async def test_camera_talkback_shows_video_on_the_console_ten_times_out_of_ten(s
     async with chromium() as browser:
         console, console_errors = await open_page(browser, link(server, Role.TECHNICIAN, "or1"))
         await console.wait_for_selector(".card .start")
+        # what the camera really gives is said before going live (Chromium's fake camera: 20 fps)
+        await console.select_option(".card .quality", "1920x1080x4000")
+        await console.wait_for_selector(".card .capture >> text=This camera gives", timeout=10000)
+        assert await console.text_content(".card .feed-status") == "Not live"
         faculty, faculty_errors = await open_page(browser, link(server, Role.FACULTY, "or1", name="Prof Berlin"))
         await faculty.wait_for_selector("#talkback:not([hidden])")
         await faculty.check("#tb-camera")

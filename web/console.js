@@ -93,7 +93,7 @@ function addCard() {
   const q = (sel) => node.querySelector(sel);
   const card = {
     node, feed: q(".feed"), camera: q(".camera"), mic: q(".mic"), quality: q(".quality"), preview: q(".preview"),
-    start: q(".start"), stop: q(".stop"), record: q(".record"), remove: q(".remove"), status: q(".status"),
+    start: q(".start"), stop: q(".stop"), record: q(".record"), remove: q(".remove"), status: q(".feed-status"),
     health: q(".feed-health"), badge: q(".onair-badge"), capture: q(".capture"), notice: q(".card-notice"),
     media: null, publisher: null, path: null, touched: false, asked: null, noticeTimer: null,
   };
