@@ -51,7 +51,7 @@ adhoc_theatres = true
 def auth_headers() -> dict[str, str]:
     """A server-wide organizer token, signed with the secret the bench hands the server."""
     from broadcast.participant import ALL_EVENTS, Role
-    from signaling.tokens import TokenIssuer
+    from signaling.auth.tokens import TokenIssuer
 
     token, _ = TokenIssuer(os.environ["ORCAST_SECRET"].encode()).mint(ALL_EVENTS, Role.ORGANIZER, "bench", 3600)
     return {"Authorization": f"Bearer {token}"}
@@ -73,7 +73,7 @@ def free_port() -> int:
 async def run_publisher(base: str, path: str = PATH) -> None:
     from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
-    from broadcast.synthetic import ClipTrack, encode_clip
+    from broadcast.sources.synthetic import ClipTrack, encode_clip
 
     clip = encode_clip("H264", 1280, 720, 30, 4, 2_000_000)
     pc = RTCPeerConnection()
@@ -125,7 +125,7 @@ class TapViewer:
 async def run_viewers(base: str, count: int) -> None:
     from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
-    from broadcast.aiortchooks import EncodedFrameTap, install_receiver_tap
+    from broadcast.webrtc.aiortchooks import EncodedFrameTap, install_receiver_tap
 
     viewers: list[TapViewer] = []
     pcs = []

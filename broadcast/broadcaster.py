@@ -17,27 +17,28 @@ from dataclasses import dataclass, field
 
 from aiortc import RTCDataChannel
 
-from .aiortchooks import check_internals, install_fast_clock
-from .errors import Overloaded, SessionNotFound, StreamBusy, StreamNotLive
-from .participant import Participant
-from .producer import Source
-from .publisher import PublisherSession
-from .qaboards import QaBoards, QaSettings
-from .qasession import QaSession
-from .recordings import RecordingManager, RecordingSettings
-from .sdpoffer import (
+from broadcast.errors import Overloaded, SessionNotFound, StreamBusy, StreamNotLive
+from broadcast.participant import Participant
+from broadcast.qa.boards import QaBoards, QaSettings
+from broadcast.recording.manager import RecordingManager, RecordingSettings
+from broadcast.relay.connection import Connection
+from broadcast.relay.producer import Source
+from broadcast.relay.stream import STALLED_AFTER_S, Stream, StreamInfo
+from broadcast.relay.streampath import StreamPath
+from broadcast.relay.thumbnailer import Thumbnails
+from broadcast.webrtc.aiortchooks import check_internals, install_fast_clock
+from broadcast.webrtc.datasession import QaSession
+from broadcast.webrtc.publisher import PublisherSession
+from broadcast.webrtc.sdpoffer import (
     SUPPORTED_VIDEO,
     ShapedOffer,
     shape_data_offer,
     shape_play_offer,
     shape_publish_offer,
 )
-from .session import IceServer, PeerSession, SessionSettings
-from .stream import STALLED_AFTER_S, Stream, StreamInfo
-from .streampath import StreamPath
-from .thumbnailer import Thumbnails
-from .udpports import UdpPortRange, restrict_udp_ports
-from .viewer import ViewerSession
+from broadcast.webrtc.session import IceServer, PeerSession, SessionSettings
+from broadcast.webrtc.udpports import UdpPortRange, restrict_udp_ports
+from broadcast.webrtc.viewer import ViewerSession
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ class Broadcaster:
         return session
 
     def _publisher_to_replace(self, stream: Stream, participant: Participant | None,
-                              ) -> tuple[PeerSession, str] | None:
+                              ) -> tuple[Connection, str] | None:
         """The live publisher a new session takes over, with why; raises StreamBusy if it may not."""
         if not stream.live:
             return None

@@ -10,19 +10,20 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from broadcast.broadcaster import Broadcaster, BroadcastSettings
-from broadcast.qaboard import BoardLimits
-from broadcast.qaboards import QaSettings
-from broadcast.qastore import DB_FILE as QA_DB_FILE
-from broadcast.recordings import RecordingSettings
-
-from . import adminapi, api, health, metrics, pages, qaapi, recordingapi, whep, whip, wsapi
-from .access import Access
-from .appstate import ACCESS, BROADCASTER, CONFIG, HEALTH, METRICS, TICKETS, WEB_ROOT, WS_HUB
-from .config import ServerConfig
-from .eventstore import EventStore
-from .logformat import install_bad_http_filter, request_id_middleware
-from .tickets import MediaTickets
-from .tokens import TokenIssuer, load_secret
+from broadcast.qa.board import BoardLimits
+from broadcast.qa.boards import QaSettings
+from broadcast.qa.store import DB_FILE as QA_DB_FILE
+from broadcast.recording.manager import RecordingSettings
+from signaling.auth.access import Access
+from signaling.auth.tickets import MediaTickets
+from signaling.auth.tokens import TokenIssuer, load_secret
+from signaling.config.settings import ServerConfig
+from signaling.health import Health
+from signaling.http import admin, events, health, metrics, pages, qa, recordings, whep, whip, ws
+from signaling.keys import ACCESS, BROADCASTER, CONFIG, HEALTH, METRICS, TICKETS, WEB_ROOT, WS_HUB
+from signaling.livehub import WsHub
+from signaling.logs.format import install_bad_http_filter, request_id_middleware
+from signaling.store.eventstore import EventStore
 
 logger = logging.getLogger(__name__)
 
@@ -168,24 +169,24 @@ def create_app(config: ServerConfig, broadcaster: Broadcaster | None = None) -> 
     ))
     app[ACCESS] = Access(config, TokenIssuer(secret), open_store(config), app[BROADCASTER])
     app[TICKETS] = MediaTickets(secret)
-    app[WS_HUB] = wsapi.WsHub(app)
-    app[HEALTH] = health.Health()
+    app[WS_HUB] = WsHub(app[BROADCASTER])
+    app[HEALTH] = Health()
     app[METRICS] = metrics.make_registry(app[BROADCASTER])
     # cleanup runs in reverse: the hub and access close before the broadcaster
     app.cleanup_ctx.append(_broadcaster_ctx)
     app.cleanup_ctx.append(_access_ctx)
     app.cleanup_ctx.append(_recordings_ctx)
     app.cleanup_ctx.append(_qa_ctx)
-    app.cleanup_ctx.append(wsapi.hub_ctx)
-    app.on_shutdown.append(wsapi.on_shutdown)
+    app.cleanup_ctx.append(ws.hub_ctx)
+    app.on_shutdown.append(ws.on_shutdown)
     app.cleanup_ctx.append(health.health_ctx)
     app.add_routes(whip.routes())
     app.add_routes(whep.routes())
-    app.add_routes(wsapi.routes())
-    app.add_routes(api.routes())
-    app.add_routes(adminapi.routes())
-    app.add_routes(recordingapi.routes())
-    app.add_routes(qaapi.routes())
+    app.add_routes(ws.routes())
+    app.add_routes(events.routes())
+    app.add_routes(admin.routes())
+    app.add_routes(recordings.routes())
+    app.add_routes(qa.routes())
     app.add_routes(health.routes())
     app.add_routes([metrics.handler(app)])
     app.add_routes([web.options("/api/{tail:.*}", api_options)])

@@ -14,21 +14,20 @@ from pathlib import Path
 
 from aiohttp import web
 
-from broadcast.clipcache import cached_clip
 from broadcast.participant import ALL_EVENTS, Role
-from broadcast.streampath import StreamPath
-from broadcast.synthetic import SyntheticFeed
-
-from .app import create_app, open_store
-from .appstate import ACCESS, BROADCASTER, HEALTH
-from .config import LOG_LEVELS, ConfigError, ServerConfig, load_config
-from .configexample import EXAMPLE
-from .eventstore import Event, Theatre
-from .links import mint_link, server_base
-from .logformat import configure_logging
-from .logsafety import install_log_safety
-from .metrics import metrics_app
-from .tokens import TokenIssuer, load_secret, parse_ttl
+from broadcast.relay.streampath import StreamPath
+from broadcast.sources.clipcache import cached_clip
+from broadcast.sources.synthetic import SyntheticFeed
+from signaling.app import create_app, open_store
+from signaling.auth.links import mint_link, server_base
+from signaling.auth.tokens import TokenIssuer, load_secret, parse_ttl
+from signaling.config.example import EXAMPLE
+from signaling.config.settings import LOG_LEVELS, ConfigError, ServerConfig, load_config
+from signaling.http.metrics import metrics_app
+from signaling.keys import ACCESS, BROADCASTER, HEALTH
+from signaling.logs.format import configure_logging
+from signaling.logs.safety import install_log_safety
+from signaling.store.eventstore import Event, Theatre
 
 logger = logging.getLogger("orcast")
 

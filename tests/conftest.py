@@ -15,14 +15,13 @@ from aiohttp import web
 
 from broadcast.broadcaster import Broadcaster
 from broadcast.participant import ALL_EVENTS, Role
-from signaling.access import Access
 from signaling.app import create_app
-from signaling.appstate import ACCESS, BROADCASTER
-from signaling.config import ServerConfig
-from signaling.eventstore import Event, Theatre
-from signaling.links import mint_link
-
-from .logcheck import LogCapture
+from signaling.auth.access import Access
+from signaling.auth.links import mint_link
+from signaling.config.settings import ServerConfig
+from signaling.keys import ACCESS, BROADCASTER
+from signaling.store.eventstore import Event, Theatre
+from tests.logcheck import LogCapture
 
 TEST_EVENT = Event("course", "Test course", (Theatre("or1", "OR 1"), Theatre("or2", "OR 2")),
                    adhoc_theatres=True, source="config")

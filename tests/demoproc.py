@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from broadcast.participant import Role
-
-from .logcheck import LogCapture
+from tests.logcheck import LogCapture
 
 ROOT = Path(__file__).resolve().parent.parent
 

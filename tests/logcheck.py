@@ -18,7 +18,7 @@ class LogCapture(logging.Handler):
         """`redact`: pass records through the server's own log filter, as `orcast serve` does."""
         super().__init__(level)
         if redact:
-            from signaling.logsafety import RedactingFilter
+            from signaling.logs.safety import RedactingFilter
             self.addFilter(RedactingFilter())
         self.lines: list[str] = []
         self._old_level = logging.NOTSET

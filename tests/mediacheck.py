@@ -16,7 +16,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from broadcast.testpattern import read_code
+from broadcast.sources.testpattern import read_code
 
 
 @dataclass

@@ -16,7 +16,7 @@ import numpy as np
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, VideoStreamTrack
 
-from broadcast.testpattern import make_frame, read_code, tone
+from broadcast.sources.testpattern import make_frame, read_code, tone
 
 WIDTH, HEIGHT, FPS = 320, 240, 30
 

@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
-from .peers import CounterTrack, bearer, post_offer, wait_until
+from tests.peers import CounterTrack, bearer, post_offer, wait_until
 
 _refs = itertools.count(1)
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import aiohttp
 from playwright.async_api import Page
 
-from .browser import chromium
-from .demoproc import ROOT, start_demo
-from .qaclient import joined
+from tests.browser import chromium
+from tests.demoproc import ROOT, start_demo
+from tests.qaclient import joined
 
 OUT = ROOT / "docs" / "screenshots"
 QUESTIONS = [

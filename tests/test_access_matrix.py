@@ -10,14 +10,13 @@ import aiohttp
 import pytest
 
 from broadcast.participant import ALL_EVENTS, Role
-from broadcast.streampath import StreamPath
-from broadcast.synthetic import SyntheticFeed, encode_clip
-from signaling.appstate import BROADCASTER
-from signaling.eventstore import Event, Theatre
-
-from .accesstable import COLUMNS, ROWS, Row, markdown
-from .conftest import RunningServer, make_config, mint, organizer_session, start_server
-from .peers import make_offer_sdp
+from broadcast.relay.streampath import StreamPath
+from broadcast.sources.synthetic import SyntheticFeed, encode_clip
+from signaling.keys import BROADCASTER
+from signaling.store.eventstore import Event, Theatre
+from tests.accesstable import COLUMNS, ROWS, Row, markdown
+from tests.conftest import RunningServer, make_config, mint, organizer_session, start_server
+from tests.peers import make_offer_sdp
 
 EVENT = "matrix"
 LIVE = StreamPath(EVENT, "or1", "endoscope")

@@ -8,7 +8,8 @@ import aiortc
 from aiortc import RTCPeerConnection
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 
-from broadcast.aiortchooks import (
+from broadcast.relay.frame import EncodedFrame
+from broadcast.webrtc.aiortchooks import (
     AIORTC_VERSION,
     EncodedFrameTap,
     SharedPacketizer,
@@ -17,10 +18,8 @@ from broadcast.aiortchooks import (
     fast_ntp_time,
     install_receiver_tap,
 )
-from broadcast.frame import EncodedFrame
-
-from .conftest import RunningServer
-from .peers import publish
+from tests.conftest import RunningServer
+from tests.peers import publish
 
 
 def test_aiortc_is_the_pinned_version() -> None:

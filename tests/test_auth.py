@@ -21,12 +21,11 @@ import jwt
 import pytest
 
 from broadcast.participant import Role
-from signaling.eventstore import Event, Theatre
-from signaling.tokens import TokenIssuer
-
-from .conftest import RunningServer, make_config, organizer_session, start_server
-from .logcheck import LogCapture
-from .peers import assert_consecutive, make_offer_sdp, post_offer, publish, watch
+from signaling.auth.tokens import TokenIssuer
+from signaling.store.eventstore import Event, Theatre
+from tests.conftest import RunningServer, make_config, organizer_session, start_server
+from tests.logcheck import LogCapture
+from tests.peers import assert_consecutive, make_offer_sdp, post_offer, publish, watch
 
 PATH = "course/or1/endoscope"
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 
 from broadcast.errors import InvalidOffer, UnsupportedOffer
-from broadcast.frame import (
+from broadcast.relay.frame import (
     H264ParameterSets,
     h264_nal_types,
     is_keyframe,
     vp8_resolution,
 )
-from broadcast.sdpoffer import restore_answer, shape_play_offer, shape_publish_offer
-from broadcast.streampath import StreamPath
-from broadcast.synthetic import encode_clip
+from broadcast.relay.streampath import StreamPath
+from broadcast.sources.synthetic import encode_clip
+from broadcast.webrtc.sdpoffer import restore_answer, shape_play_offer, shape_publish_offer
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def test_idr_without_parameter_sets_gets_them_prepended(h264_clip) -> None:  # t
 
 
 def _units(data: bytes) -> list[bytes]:
-    from broadcast.frame import h264_nal_units
+    from broadcast.relay.frame import h264_nal_units
     return h264_nal_units(data)
 
 

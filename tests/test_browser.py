@@ -8,10 +8,9 @@ import asyncio
 import pytest
 
 from broadcast.participant import ALL_EVENTS, Role
-from signaling.links import role_link
-
-from .browser import chromium, collect_console_errors, screenshot
-from .conftest import RunningServer
+from signaling.auth.links import role_link
+from tests.browser import chromium, collect_console_errors, screenshot
+from tests.conftest import RunningServer
 
 pytestmark = pytest.mark.browser
 PATH = "course/or2/endoscope"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from broadcast.clipcache import cached_clip
+from broadcast.sources.clipcache import cached_clip
 
 
 def test_the_second_start_reads_the_first_ones_clip(tmp_path: Path) -> None:

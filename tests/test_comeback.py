@@ -11,13 +11,12 @@ from dataclasses import replace
 import aiohttp
 from aiortc import RTCRtpSender
 
-from broadcast.frame import EncodedFrame
 from broadcast.participant import Role
-from broadcast.producer import KEYFRAME_MIN_INTERVAL, Producer
-from broadcast.stream import STALLED_AFTER_S, Stream
-
-from .conftest import RunningServer, make_config, organizer_session, start_server
-from .peers import assert_consecutive, make_offer_sdp, post_offer, publish, wait_until, watch
+from broadcast.relay.frame import EncodedFrame
+from broadcast.relay.producer import KEYFRAME_MIN_INTERVAL, Producer
+from broadcast.relay.stream import STALLED_AFTER_S, Stream
+from tests.conftest import RunningServer, make_config, organizer_session, start_server
+from tests.peers import assert_consecutive, make_offer_sdp, post_offer, publish, wait_until, watch
 
 PATH = "course/or2/endoscope"
 
@@ -171,7 +170,7 @@ async def test_a_returning_publisher_gets_in_at_the_session_limit() -> None:
     runner, base, app = await start_server(replace(make_config(), max_sessions=2))
     try:
         async with organizer_session(app) as http:
-            from .conftest import mint
+            from tests.conftest import mint
             tech = mint(app, Role.TECHNICIAN, "course")
             pub = await publish(http, base, PATH, codec="VP8", token=tech)
             viewers = [await watch(http, base, PATH) for _ in range(2)]

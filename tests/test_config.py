@@ -15,14 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from broadcast.session import IceServer
+from broadcast.webrtc.session import IceServer
 from signaling.cli import build_parser, resolve_config
-from signaling.config import ConfigError, load_config, parse_config
-from signaling.configexample import EXAMPLE
-from signaling.logformat import REQUEST_ID, JsonFormatter, RequestIdFilter
-
-from .conftest import RunningServer
-from .demoproc import ROOT
+from signaling.config.example import EXAMPLE
+from signaling.config.settings import ConfigError, load_config, parse_config
+from signaling.logs.format import REQUEST_ID, JsonFormatter, RequestIdFilter
+from tests.conftest import RunningServer
+from tests.demoproc import ROOT
 
 BAD = [  # (config data, the key its error must name)
     ({"server": {"port": "80"}}, "server.port"),

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from .demoproc import ROOT, free_port
+from tests.demoproc import ROOT, free_port
 
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 

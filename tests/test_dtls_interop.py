@@ -13,8 +13,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from .conftest import RunningServer
-from .peers import CounterTrack, post_offer, watch
+from tests.conftest import RunningServer
+from tests.peers import CounterTrack, post_offer, watch
 
 PATH = "course/or2/endoscope"
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from broadcast.participant import Role
-from signaling.config import ConfigError, parse_config
-from signaling.eventstore import Event, EventStore, StoreError, Theatre
-from signaling.tokens import TokenIssuer, load_secret
+from signaling.auth.tokens import TokenIssuer, load_secret
+from signaling.config.settings import ConfigError, parse_config
+from signaling.store.eventstore import Event, EventStore, StoreError, Theatre
 
 
 def test_events_and_revocations_survive_a_restart(tmp_path: Path) -> None:

@@ -23,11 +23,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from broadcast.participant import ALL_EVENTS, Role
-from signaling.eventstore import EventStore
-from signaling.tokens import TokenIssuer
-
-from .demoproc import start_demo
-from .peers import make_offer_sdp, watch
+from signaling.auth.tokens import TokenIssuer
+from signaling.store.eventstore import EventStore
+from tests.demoproc import start_demo
+from tests.peers import make_offer_sdp, watch
 
 ROOT = Path(__file__).resolve().parent.parent
 FUZZ = settings(max_examples=int(os.environ.get("ORCAST_FUZZ_EXAMPLES", "120")), deadline=None,

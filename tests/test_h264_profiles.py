@@ -7,10 +7,9 @@ import re
 
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
-from broadcast.synthetic import ClipTrack, encode_clip
-
-from .conftest import RunningServer
-from .peers import post_offer, watch
+from broadcast.sources.synthetic import ClipTrack, encode_clip
+from tests.conftest import RunningServer
+from tests.peers import post_offer, watch
 
 PATH = "course/or1/endoscope"
 

@@ -10,12 +10,11 @@ import aiohttp
 import pytest
 
 from broadcast.participant import Role
-from broadcast.qamessages import QaError, parse
-from broadcast.session import IceServer
-from signaling.config import ServerConfig
-
-from .conftest import RunningServer, organizer_session, start_server
-from .peers import make_offer_sdp, post_offer, publish, watch
+from broadcast.qa.messages import QaError, parse
+from broadcast.webrtc.session import IceServer
+from signaling.config.settings import ServerConfig
+from tests.conftest import RunningServer, organizer_session, start_server
+from tests.peers import make_offer_sdp, post_offer, publish, watch
 
 PATH = "course/or3/overhead"
 SDP = {"Content-Type": "application/sdp"}

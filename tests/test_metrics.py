@@ -9,10 +9,10 @@ from pathlib import Path
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import RunningServer, make_config, organizer_session, start_server
-from .demoproc import free_port, start_demo
-from .peers import bearer, publish, watch
-from .qaclient import joined
+from tests.conftest import RunningServer, make_config, organizer_session, start_server
+from tests.demoproc import free_port, start_demo
+from tests.peers import bearer, publish, watch
+from tests.qaclient import joined
 
 TOKEN = "metrics-token-0123456789abcdef"
 PATH = "course/or1/endoscope"

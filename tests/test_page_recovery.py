@@ -15,14 +15,13 @@ import pytest
 from playwright.async_api import Page
 
 from broadcast.participant import Role
-from broadcast.viewer import ViewerSession
-
-from .browser import chromium, collect_console_errors, screenshot
-from .conftest import RunningServer
-from .demoproc import free_port, start_demo
-from .peers import bearer, publish
-from .qaclient import joined
-from .test_pages import link, open_page
+from broadcast.webrtc.viewer import ViewerSession
+from tests.browser import chromium, collect_console_errors, screenshot
+from tests.conftest import RunningServer
+from tests.demoproc import free_port, start_demo
+from tests.peers import bearer, publish
+from tests.qaclient import joined
+from tests.test_pages import link, open_page
 
 pytestmark = pytest.mark.browser
 

@@ -15,11 +15,10 @@ import pytest
 from playwright.async_api import BrowserContext, Page
 
 from broadcast.participant import ALL_EVENTS, Role
-from signaling.links import role_link
-
-from .browser import PICTURE_SPREAD_JS, chromium, collect_console_errors, screenshot
-from .conftest import RunningServer
-from .demoproc import free_port, start_demo
+from signaling.auth.links import role_link
+from tests.browser import PICTURE_SPREAD_JS, chromium, collect_console_errors, screenshot
+from tests.conftest import RunningServer
+from tests.demoproc import free_port, start_demo
 
 pytestmark = pytest.mark.browser
 

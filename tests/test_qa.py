@@ -8,11 +8,10 @@ import json
 
 import aiohttp
 
-from broadcast.qachannel import MESSAGE_BURST
-
-from .conftest import RunningServer
-from .peers import make_offer_sdp, post_offer
-from .qaclient import QaClient, connect, joined
+from broadcast.qa.channel import MESSAGE_BURST
+from tests.conftest import RunningServer
+from tests.peers import make_offer_sdp, post_offer
+from tests.qaclient import QaClient, connect, joined
 
 QUESTION = "How do you identify the right hepatic duct when the anatomy is aberrant?"
 

@@ -3,9 +3,9 @@ asked from the browser and the on-air update received there."""
 
 from __future__ import annotations
 
-from .browser import chromium, collect_console_errors
-from .conftest import RunningServer
-from .qaclient import joined
+from tests.browser import chromium, collect_console_errors
+from tests.conftest import RunningServer
+from tests.qaclient import joined
 
 JOIN_JS = """async ([token, text]) => {
   const pc = new RTCPeerConnection();

@@ -12,10 +12,10 @@ from typing import Any
 
 import aiohttp
 
-from .conftest import RunningServer, make_config, organizer_session, start_server
-from .demoproc import DemoProcess, start_demo
-from .peers import bearer
-from .qaclient import QaClient, connect, joined
+from tests.conftest import RunningServer, make_config, organizer_session, start_server
+from tests.demoproc import DemoProcess, start_demo
+from tests.peers import bearer
+from tests.qaclient import QaClient, connect, joined
 
 VOLATILE = ("updated_at",)
 

@@ -14,12 +14,11 @@ import av
 import pytest
 
 from broadcast.participant import Role
-from broadcast.streampath import StreamPath
-from signaling.appstate import CONFIG
-
-from .conftest import RunningServer, make_config, organizer_session, start_server
-from .mediacheck import av_offset, decode, gaps
-from .peers import Publisher, bearer, publish
+from broadcast.relay.streampath import StreamPath
+from signaling.keys import CONFIG
+from tests.conftest import RunningServer, make_config, organizer_session, start_server
+from tests.mediacheck import av_offset, decode, gaps
+from tests.peers import Publisher, bearer, publish
 
 PATH = "course/or1/endoscope"
 

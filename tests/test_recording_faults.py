@@ -13,9 +13,9 @@ from typing import Any
 
 import aiohttp
 
-from .demoproc import DemoProcess, start_demo
-from .mediacheck import decode, gaps
-from .peers import bearer, watch
+from tests.demoproc import DemoProcess, start_demo
+from tests.mediacheck import decode, gaps
+from tests.peers import bearer, watch
 
 FEED = "demo/or1/endoscope"
 RECORD_ALL = """[recording]

@@ -12,11 +12,10 @@ from typing import Any
 import aiohttp
 
 from broadcast.participant import Role
-from broadcast.recordinglibrary import SIDECAR_SUFFIX, SegmentRecord, write_sidecar
-
-from .conftest import RunningServer
-from .peers import bearer, publish
-from .test_recording import PATH, control, library, rec_server, stop_publisher, wait_state
+from broadcast.recording.library import SIDECAR_SUFFIX, SegmentRecord, write_sidecar
+from tests.conftest import RunningServer
+from tests.peers import bearer, publish
+from tests.test_recording import PATH, control, library, rec_server, stop_publisher, wait_state
 
 __all__ = ["rec_server"]
 

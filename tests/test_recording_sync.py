@@ -13,10 +13,10 @@ from pathlib import Path
 
 import av
 
-from broadcast.recorder import Recorder, RecorderSettings
-from broadcast.stream import Stream
-from broadcast.streampath import StreamPath
-from broadcast.synthetic import encode_clip
+from broadcast.recording.recorder import Recorder, RecorderSettings
+from broadcast.relay.stream import Stream
+from broadcast.relay.streampath import StreamPath
+from broadcast.sources.synthetic import encode_clip
 
 SECONDS = 600
 DRIFT = 100e-6           # the audio clock runs this much fast

@@ -8,11 +8,10 @@ import asyncio
 import pytest
 
 from broadcast.participant import Role
-
-from .browser import PICTURE_SPREAD_JS, chromium, collect_console_errors, screenshot
-from .conftest import RunningServer
-from .peers import publish
-from .test_recording import PATH, control, rec_server, stop_publisher, wait_state
+from tests.browser import PICTURE_SPREAD_JS, chromium, collect_console_errors, screenshot
+from tests.conftest import RunningServer
+from tests.peers import publish
+from tests.test_recording import PATH, control, rec_server, stop_publisher, wait_state
 
 __all__ = ["rec_server"]
 pytestmark = pytest.mark.browser

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from .conftest import RunningServer
-from .peers import assert_consecutive, publish, watch
+from tests.conftest import RunningServer
+from tests.peers import assert_consecutive, publish, watch
 
 PATH = "course/or1/endoscope"
 

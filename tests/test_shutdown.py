@@ -11,12 +11,12 @@ from pathlib import Path
 
 import aiohttp
 
-from .conftest import RunningServer
-from .demoproc import start_demo
-from .mediacheck import decode
-from .peers import bearer, make_offer_sdp, post_offer, watch
-from .qaclient import joined
-from .test_recording_faults import RECORD_ALL, wait_for
+from tests.conftest import RunningServer
+from tests.demoproc import start_demo
+from tests.mediacheck import decode
+from tests.peers import bearer, make_offer_sdp, post_offer, watch
+from tests.qaclient import joined
+from tests.test_recording_faults import RECORD_ALL, wait_for
 
 FEED = "demo/or1/endoscope"
 
@@ -67,7 +67,7 @@ async def test_health_and_readiness(server: RunningServer) -> None:
         async with anonymous.get(f"{server.base}/readyz") as r:
             body = await r.json()
             assert r.status == 200 and body["ready"] and all(body["checks"].values()), body
-        health = server.app[__import__("signaling.appstate", fromlist=["HEALTH"]).HEALTH]
+        health = server.app[__import__("signaling.keys", fromlist=["HEALTH"]).HEALTH]
         health.stopping = True
         async with anonymous.get(f"{server.base}/readyz") as r:
             body = await r.json()

@@ -9,8 +9,8 @@ import time
 import aiohttp
 import av
 
-from .conftest import RunningServer
-from .peers import bearer, publish
+from tests.conftest import RunningServer
+from tests.peers import bearer, publish
 
 
 async def test_a_live_feed_has_a_thumbnail_for_those_who_may_watch_it(server: RunningServer) -> None:

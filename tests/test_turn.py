@@ -16,11 +16,10 @@ import pytest
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
 
-from broadcast.session import IceServer
-
-from .conftest import make_config, organizer_session, start_server
-from .demoproc import free_port
-from .peers import Viewer, _consume, post_offer, publish
+from broadcast.webrtc.session import IceServer
+from tests.conftest import make_config, organizer_session, start_server
+from tests.demoproc import free_port
+from tests.peers import Viewer, _consume, post_offer, publish
 
 SECRET = "coturn-shared-secret-for-the-test"
 PATH = "course/or1/endoscope"

@@ -6,11 +6,10 @@ import re
 
 import pytest
 
-from broadcast.udpports import UdpPortRange
-from signaling.config import ConfigError, parse_config
-
-from .conftest import make_config, organizer_session, start_server
-from .peers import publish, watch
+from broadcast.webrtc.udpports import UdpPortRange
+from signaling.config.settings import ConfigError, parse_config
+from tests.conftest import make_config, organizer_session, start_server
+from tests.peers import publish, watch
 
 
 async def test_candidates_use_only_the_configured_range() -> None:

@@ -7,10 +7,9 @@ import gc
 
 from aiortc import RTCPeerConnection
 
-from broadcast.consumer import Consumer
-
-from .conftest import RunningServer
-from .peers import assert_consecutive, publish, watch
+from broadcast.webrtc.consumer import Consumer
+from tests.conftest import RunningServer
+from tests.peers import assert_consecutive, publish, watch
 
 PATH = "course/or2/room"
 

@@ -1,0 +1,128 @@
+"""A Stream: everything the relay holds for one stream path (one feed)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from broadcast.relay.connection import Connection
+from broadcast.relay.producer import Producer, Source
+from broadcast.relay.streampath import StreamPath
+
+# A publisher silent this long is "stalled" (pages say "reconnecting"), and a new session
+# may replace it: ICE would take ~30 s to declare it gone.
+STALLED_AFTER_S = 2.0
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    path: str
+    live: bool
+    video_codec: str | None
+    h264_profile: str | None
+    audio_codec: str | None
+    width: int | None
+    height: int | None
+    publisher: str | None  # "whip", "synthetic", …
+    uptime_s: float | None
+    viewers: int
+    bitrate_in_bps: int
+    bitrate_out_bps: int
+    frames_in: int
+    frames_dropped: int
+    keyframe_requests: int
+    recording: str = "off"  # the feed's RecordingStatus.state
+    stalled: bool = False  # live, but its publisher has sent nothing for STALLED_AFTER_S
+    publisher_name: str | None = None  # the publishing link's display name ("Prof. Weber")
+
+
+class Stream:
+    def __init__(self, path: StreamPath) -> None:
+        self.path = path
+        self.video = Producer(str(path), "video")
+        self.audio = Producer(str(path), "audio")
+        self.publisher: Connection | None = None
+        self.publisher_kind: str | None = None
+        self.local_source: Source | None = None  # in-process source (synthetic feed)
+        self.viewers: set[Connection] = set()
+        self.h264_profile: str | None = None
+        self.live_since: float | None = None
+        # rates, sampled by Broadcaster once a second
+        self._sample: tuple[float, int, int] | None = None
+        self.bitrate_in = 0
+        self.bitrate_out = 0
+
+    @property
+    def producers(self) -> tuple[Producer, Producer]:
+        return (self.video, self.audio)
+
+    @property
+    def live(self) -> bool:
+        return self.publisher is not None or self.local_source is not None
+
+    @property
+    def idle(self) -> bool:
+        """Nobody publishes and nobody watches: the stream can be forgotten."""
+        return not self.live and not self.viewers
+
+    def silent_for(self, now: float | None = None) -> float:
+        """Seconds since the source's last frame (since it went live, if none came yet)."""
+        if self.live_since is None:
+            return 0.0
+        now = time.monotonic() if now is None else now
+        last = max(self.live_since, self.video.last_frame_at or 0.0, self.audio.last_frame_at or 0.0)
+        return max(0.0, now - last)
+
+    @property
+    def stalled(self) -> bool:
+        return self.live and self.silent_for() >= STALLED_AFTER_S
+
+    def mark_live(self, kind: str) -> None:
+        self.publisher_kind = kind
+        self.live_since = time.monotonic()
+
+    def mark_offline(self) -> None:
+        self.publisher_kind = None
+        self.live_since = None
+        for producer in self.producers:
+            if producer.source is not None:
+                producer.detach(producer.source)
+
+    def sample_rates(self) -> None:
+        now = time.monotonic()
+        bytes_in = self.video.bytes_in + self.audio.bytes_in
+        bytes_out = self.video.bytes_out + self.audio.bytes_out
+        if self._sample is not None:
+            then, b_in, b_out = self._sample
+            elapsed = now - then
+            if elapsed > 0:
+                self.bitrate_in = int((bytes_in - b_in) * 8 / elapsed)
+                self.bitrate_out = int((bytes_out - b_out) * 8 / elapsed)
+        self._sample = (now, bytes_in, bytes_out)
+
+    def info(self) -> StreamInfo:
+        res = self.video.resolution
+        return StreamInfo(
+            path=str(self.path),
+            live=self.live,
+            video_codec=self.video.codec,
+            h264_profile=self.h264_profile if self.video.codec == "H264" else None,
+            audio_codec=self.audio.codec,
+            width=res[0] if res else None,
+            height=res[1] if res else None,
+            publisher=self.publisher_kind,
+            uptime_s=round(time.monotonic() - self.live_since, 1) if self.live_since else None,
+            viewers=len(self.viewers),
+            bitrate_in_bps=self.bitrate_in,
+            bitrate_out_bps=self.bitrate_out,
+            frames_in=self.video.frames_in + self.audio.frames_in,
+            frames_dropped=self.video.frames_dropped + self.audio.frames_dropped,
+            keyframe_requests=self.video.keyframe_requests_sent,
+            stalled=self.stalled,
+            publisher_name=(self.publisher.participant.name
+                            if self.publisher is not None and self.publisher.participant is not None else None),
+        )
+
+    def close(self) -> None:
+        for producer in self.producers:
+            producer.close()

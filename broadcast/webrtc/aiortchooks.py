@@ -1,0 +1,305 @@
+"""Every place where ORcast reaches into aiortc 1.16 internals, and the check that they still exist.
+
+aiortc has no public API for taking encoded frames off a receiver or for handing
+pre-packetized frames to a sender, so the relay hooks in at four private points:
+
+* `RTCRtpReceiver.__decoder_queue`: replaced before `receive()` starts the decoder thread,
+  so depacketized frames come to us instead of to FFmpeg (no decode).
+* `RTCRtpReceiver.__jitter_buffer`: audio gets a buffer without the 4-frame prefetch
+  (80 ms of latency that only a decoder needs).
+* `RTCRtpSender.__encoder`: set to a packetizer that splits each shared frame into RTP
+  payloads once for all viewers (no encode, no per-viewer split).
+* `RTCRtpSender._send_keyframe`: a viewer's PLI/FIR is forwarded upstream instead of
+  asking a (non-existent) encoder for a keyframe.
+* `RTCRtpReceiver._handle_rtcp_packet`: wrapped per receiver to read the publisher's RTCP
+  sender reports (NTP ↔ RTP), which recordings need for A/V sync and aiortc keeps to itself.
+
+Plus `aiortc.clock.current_ntp_time` / `current_ms`, which aiortc calls two and one times per
+RTP packet and which go through `datetime`: `install_fast_clock()` swaps in equivalents
+computed from `time.time()` (same values, a fraction of the cost).
+
+Plus two DTLS settings: ECDHE-RSA ciphers (GStreamer-based WHIP encoders use RSA
+certificates) and the passive role for `actpass` offers. `check_internals()` fails loudly
+when an aiortc upgrade moves any of these; tests/test_aiortc_internals.py runs it.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiortc
+import aiortc.clock
+from aiortc.codecs.h264 import H264Encoder
+from aiortc.codecs.vpx import Vp8Encoder
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsTransport
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpreceiver import RTCRtpReceiver
+from aiortc.rtcrtpsender import RTCRtpSender
+from aiortc.rtp import RtcpSrPacket
+
+from broadcast.relay.frame import EncodedFrame
+from broadcast.relay.mediaclock import NTP_UNIX_OFFSET
+
+logger = logging.getLogger(__name__)
+
+AIORTC_VERSION = "1.16.0"
+_RX_QUEUE = "_RTCRtpReceiver__decoder_queue"
+_RX_JITTER = "_RTCRtpReceiver__jitter_buffer"
+_RX_THREAD = "_RTCRtpReceiver__decoder_thread"
+_RX_TS_MAPPER = "_RTCRtpReceiver__timestamp_mapper"
+_TX_ENCODER = "_RTCRtpSender__encoder"
+_DTLS_CERT = "_RTCDtlsTransport__local_certificate"
+SSL_CB_ALERT = 0x4000
+
+# aiortc offers only ECDSA suites as DTLS client and server; RSA suites are added so that
+# encoders with RSA certificates (GStreamer's webrtcbin, some hardware boxes) can connect.
+DTLS_CIPHERS = (
+    b"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305:"
+    b"ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:"
+    b"ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-CHACHA20-POLY1305:"
+    b"ECDHE-RSA-AES128-SHA:ECDHE-RSA-AES256-SHA"
+)
+
+
+
+
+def fast_ntp_time() -> int:
+    """64-bit NTP timestamp of now, as aiortc.clock.current_ntp_time computes it."""
+    now = time.time()
+    seconds = int(now)
+    micros = int((now - seconds) * 1_000_000)
+    return ((seconds + NTP_UNIX_OFFSET) << 32) | ((micros << 32) // 1_000_000)
+
+
+def fast_ms() -> int:
+    """Milliseconds since the NTP epoch, as aiortc.clock.current_ms computes it."""
+    return int((time.time() + NTP_UNIX_OFFSET) * 1000)
+
+
+def install_fast_clock() -> None:
+    aiortc.clock.current_ntp_time = fast_ntp_time
+    aiortc.clock.current_ms = fast_ms
+
+
+class AiortcInternalsChanged(RuntimeError):
+    """The aiortc internals the encoded relay depends on are not where 1.16.0 had them."""
+
+
+def check_internals() -> None:
+    """Raise AiortcInternalsChanged unless every hook point looks as it did in aiortc 1.16.0."""
+    problems: list[str] = []
+    if aiortc.__version__ != AIORTC_VERSION:
+        problems.append(f"aiortc {aiortc.__version__} installed, the relay is built for {AIORTC_VERSION}")
+    init_names = RTCRtpReceiver.__init__.__code__.co_names
+    for name in (_RX_QUEUE, _RX_JITTER, _RX_THREAD, _RX_TS_MAPPER):
+        if name not in init_names:
+            problems.append(f"RTCRtpReceiver no longer sets {name}")
+    if _TX_ENCODER not in RTCRtpSender.__init__.__code__.co_names:
+        problems.append(f"RTCRtpSender no longer sets {_TX_ENCODER}")
+    for owner, attr in (
+        (RTCRtpSender, "_send_keyframe"),
+        (RTCRtpReceiver, "_send_rtcp_pli"),
+        (RTCRtpReceiver, "_handle_rtp_packet"),
+        (RTCCertificate, "_create_ssl_context"),
+        (RTCDtlsTransport, "_set_role"),
+        (H264Encoder, "_split_bitstream"),
+        (H264Encoder, "_packetize"),
+        (Vp8Encoder, "_packetize"),
+    ):
+        if not callable(getattr(owner, attr, None)):
+            problems.append(f"{owner.__name__}.{attr} is gone")
+    for name in ("current_ntp_time", "current_ms"):
+        if not callable(getattr(aiortc.clock, name, None)):
+            problems.append(f"aiortc.clock.{name} is gone")
+    if _DTLS_CERT not in RTCDtlsTransport.__init__.__code__.co_names:
+        problems.append(f"RTCDtlsTransport no longer sets {_DTLS_CERT}")
+    if "RtcpSrPacket" not in RTCRtpReceiver._handle_rtcp_packet.__code__.co_names:
+        problems.append("RTCRtpReceiver._handle_rtcp_packet no longer handles sender reports")
+    if "_handle_rtcp_packet" not in RTCDtlsTransport._handle_rtcp_data.__code__.co_names:
+        problems.append("RTCDtlsTransport no longer routes RTCP through _handle_rtcp_packet")
+    if "put" not in RTCRtpReceiver._handle_rtp_packet.__code__.co_names:
+        problems.append("RTCRtpReceiver._handle_rtp_packet no longer puts frames on a queue")
+    if problems:
+        raise AiortcInternalsChanged("; ".join(problems))
+
+
+FrameSink = Callable[[RTCRtpCodecParameters, JitterFrame], None]
+
+
+class EncodedFrameTap:
+    """Stands in for the receiver's decoder queue.
+
+    `put()` is called on the event loop by `_handle_rtp_packet` with each depacketized
+    frame; it goes straight to `sink`. aiortc's decoder thread still starts and blocks in
+    `get()` until the receiver stops (put(None)), then ends the remote track as usual.
+    """
+
+    def __init__(self, sink: FrameSink, on_end: Callable[[], None]) -> None:
+        self._sink = sink
+        self._on_end = on_end
+        self._ended = threading.Event()
+
+    def put(self, item: tuple[RTCRtpCodecParameters, JitterFrame] | None) -> None:
+        if item is None:
+            if not self._ended.is_set():
+                self._ended.set()
+                try:
+                    self._on_end()
+                except Exception:
+                    logger.exception("encoded frame tap: end listener failed")
+            return
+        codec, frame = item
+        try:
+            self._sink(codec, frame)
+        except Exception:
+            # A bad frame must never stop the publisher's receive path.
+            logger.exception("encoded frame tap: sink failed on a %s frame", codec.name)
+
+    def get(self, block: bool = True, timeout: float | None = None) -> None:
+        # Called from aiortc's decoder thread only; returning None ends that thread.
+        self._ended.wait(None if block else 0)
+        return None
+
+    def empty(self) -> bool:  # queue.Queue compatibility
+        return True
+
+
+def install_receiver_tap(receiver: RTCRtpReceiver, tap: EncodedFrameTap, kind: str) -> None:
+    """Route a receiver's encoded frames to `tap`. Must run before `receive()` (the track event)."""
+    current = getattr(receiver, _RX_QUEUE, None)
+    if not isinstance(current, queue.Queue) or getattr(receiver, _RX_THREAD, None) is not None:
+        raise AiortcInternalsChanged(
+            "RTCRtpReceiver decoder queue missing or decoder already started; "
+            "the encoded relay cannot tap this receiver"
+        )
+    setattr(receiver, _RX_QUEUE, tap)
+    if kind == "audio":
+        # Opus packets stand alone: the 4-packet prefetch only adds 80 ms of latency.
+        setattr(receiver, _RX_JITTER, JitterBuffer(capacity=16, prefetch=0))
+
+
+SenderReportSink = Callable[[int, int, int], None]  # ssrc, 64-bit NTP time, RTP timestamp
+
+
+def install_sender_report_listener(receiver: RTCRtpReceiver, sink: SenderReportSink) -> None:
+    """Call `sink` with every RTCP sender report this receiver gets, then let aiortc have it.
+
+    aiortc hands frames on with their RTP timestamps minus the first one it saw (its
+    TimestampMapper); the report's timestamp is shifted the same way, so the two match.
+    """
+    original = receiver._handle_rtcp_packet
+    mapper = getattr(receiver, _RX_TS_MAPPER)
+
+    async def handle_rtcp_packet(packet: Any) -> None:
+        origin = getattr(mapper, "_origin", None)
+        if isinstance(packet, RtcpSrPacket) and origin is not None:
+            try:
+                rtp = (packet.sender_info.rtp_timestamp - origin) % (1 << 32)
+                sink(packet.ssrc, packet.sender_info.ntp_timestamp, rtp)
+            except Exception:
+                logger.exception("sender report listener failed")
+        await original(packet)
+
+    # the DTLS transport looks the method up on the instance: this wins over the class's
+    receiver._handle_rtcp_packet = handle_rtcp_packet  # type: ignore[method-assign]
+
+
+async def request_keyframe_upstream(receiver: RTCRtpReceiver) -> bool:
+    """Send a PLI for every source this receiver currently hears. Returns False if none."""
+    sources = receiver.getSynchronizationSources()
+    for source in sources:
+        await receiver._send_rtcp_pli(source.source)
+    return bool(sources)
+
+
+class SharedPacketizer:
+    """An aiortc `Encoder` that only packetizes, and does it once per frame for all viewers.
+
+    `EncodedFrame.payloads` caches the RTP payloads; the first sender to reach a frame
+    fills it. Frames are shared read-only, so every viewer sends identical payloads
+    (the VP8 picture id comes from the frame's index, identical for all).
+    Never raises: an exception in `pack` would end the viewer's sender for good.
+    """
+
+    def __init__(self, codec_name: str) -> None:
+        self.codec_name = codec_name
+        self.target_bitrate = 0  # aiortc writes REMB estimates here
+
+    def encode(self, frame: Any, force_keyframe: bool = False) -> tuple[list[bytes], int]:
+        raise TypeError("the encoded relay never encodes")
+
+    def pack(self, frame: Any) -> tuple[list[bytes], int | None]:
+        if not isinstance(frame, EncodedFrame):
+            return [], None
+        payloads = frame.payloads
+        if payloads is None:
+            try:
+                payloads = self._packetize(frame)
+            except Exception:
+                logger.exception("could not packetize a %s frame; dropped", frame.codec)
+                payloads = []
+            frame.payloads = payloads
+        return payloads, frame.timestamp
+
+    @staticmethod
+    def _packetize(frame: EncodedFrame) -> list[bytes]:
+        if frame.codec == "H264":
+            return list(H264Encoder._packetize(H264Encoder._split_bitstream(frame.data)))
+        if frame.codec == "VP8":
+            return list(Vp8Encoder._packetize(frame.data, frame.index % (1 << 15)))
+        return [frame.data]
+
+
+def install_sender_hooks(
+    sender: RTCRtpSender, codec_name: str, on_keyframe_request: Callable[[], None]
+) -> None:
+    """Make `sender` send pre-packetized frames and forward its viewer's PLI/FIR upstream."""
+    if not hasattr(sender, _TX_ENCODER):
+        raise AiortcInternalsChanged(f"RTCRtpSender has no {_TX_ENCODER}")
+    setattr(sender, _TX_ENCODER, SharedPacketizer(codec_name))
+
+    def send_keyframe() -> None:
+        try:
+            on_keyframe_request()
+        except Exception:
+            logger.exception("keyframe request listener failed")
+
+    # aiortc calls self._send_keyframe() on PLI/FIR; the instance attribute wins.
+    sender._send_keyframe = send_keyframe  # type: ignore[method-assign]
+
+
+def configure_dtls(transport: RTCDtlsTransport, answering_actpass: bool,
+                   on_alert: Callable[[int], None]) -> None:
+    """Allow RSA cipher suites, report TLS alerts, and take the DTLS server role for `actpass`.
+
+    Answering `a=setup:passive` worked with GStreamer and libwebrtc; aiortc's default
+    (`active`) failed with GStreamer. The SSL context comes from the connection's
+    certificate object, shared by its transports, so it is wrapped once.
+    """
+    certificate = getattr(transport, _DTLS_CERT, None)
+    if certificate is None:
+        raise AiortcInternalsChanged(f"RTCDtlsTransport has no {_DTLS_CERT}")
+    if not getattr(certificate, "_orcast_configured", False):
+        original = certificate._create_ssl_context
+
+        def create_ssl_context(srtp_profiles: Any) -> Any:
+            ctx = original(srtp_profiles)
+            ctx.set_cipher_list(DTLS_CIPHERS)
+
+            def info(conn: Any, where: int, ret: int) -> None:
+                if where & SSL_CB_ALERT:
+                    on_alert(ret & 0xFF)
+
+            ctx.set_info_callback(info)
+            return ctx
+
+        certificate._create_ssl_context = create_ssl_context
+        certificate._orcast_configured = True
+    if answering_actpass and transport._role == "auto":
+        transport._set_role("server")

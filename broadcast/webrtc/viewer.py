@@ -1,0 +1,56 @@
+"""ViewerSession: a WebRTC connection that receives one feed (WHEP, browser viewer)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from broadcast.participant import Participant
+from broadcast.relay.stream import Stream
+from broadcast.webrtc.aiortchooks import install_sender_hooks
+from broadcast.webrtc.consumer import Consumer
+from broadcast.webrtc.sdpoffer import ShapedOffer
+from broadcast.webrtc.session import PeerSession, SessionSettings
+
+logger = logging.getLogger(__name__)
+
+
+class ViewerSession(PeerSession):
+    role = "viewer"
+
+    def __init__(self, stream: Stream, settings: SessionSettings, protocol: str = "whep",
+                 participant: Participant | None = None) -> None:
+        super().__init__(stream.path, settings, participant)
+        self.stream = stream
+        self.protocol = protocol
+        self.consumers: list[Consumer] = []
+        self.on_joined: Callable[[float], None] | None = None  # seconds to the first video frame
+
+    async def start(self, shaped: ShapedOffer) -> str:
+        return await self._negotiate(shaped, self._attach_consumers)
+
+    def _attach_consumers(self) -> None:
+        for transceiver in self.pc.getTransceivers():
+            kind = transceiver.kind
+            if kind not in ("audio", "video"):
+                continue
+            producer = self.stream.video if kind == "video" else self.stream.audio
+            consumer = Consumer(producer)
+            consumer.on_first_frame = self.on_joined
+            consumer.on("ended", self._on_consumer_ended)
+            self.consumers.append(consumer)
+            sender = self.pc.addTrack(consumer)
+            install_sender_hooks(sender, producer.codec or "", consumer.request_keyframe)
+
+    def _on_consumer_ended(self) -> None:
+        # The producer closed it (codec change, stream closed): this viewer must renegotiate.
+        if not self.closed:
+            self.close_soon()
+
+    @property
+    def frames_dropped(self) -> int:
+        return sum(c.frames_dropped for c in self.consumers)
+
+    def _release(self) -> None:
+        for consumer in self.consumers:
+            consumer.stop()

@@ -1,0 +1,149 @@
+"""`/metrics` in the Prometheus text format (prometheus-client).
+
+Read at scrape time from the media plane's own counters, so the relay's hot path carries no
+metric code; only viewers' join times are observed as they happen (a histogram).
+
+Who may scrape: with `[metrics] port`, a separate listener (default on 127.0.0.1) serves only
+`/metrics` and the main port has none; with `[metrics] token`, a scraper sends
+`Authorization: Bearer <token>`; with neither, a server-wide organizer link is needed.
+Labels name stream paths (`event/theatre/feed`) and event slugs, never people.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections import Counter
+from collections.abc import Iterator
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from broadcast.broadcaster import Broadcaster
+from broadcast.participant import ALL_EVENTS, Capability
+from signaling.auth.access import bearer_token
+from signaling.keys import ACCESS, CONFIG, METRICS
+
+JOIN_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0)
+RECORDING_STATES = ("off", "waiting", "starting", "recording", "stopped", "failed")
+
+
+class MediaCollector(Collector):
+    """Feeds, viewers, rates, drops, keyframe requests, recordings, Q&A and peer connections."""
+
+    def __init__(self, broadcaster: Broadcaster) -> None:
+        self.broadcaster = broadcaster
+
+    def collect(self) -> Iterator[Metric]:
+        b = self.broadcaster
+        live = GaugeMetricFamily("orcast_feeds_live", "Feeds with a publisher now", labels=["event"])
+        viewers = GaugeMetricFamily("orcast_feed_viewers", "Viewer sessions per feed", labels=["path"])
+        rate_in = GaugeMetricFamily("orcast_feed_bitrate_in_bps", "Bits per second received", labels=["path"])
+        rate_out = GaugeMetricFamily("orcast_feed_bitrate_out_bps", "Bits per second sent to viewers", labels=["path"])
+        bytes_in = CounterMetricFamily("orcast_feed_received_bytes", "Media bytes received", labels=["path", "kind"])
+        bytes_out = CounterMetricFamily("orcast_feed_sent_bytes", "Media bytes sent to viewers",
+                                        labels=["path", "kind"])
+        frames_in = CounterMetricFamily("orcast_feed_received_frames", "Frames received (video frames, audio "
+                                        "packets)", labels=["path", "kind"])
+        dropped = CounterMetricFamily("orcast_feed_dropped_frames", "Frames the viewers of a feed skipped "
+                                      "because they fell behind (summed over its consumers)", labels=["path", "kind"])
+        keyframes = CounterMetricFamily("orcast_feed_keyframe_requests", "Keyframe requests sent to the publisher",
+                                        labels=["path"])
+        per_event: Counter[str] = Counter()
+        for path, stream in sorted(b.streams.items(), key=lambda item: str(item[0])):
+            name = str(path)
+            if stream.live:
+                per_event[path.event] += 1
+            viewers.add_metric([name], len(stream.viewers))
+            rate_in.add_metric([name], stream.bitrate_in)
+            rate_out.add_metric([name], stream.bitrate_out)
+            for producer in stream.producers:
+                bytes_in.add_metric([name, producer.kind], producer.bytes_in)
+                bytes_out.add_metric([name, producer.kind], producer.bytes_out)
+                frames_in.add_metric([name, producer.kind], producer.frames_in)
+                dropped.add_metric([name, producer.kind], producer.frames_dropped)
+            keyframes.add_metric([name], stream.video.keyframe_requests_sent)
+        for event, count in sorted(per_event.items()):
+            live.add_metric([event], count)
+        yield from (live, viewers, rate_in, rate_out, bytes_in, bytes_out, frames_in, dropped, keyframes)
+        yield from self._recordings()
+        yield from self._qa()
+        yield from self._sessions()
+
+    def _recordings(self) -> Iterator[Metric]:
+        state = GaugeMetricFamily("orcast_recording_state", "1 for the feed's current recording state",
+                                  labels=["path", "state"])
+        size = GaugeMetricFamily("orcast_recording_bytes", "Bytes in the feed's current recording",
+                                 labels=["path"])
+        dropped = GaugeMetricFamily("orcast_recording_dropped_frames", "Frames the recorder could not write "
+                                    "in time (current recording)", labels=["path"])
+        for status in self.broadcaster.recordings.statuses():
+            for name in RECORDING_STATES:
+                state.add_metric([status.path, name], 1 if status.state == name else 0)
+            size.add_metric([status.path], status.size_bytes)
+            dropped.add_metric([status.path], status.frames_dropped)
+        yield from (state, size, dropped)
+
+    def _qa(self) -> Iterator[Metric]:
+        questions = GaugeMetricFamily("orcast_qa_questions", "Questions on the board by state",
+                                      labels=["event", "state"])
+        clients = GaugeMetricFamily("orcast_qa_clients", "Connections following the Q&A", labels=["event"])
+        for event, board in sorted(self.broadcaster.qa.boards.items()):
+            by_state = Counter(q.shown_state for q in board.questions.values())
+            for name, count in sorted(by_state.items()):
+                questions.add_metric([event, name], count)
+            clients.add_metric([event], len(board.clients))
+        yield from (questions, clients)
+
+    def _sessions(self) -> Iterator[Metric]:
+        sessions = GaugeMetricFamily("orcast_peer_connections", "WebRTC sessions by kind and connection state",
+                                     labels=["kind", "state"])
+        counts = Counter((s.role, s.pc.connectionState) for s in self.broadcaster.sessions.values())
+        for (kind, state), count in sorted(counts.items()):
+            sessions.add_metric([kind, state], count)
+        yield sessions
+
+
+def make_registry(broadcaster: Broadcaster) -> CollectorRegistry:
+    """A registry for one server (no process-wide default registry: two apps in one process
+    — the tests — keep their own figures)."""
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(MediaCollector(broadcaster))
+    joins = Histogram("orcast_viewer_join_seconds", "From a viewer's accepted offer to its first video frame",
+                      buckets=JOIN_BUCKETS, registry=registry)
+    broadcaster.join_listeners.append(joins.observe)
+    return registry
+
+
+def _allowed(request: web.Request, main_app: web.Application) -> None:
+    config = main_app[CONFIG]
+    if config.metrics_port is not None and request.app is main_app:
+        raise web.HTTPNotFound(text=f"metrics are served on port {config.metrics_port}\n")
+    token = bearer_token(request)
+    if config.metrics_token is not None:
+        if token is None or not hmac.compare_digest(token.encode(), config.metrics_token.encode()):
+            raise web.HTTPUnauthorized(text="send the metrics token as 'Authorization: Bearer …'\n",
+                                       headers={"WWW-Authenticate": 'Bearer realm="orcast-metrics"'})
+        return
+    if config.metrics_port is not None:
+        return  # a separate listener, bound where the operator chose
+    who = main_app[ACCESS].identify_any(request).participant
+    if who.event != ALL_EVENTS or not who.can(Capability.ADMIN):
+        raise web.HTTPForbidden(text="metrics need the metrics token or a server-wide organizer link\n")
+
+
+def handler(main_app: web.Application) -> web.RouteDef:
+    async def metrics(request: web.Request) -> web.Response:
+        _allowed(request, main_app)
+        body = generate_latest(main_app[METRICS])
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"})
+
+    return web.get("/metrics", metrics)
+
+
+def metrics_app(main_app: web.Application) -> web.Application:
+    """The separate listener's application: `/metrics` only."""
+    app = web.Application()
+    app.add_routes([handler(main_app)])
+    return app

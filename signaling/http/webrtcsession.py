@@ -1,0 +1,151 @@
+"""What WHIP and WHEP share: reading SDP bodies, the session resource (PATCH, DELETE),
+OPTIONS/CORS, ICE server Link headers, and the mapping of media-plane errors to HTTP."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from broadcast.errors import (
+    BroadcastError,
+    InvalidOffer,
+    Overloaded,
+    SessionNotFound,
+    StreamBusy,
+    StreamNotLive,
+    UnsupportedOffer,
+)
+from broadcast.participant import Participant
+from broadcast.relay.streampath import StreamPath
+from broadcast.webrtc.sdpoffer import MAX_SDP_BYTES
+from broadcast.webrtc.session import IceServer, PeerSession
+from signaling.auth.access import Identity
+from signaling.http.bodies import read_text
+from signaling.keys import ACCESS, BROADCASTER, HEALTH
+
+logger = logging.getLogger(__name__)
+
+SDP = "application/sdp"
+TRICKLE = "application/trickle-ice-sdpfrag"
+EXPOSED = "Location, Link, ETag, Accept-Patch, Retry-After"
+
+
+def text_error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, text=message + "\n", headers=headers)
+
+
+def error_response(exc: BroadcastError) -> web.Response:
+    message = str(exc)
+    if isinstance(exc, InvalidOffer):
+        return text_error(400, message)
+    if isinstance(exc, UnsupportedOffer):
+        return text_error(422, message)
+    if isinstance(exc, StreamNotLive):
+        return text_error(409, message, {"Retry-After": str(exc.retry_after)})
+    if isinstance(exc, StreamBusy):
+        return text_error(409, message, {"Retry-After": str(exc.retry_after)} if exc.retry_after else None)
+    if isinstance(exc, Overloaded):
+        return text_error(503, message, {"Retry-After": str(exc.retry_after)})
+    if isinstance(exc, SessionNotFound):
+        return text_error(404, message)
+    return text_error(500, message)
+
+
+def stream_path(request: web.Request) -> StreamPath:
+    info = request.match_info
+    try:
+        return StreamPath(info["event"], info["theatre"], info["feed"])
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text=f"{exc}\n") from None
+
+
+def ice_link_header(servers: list[IceServer]) -> str | None:
+    links = []
+    for server in (s.resolved() for s in servers):
+        for url in server.urls:
+            link = f'<{url}>; rel="ice-server"'
+            if server.username and server.credential:
+                link += (f'; username="{server.username}"; credential="{server.credential}"; '
+                         'credential-type="password"')
+            links.append(link)
+    return ", ".join(links) or None
+
+
+def options_handler(methods: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def options(request: web.Request) -> web.Response:
+        headers = {"Allow": methods}
+        if "POST" in methods:
+            headers["Accept-Post"] = SDP
+        if "PATCH" in methods:
+            headers["Accept-Patch"] = TRICKLE
+        link = ice_link_header(request.app[BROADCASTER].settings.ice_servers)
+        if link:
+            headers["Link"] = link
+        return web.Response(status=204, headers=headers)
+
+    return options
+
+
+Admitter = Callable[[web.Request], Identity]
+Starter = Callable[[web.Request, str, Participant], Awaitable[PeerSession]]
+
+
+async def create_session(request: web.Request, admit: Admitter, start: Starter, kind: str) -> web.Response:
+    """POST an offer: who asks is checked first, then the body; 201 with the answer and Location."""
+    if request.app[HEALTH].stopping:
+        return text_error(503, "the server is shutting down; retry in a few seconds (it is restarting, "
+                               "or another server takes over)", {"Retry-After": "5"})
+    identity = admit(request)
+    try:
+        offer = await read_text(request, SDP, MAX_SDP_BYTES)
+        session = await start(request, offer, identity.participant)
+    except BroadcastError as exc:
+        logger.info("%s %s refused for %s: %s", kind, request.path, identity.participant.describe(), exc)
+        return error_response(exc)
+    finally:
+        request.app[ACCESS].release(identity)
+    headers = {
+        "Location": f"{request.path.rstrip('/')}/{session.id}",
+        "Content-Type": SDP,
+    }
+    link = ice_link_header(request.app[BROADCASTER].settings.ice_servers)
+    if link:
+        headers["Link"] = link
+    return web.Response(status=201, text=session.answer_sdp, headers=headers)
+
+
+def _session(request: web.Request) -> PeerSession:
+    """The session named by the URL, for its own link or an organiser of its event."""
+    event = request.match_info["event"]
+    path = stream_path(request) if "feed" in request.match_info else None  # None: a Q&A session
+    access = request.app[ACCESS]
+    who = access.identify(request, event).participant
+    try:
+        session = request.app[BROADCASTER].get_session(request.match_info["session"])
+    except SessionNotFound as exc:
+        raise web.HTTPNotFound(text=f"{exc}\n") from None
+    if session.event != event or session.path != path:
+        raise web.HTTPNotFound(text="no such session at this address\n")
+    if not access.may_manage_session(who, session.participant, event):
+        raise web.HTTPForbidden(text="this session belongs to another link\n")
+    return session
+
+
+async def patch_session(request: web.Request) -> web.Response:
+    session = _session(request)
+    fragment = await read_text(request, TRICKLE, MAX_SDP_BYTES)
+    if "a=ice-ufrag:" in fragment and not request.headers.get("If-Match"):
+        return text_error(428, "an ICE restart needs an If-Match header")
+    try:
+        await session.add_ice_fragment(fragment)
+    except BroadcastError as exc:
+        return error_response(exc)
+    return web.Response(status=204)
+
+
+async def delete_session(request: web.Request) -> web.Response:
+    session = _session(request)
+    await session.close("ended by the client")
+    return web.Response(status=200)

@@ -1,0 +1,27 @@
+"""Typed application state shared by the protocol adapters (no module-level globals)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from broadcast.broadcaster import Broadcaster
+from signaling.auth.tickets import MediaTickets
+from signaling.config.settings import ServerConfig
+from signaling.health import Health
+from signaling.livehub import WsHub
+
+if TYPE_CHECKING:
+    from signaling.auth.access import Access
+
+BROADCASTER = web.AppKey("broadcaster", Broadcaster)
+CONFIG = web.AppKey("config", ServerConfig)
+WEB_ROOT = web.AppKey("web_root", Path)
+TICKETS = web.AppKey("tickets", MediaTickets)
+ACCESS: web.AppKey[Access] = web.AppKey("access")
+WS_HUB = web.AppKey("ws_hub", WsHub)
+HEALTH = web.AppKey("health", Health)
+METRICS = web.AppKey("metrics", CollectorRegistry)

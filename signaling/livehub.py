@@ -1,0 +1,104 @@
+"""The live hub behind the event WebSocket (`/ws/{event}`): every page's connection, and each
+event's live feeds pushed to them once a second when they change. A service: it gets the
+media plane in its constructor; the WebSocket handler (signaling/http/ws.py) uses it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from broadcast.broadcaster import Broadcaster
+from broadcast.participant import Participant
+from broadcast.relay.stream import StreamInfo
+from signaling.views import visible_streams
+
+if TYPE_CHECKING:
+    from signaling.auth.access import Identity
+
+logger = logging.getLogger(__name__)
+
+PUSH_INTERVAL_S = 1.0
+
+
+class WsConnection:
+    def __init__(self, ws: web.WebSocketResponse, identity: Identity, event: str) -> None:
+        self.event = event
+        self.id = "ws-" + secrets.token_urlsafe(12)
+        self.ws = ws
+        self.identity = identity
+        self.participant: Participant = identity.participant
+        self.connected_at = time.time()
+        self.last_streams: str | None = None
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if not self.ws.closed:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await self.ws.send_str(json.dumps(message))
+
+    async def close(self, reason: str, reconnect: bool = False, kind: str = "ended") -> None:
+        """Idempotent; tells the page why before closing. 4403: do not come back by yourself
+        (`kind` says why: "revoked", "expired", "kicked" — a kicked page may be opened again by
+        its person, a revoked link never works again); 1012 (service restart, with
+        `reconnect`): come back in a moment."""
+        if self.ws.closed:
+            return
+        if kind == "ended":
+            kind = "revoked" if "revoked" in reason else "expired" if "expired" in reason else kind
+        await self.send({"type": "closing", "reason": reason, "reconnect": reconnect, "kind": kind})
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await self.ws.close(code=1012 if reconnect else 4403, message=reason.encode()[:120])
+
+
+class WsHub:
+    """Pushes each event's live feeds to its connections once a second when they change."""
+
+    def __init__(self, broadcaster: Broadcaster) -> None:
+        self.broadcaster = broadcaster
+        self.connections: set[WsConnection] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._push_forever())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.say_goodbye()
+
+    async def say_goodbye(self) -> None:
+        """On shutdown, before aiohttp cancels the handlers: pages reconnect to the next server."""
+        await asyncio.gather(*(c.close("the server is restarting", reconnect=True) for c in list(self.connections)),
+                             return_exceptions=True)
+
+    async def push(self) -> None:
+        infos = self.broadcaster.stream_infos()  # once for every connection
+        for conn in list(self.connections):
+            await self.push_to(conn, infos)
+
+    async def push_to(self, conn: WsConnection, infos: list[StreamInfo] | None = None) -> None:
+        streams = visible_streams(infos if infos is not None else self.broadcaster.stream_infos(),
+                                  conn.participant, conn.event)
+        # live/stalled, viewers, codec, recording and who publishes only: rates change every
+        # second and would wake every page
+        key = json.dumps([(s["path"], s["live"], s["stalled"], s["viewers"], s["video_codec"], s["recording"],
+                           s["publisher_name"]) for s in streams])
+        if key != conn.last_streams:
+            conn.last_streams = key
+            await conn.send({"type": "streams", "streams": streams})
+
+    async def _push_forever(self) -> None:
+        while True:
+            await asyncio.sleep(PUSH_INTERVAL_S)
+            try:
+                await self.push()
+            except Exception:
+                logger.exception("pushing live state failed; will retry")

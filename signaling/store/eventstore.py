@@ -1,0 +1,255 @@
+"""Events, theatres, minted links and revocations, kept in SQLite under the data dir.
+
+SQLite is the embedded default: nothing to install, one file to back up. Reads come from an
+in-memory copy (every request checks revocation, so that must not touch the disk); writes go
+to the file first and then to memory, so a restart loses nothing that was acknowledged.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from signaling.auth.tokens import TokenClaims
+
+logger = logging.getLogger(__name__)
+
+DB_FILE = "orcast.sqlite3"
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    slug TEXT PRIMARY KEY, title TEXT NOT NULL, record INTEGER NOT NULL, public INTEGER NOT NULL,
+    adhoc_theatres INTEGER NOT NULL, starts_at TEXT, ends_at TEXT,
+    token_gen INTEGER NOT NULL DEFAULT 0, source TEXT NOT NULL, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS theatres (
+    event TEXT NOT NULL REFERENCES events(slug) ON DELETE CASCADE, slug TEXT NOT NULL,
+    title TEXT NOT NULL, position INTEGER NOT NULL, PRIMARY KEY (event, slug));
+CREATE TABLE IF NOT EXISTS tokens (
+    jti TEXT PRIMARY KEY, event TEXT NOT NULL, role TEXT NOT NULL, name TEXT NOT NULL,
+    theatre TEXT, issued_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, max_sessions INTEGER,
+    minted_by TEXT NOT NULL, revoked_at REAL);
+CREATE TABLE IF NOT EXISTS retired (
+    slug TEXT PRIMARY KEY, token_gen INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS revoked (
+    jti TEXT PRIMARY KEY, event TEXT NOT NULL, revoked_at REAL NOT NULL, expires_at INTEGER);
+"""
+
+
+class StoreError(ValueError):
+    """A request the store refuses; `status` is the HTTP status an adapter should use."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Theatre:
+    slug: str
+    title: str
+
+
+@dataclass(frozen=True)
+class Event:
+    slug: str
+    title: str
+    theatres: tuple[Theatre, ...] = ()
+    record: bool = False
+    public: bool = False          # viewing needs no link (publishing always does)
+    adhoc_theatres: bool = False  # technicians may publish to theatres not listed here
+    starts_at: str | None = None  # ISO 8601, informational
+    ends_at: str | None = None
+    token_gen: int = 0            # tokens minted with a lower gen are revoked
+    source: str = "api"           # "config" events are rewritten from the file at start-up
+
+    def theatre(self, slug: str) -> Theatre | None:
+        return next((t for t in self.theatres if t.slug == slug), None)
+
+    def accepts_theatre(self, slug: str) -> bool:
+        return self.adhoc_theatres or self.theatre(slug) is not None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["theatres"] = [asdict(t) for t in self.theatres]
+        del data["token_gen"]
+        return data
+
+
+@dataclass
+class MintedToken:
+    jti: str
+    event: str
+    role: str
+    name: str
+    theatre: str | None
+    issued_at: int
+    expires_at: int
+    max_sessions: int | None
+    minted_by: str
+    revoked_at: float | None = None
+
+
+@dataclass
+class _Memory:
+    events: dict[str, Event] = field(default_factory=dict)
+    revoked: set[str] = field(default_factory=set)
+
+
+class EventStore:
+    def __init__(self, data_dir: Path) -> None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.path = data_dir / DB_FILE
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()  # the CLI and to_thread callers may share the connection
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{self.path} was written by a newer ORcast (schema {version}); upgrade ORcast")
+        self._db.executescript(_SCHEMA)
+        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self._mem = _Memory()
+        self.reload()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def reload(self) -> None:
+        """Re-read everything (another process, such as `orcast token`, may have written)."""
+        with self._lock:
+            events = {}
+            for row in self._db.execute("SELECT slug, title, record, public, adhoc_theatres, starts_at, "
+                                        "ends_at, token_gen, source FROM events"):
+                theatres = tuple(Theatre(s, t) for s, t in self._db.execute(
+                    "SELECT slug, title FROM theatres WHERE event=? ORDER BY position", (row[0],)))
+                events[row[0]] = Event(row[0], row[1], theatres, bool(row[2]), bool(row[3]), bool(row[4]),
+                                       row[5], row[6], row[7], row[8])
+            revoked = {r[0] for r in self._db.execute("SELECT jti FROM revoked")}
+        self._mem = _Memory(events, revoked)
+
+    # -- events -------------------------------------------------------------------------
+    def events(self) -> list[Event]:
+        return sorted(self._mem.events.values(), key=lambda e: e.slug)
+
+    def get(self, slug: str) -> Event | None:
+        return self._mem.events.get(slug)
+
+    def put_event(self, event: Event, replace_existing: bool = False) -> Event:
+        """Create an event (or rewrite it, keeping its token generation)."""
+        with self._lock:
+            old = self._mem.events.get(event.slug)
+            if old is not None and not replace_existing:
+                raise StoreError(f"event {event.slug!r} exists already", 409)
+            if old is not None:
+                event = replace(event, token_gen=old.token_gen)
+            else:
+                # a new event (or one deleted and created again) starts at a generation no
+                # earlier link can have: links of an earlier event of that name stay dead
+                row = self._db.execute("SELECT token_gen FROM retired WHERE slug=?", (event.slug,)).fetchone()
+                floor = row[0] + 1 if row else 0
+                event = replace(event, token_gen=max(event.token_gen, int(time.time()), floor))
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute(
+                    "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(slug) DO UPDATE SET "
+                    "title=excluded.title, record=excluded.record, public=excluded.public, "
+                    "adhoc_theatres=excluded.adhoc_theatres, starts_at=excluded.starts_at, "
+                    "ends_at=excluded.ends_at, source=excluded.source",
+                    (event.slug, event.title, event.record, event.public, event.adhoc_theatres,
+                     event.starts_at, event.ends_at, event.token_gen, event.source, time.time()))
+                self._db.execute("DELETE FROM theatres WHERE event=?", (event.slug,))
+                self._db.executemany("INSERT INTO theatres VALUES (?,?,?,?)",
+                                     [(event.slug, t.slug, t.title, i) for i, t in enumerate(event.theatres)])
+            self._mem.events[event.slug] = event
+        return event
+
+    def add_theatre(self, slug: str, theatre: Theatre) -> Event:
+        event = self._require(slug)
+        if event.theatre(theatre.slug) is not None:
+            raise StoreError(f"theatre {theatre.slug!r} exists already in {slug}", 409)
+        return self.put_event(replace(event, theatres=(*event.theatres, theatre)), replace_existing=True)
+
+    def delete_event(self, slug: str) -> None:
+        self._require(slug)
+        with self._lock:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute("INSERT OR REPLACE INTO retired SELECT slug, token_gen FROM events WHERE slug=?",
+                                 (slug,))
+                self._db.execute("DELETE FROM events WHERE slug=?", (slug,))
+                # its links must never come back to life if the slug is reused
+                self._db.execute("INSERT OR IGNORE INTO revoked SELECT jti, event, ?, expires_at "
+                                 "FROM tokens WHERE event=?", (time.time(), slug))
+            self._mem.events.pop(slug, None)
+        self.reload()
+
+    def _require(self, slug: str) -> Event:
+        event = self._mem.events.get(slug)
+        if event is None:
+            raise StoreError(f"no event {slug!r}", 404)
+        return event
+
+    # -- tokens -------------------------------------------------------------------------
+    def record_token(self, claims: TokenClaims, minted_by: str) -> None:
+        with self._lock, self._db:
+            self._db.execute("INSERT INTO tokens VALUES (?,?,?,?,?,?,?,?,?,NULL)",
+                             (claims.jti, claims.event, str(claims.role), claims.name, claims.theatre,
+                              claims.iat, claims.exp, claims.max_sessions, minted_by))
+
+    def tokens(self, event: str) -> list[MintedToken]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM tokens WHERE event=? ORDER BY issued_at", (event,)).fetchall()
+        return [MintedToken(*row) for row in rows]
+
+    def is_revoked(self, claims: TokenClaims) -> bool:
+        if claims.jti in self._mem.revoked:
+            return True
+        event = self._mem.events.get(claims.event)
+        return event is not None and claims.gen < event.token_gen
+
+    def revoke(self, event: str, jti: str) -> None:
+        now = time.time()
+        with self._lock:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                row = self._db.execute("SELECT expires_at FROM tokens WHERE jti=? AND event=?",
+                                       (jti, event)).fetchone()
+                self._db.execute("INSERT OR IGNORE INTO revoked VALUES (?,?,?,?)",
+                                 (jti, event, now, row[0] if row else None))
+                self._db.execute("UPDATE tokens SET revoked_at=? WHERE jti=? AND revoked_at IS NULL",
+                                 (now, jti))
+            self._mem.revoked.add(jti)
+
+    def revoke_all(self, slug: str) -> int:
+        """Every token of the event minted so far stops working. Returns the new generation."""
+        event = self._require(slug)
+        now = time.time()
+        with self._lock:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute("UPDATE events SET token_gen=token_gen+1 WHERE slug=?", (slug,))
+                self._db.execute("UPDATE tokens SET revoked_at=? WHERE event=? AND revoked_at IS NULL",
+                                 (now, slug))
+            self._mem.events[slug] = replace(event, token_gen=event.token_gen + 1)
+        return event.token_gen + 1
+
+    def token_gen(self, slug: str) -> int:
+        event = self._mem.events.get(slug)
+        return event.token_gen if event else 0
+
+    def prune(self, now: float | None = None) -> int:
+        """Forget revocations of tokens that have expired anyway (they fail on `exp`)."""
+        cutoff = int(now if now is not None else time.time()) - 3600
+        with self._lock, self._db:
+            cur = self._db.execute("DELETE FROM revoked WHERE expires_at IS NOT NULL AND expires_at < ?",
+                                   (cutoff,))
+        if cur.rowcount:
+            self.reload()
+        return cur.rowcount
