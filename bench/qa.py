@@ -30,7 +30,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.relay import auth_headers, cpu_seconds, free_port, spawn, start_orcast, wait_http, wait_line
-from tests.qaclient import QaClient, joined
+from tests.support.qaclient import QaClient, joined
 
 QA_CONFIG = """
 [limits]

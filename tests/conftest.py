@@ -21,7 +21,7 @@ from signaling.auth.links import mint_link
 from signaling.config.settings import ServerConfig
 from signaling.keys import ACCESS, BROADCASTER
 from signaling.store.eventstore import Event, Theatre
-from tests.logcheck import LogCapture
+from tests.support.logcheck import LogCapture
 
 TEST_EVENT = Event("course", "Test course", (Theatre("or1", "OR 1"), Theatre("or2", "OR 2")),
                    adhoc_theatres=True, source="config")

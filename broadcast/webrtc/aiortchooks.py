@@ -20,7 +20,7 @@ computed from `time.time()` (same values, a fraction of the cost).
 
 Plus two DTLS settings: ECDHE-RSA ciphers (GStreamer-based WHIP encoders use RSA
 certificates) and the passive role for `actpass` offers. `check_internals()` fails loudly
-when an aiortc upgrade moves any of these; tests/test_aiortc_internals.py runs it.
+when an aiortc upgrade moves any of these; tests/integration/test_aiortc_internals.py runs it.
 """
 
 from __future__ import annotations

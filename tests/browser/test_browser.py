@@ -1,0 +1,70 @@
+"""The role pages in real headless Chromium with a fake camera: links carry the token in the
+fragment, pages keep it out of the address bar, refuse without it, publish and play."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from broadcast.participant import ALL_EVENTS, Role
+from signaling.auth.links import role_link
+from tests.conftest import RunningServer
+from tests.support.chromium import chromium, collect_console_errors, screenshot
+
+pytestmark = pytest.mark.browser
+PATH = "course/or2/endoscope"
+
+
+def link(server: RunningServer, role: Role, theatre: str | None = None, event: str = "course") -> str:
+    return role_link(server.base, role, event, theatre, server.token(role, event=event, theatre=theatre,
+                                                                      name=f"{role} in the browser"))
+
+
+async def test_pages_without_a_usable_link_say_so(server: RunningServer) -> None:
+    async with chromium() as browser:
+        page = await browser.new_page()
+        errors = collect_console_errors(page)
+        for url in ("/watch/course", "/console/course/or1", "/admin", "/hall/course", "/moderate/course"):
+            await page.goto(server.base + url)
+            await page.wait_for_selector("text=This page needs your ORcast link")
+            assert "Test course" not in await page.content()
+        await screenshot(page, "no-link")
+        await page.goto(link(server, Role.VIEWER, event="course").replace("/watch/course", "/console/course/or1"))
+        await page.wait_for_selector("text=cannot send feeds")
+        await page.goto(server.base + "/watch/course#token=eyJhbGciOiJIUzI1NiJ9.e30.bad")
+        await page.wait_for_selector("text=not valid")
+        await page.goto(server.base + "/")
+        await page.wait_for_selector("text=Open the link you were given")
+        # a 401 from fetch() is logged by Chromium as a console error; nothing else may be
+        assert all("401" in e or "403" in e for e in errors), errors
+
+
+async def test_admin_page_mints_a_link_and_revokes_it(server: RunningServer) -> None:
+    async with chromium() as browser:
+        admin = await browser.new_page()
+        errors = collect_console_errors(admin)
+        await admin.goto(role_link(server.base, Role.ORGANIZER, ALL_EVENTS, None,
+                                   server.token(Role.ORGANIZER, event=ALL_EVENTS, name="Chief organiser")))
+        await admin.wait_for_selector("#event option[value=course]", state="attached")
+        await admin.fill("#mint [name=name]", "Dr Seoul")
+        await admin.click("#mint button")
+        await admin.wait_for_function("document.getElementById('link').value.includes('#token=')")
+        minted = await admin.input_value("#link")
+        assert minted.startswith(f"{server.base}/watch/course#token=")
+        viewer = await browser.new_page()
+        viewer_errors = collect_console_errors(viewer)
+        await viewer.goto(minted)
+        await viewer.wait_for_selector("#who >> text=Dr Seoul")
+        await admin.wait_for_selector("#sessions >> text=Dr Seoul")
+        await admin.wait_for_selector("#sessions >> text=live updates")  # one row per person, in words
+        await screenshot(admin, "admin")
+        await admin.click("#tokens tr:has-text('Dr Seoul') button:has-text('Revoke')")
+        # the viewer's WebSocket is closed by the server and the page says why
+        await viewer.wait_for_selector("text=no longer works", timeout=5000)
+        assert await viewer.text_content("#conn") == "link no longer valid"
+        requests: list[str] = []
+        viewer.on("request", lambda r: requests.append(r.url))
+        await asyncio.sleep(12)  # thumbnails refresh every 10 s, quality every second
+        assert requests == [], f"the revoked page still asks the server: {requests[:5]}"
+        assert errors == [] and viewer_errors == [], (errors, viewer_errors)
