@@ -7,7 +7,6 @@ SDP crosses in and out as strings.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import math
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 from aiortc import RTCDataChannel
 
 from broadcast.errors import Overloaded, SessionNotFound, StreamBusy, StreamNotLive
+from broadcast.lifecycle import CloseReason, notify, start_every, stop_task
 from broadcast.participant import Participant
 from broadcast.qa.boards import QaBoards, QaSettings
 from broadcast.recording.manager import RecordingManager, RecordingSettings
@@ -81,13 +81,24 @@ class Broadcaster:
         if self._sampler is None:
             if self.settings.udp_ports is not None:
                 restrict_udp_ports(asyncio.get_running_loop(), self.settings.udp_ports)
-            self._sampler = asyncio.get_running_loop().create_task(self._sample_rates())
+            self._sampler = start_every(1.0, self._sample_rates, "sampling the feeds' rates", first_after=0.0)
 
-    async def _sample_rates(self) -> None:
-        while True:
-            for stream in list(self.streams.values()):
-                stream.sample_rates()
-            await asyncio.sleep(1.0)
+    async def open(self, record_policy: Callable[[str], bool] | None = None,
+                   accepts_theatre: Callable[[str, str], bool] | None = None) -> None:
+        """Start everything the media plane owns, before anyone connects: the sampler, the
+        recordings (repairing what a crash left open, then recording what the rules say) and
+        the Q&A store (a broken file stops the start, not a question). `close()` ends them."""
+        self.start()
+        if record_policy is not None:
+            self.recordings.policy = record_policy
+        if accepts_theatre is not None:
+            self.qa.accepts_theatre = accepts_theatre
+        self.qa.store  # noqa: B018 -- opens the database now
+        await self.recordings.start()
+
+    def _sample_rates(self) -> None:
+        for stream in list(self.streams.values()):
+            stream.sample_rates()
 
     def _check_capacity(self) -> None:
         """The audience's limit: viewers and Q&A connections (publishers are counted apart)."""
@@ -140,7 +151,7 @@ class Broadcaster:
             old, why = replacing
             logger.warning("%s: %s is replaced by a new %s session%s (%s)", path, old.log_name(), protocol,
                            f" of {participant.describe()}" if participant else "", why)
-            await old.close(f"replaced by a new session ({why})")
+            await old.close(CloseReason.REPLACED, why)
         stream = self.streams.get(path) or self._new_stream(path)
         session = PublisherSession(stream, self.session_settings, protocol, participant)
         stream.publisher = session
@@ -228,11 +239,7 @@ class Broadcaster:
         return session
 
     def _joined(self, seconds: float) -> None:
-        for listener in self.join_listeners:
-            try:
-                listener(seconds)
-            except Exception:
-                logger.exception("join time listener failed")
+        notify(self.join_listeners, seconds, what="a join time listener")
 
     def _went_live(self, stream: Stream) -> None:
         """The readers that follow every live feed: its recorder (if wanted) and thumbnailer."""
@@ -319,11 +326,8 @@ class Broadcaster:
         self.qa.say_goodbye("the server is restarting; the Q&A comes back by itself")
         await self.recordings.close()
         self.thumbnails.close()
-        if self._sampler is not None:
-            self._sampler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sampler
-        await asyncio.gather(*(s.close() for s in list(self.sessions.values())),
+        await stop_task(self._sampler)
+        await asyncio.gather(*(s.close(CloseReason.SHUTDOWN) for s in list(self.sessions.values())),
                              return_exceptions=True)
         for stream in list(self.streams.values()):
             stream.close()

@@ -95,36 +95,21 @@ async def api_options(request: web.Request) -> web.Response:
 
 
 async def _broadcaster_ctx(app: web.Application) -> AsyncIterator[None]:
-    broadcaster = app[BROADCASTER]
-    broadcaster.start()
+    """The media plane owns its parts (recordings, thumbnails, the Q&A store): it opens them
+    before serving, with the event store's rules, and closes them after its sessions."""
+    broadcaster, store = app[BROADCASTER], app[ACCESS].store
+    await broadcaster.open(
+        record_policy=lambda slug: (event := store.get(slug)) is not None and event.record,
+        accepts_theatre=lambda slug, theatre: (event := store.get(slug)) is not None and event.accepts_theatre(theatre),
+    )
     yield
     await broadcaster.close()
-
-
-async def _recordings_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Repair what a crash left open, then record what the rules say (before serving)."""
-    recordings = app[BROADCASTER].recordings
-    store = app[ACCESS].store
-    recordings.policy = lambda slug: (event := store.get(slug)) is not None and event.record
-    await recordings.start()
-    yield
-    await recordings.close()
 
 
 def recording_settings(config: ServerConfig) -> RecordingSettings:
     return RecordingSettings(
         root=config.recordings_root, segment_s=config.segment_minutes * 60,
         min_free_bytes=int(config.min_free_gb * 1e9), delete_after_days=config.delete_after_days)
-
-
-async def _qa_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Open the Q&A store before serving; theatres of a question are checked against the events."""
-    qa = app[BROADCASTER].qa
-    store = app[ACCESS].store
-    qa.accepts_theatre = lambda slug, theatre: (event := store.get(slug)) is not None and \
-        event.accepts_theatre(theatre)
-    qa.store  # noqa: B018 -- opens the database now: a broken file stops the start, not a question
-    yield  # the Broadcaster closes the boards after its sessions
 
 
 def qa_settings(config: ServerConfig, secret: bytes) -> QaSettings:
@@ -175,8 +160,6 @@ def create_app(config: ServerConfig, broadcaster: Broadcaster | None = None) -> 
     # cleanup runs in reverse: the hub and access close before the broadcaster
     app.cleanup_ctx.append(_broadcaster_ctx)
     app.cleanup_ctx.append(_access_ctx)
-    app.cleanup_ctx.append(_recordings_ctx)
-    app.cleanup_ctx.append(_qa_ctx)
     app.cleanup_ctx.append(ws.hub_ctx)
     app.on_shutdown.append(ws.on_shutdown)
     app.cleanup_ctx.append(health.health_ctx)

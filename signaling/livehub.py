@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from broadcast.broadcaster import Broadcaster
+from broadcast.lifecycle import CloseReason, describe, start_every, stop_task
 from broadcast.participant import Participant
 from broadcast.relay.stream import StreamInfo
 from signaling.views import visible_streams
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PUSH_INTERVAL_S = 1.0
+# what a page tells its person (auth.js closedMessage)
+PAGE_KINDS = {CloseReason.REVOKED: "revoked", CloseReason.EVENT_REVOKED: "revoked",
+              CloseReason.EVENT_DELETED: "revoked", CloseReason.EXPIRED: "expired", CloseReason.KICKED: "kicked"}
 
 
 class WsConnection:
@@ -42,18 +46,19 @@ class WsConnection:
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await self.ws.send_str(json.dumps(message))
 
-    async def close(self, reason: str, reconnect: bool = False, kind: str = "ended") -> None:
-        """Idempotent; tells the page why before closing. 4403: do not come back by yourself
-        (`kind` says why: "revoked", "expired", "kicked" — a kicked page may be opened again by
-        its person, a revoked link never works again); 1012 (service restart, with
-        `reconnect`): come back in a moment."""
+    async def close(self, reason: CloseReason = CloseReason.OTHER, detail: str = "") -> None:
+        """Idempotent; tells the page why before closing. 1012 (a server restart): come back in
+        a moment. 4403: do not come back by yourself; `kind` says why ("revoked", "expired",
+        "kicked": a kicked page may be opened again by its person, a revoked link never works
+        again)."""
         if self.ws.closed:
             return
-        if kind == "ended":
-            kind = "revoked" if "revoked" in reason else "expired" if "expired" in reason else kind
-        await self.send({"type": "closing", "reason": reason, "reconnect": reconnect, "kind": kind})
+        reconnect = reason is CloseReason.SHUTDOWN
+        text = describe(reason, detail)
+        await self.send({"type": "closing", "reason": text, "reconnect": reconnect,
+                         "kind": PAGE_KINDS.get(reason, "ended")})
         with contextlib.suppress(ConnectionError, RuntimeError):
-            await self.ws.close(code=1012 if reconnect else 4403, message=reason.encode()[:120])
+            await self.ws.close(code=1012 if reconnect else 4403, message=text.encode()[:120])
 
 
 class WsHub:
@@ -65,18 +70,15 @@ class WsHub:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._push_forever())
+        self._task = start_every(PUSH_INTERVAL_S, self.push, "pushing the live state to pages")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
         await self.say_goodbye()
 
     async def say_goodbye(self) -> None:
         """On shutdown, before aiohttp cancels the handlers: pages reconnect to the next server."""
-        await asyncio.gather(*(c.close("the server is restarting", reconnect=True) for c in list(self.connections)),
+        await asyncio.gather(*(c.close(CloseReason.SHUTDOWN, "it is restarting") for c in list(self.connections)),
                              return_exceptions=True)
 
     async def push(self) -> None:
@@ -95,10 +97,4 @@ class WsHub:
             conn.last_streams = key
             await conn.send({"type": "streams", "streams": streams})
 
-    async def _push_forever(self) -> None:
-        while True:
-            await asyncio.sleep(PUSH_INTERVAL_S)
-            try:
-                await self.push()
-            except Exception:
-                logger.exception("pushing live state failed; will retry")
+

@@ -13,7 +13,6 @@ on in a new segment.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from broadcast.errors import InsufficientStorage
+from broadcast.lifecycle import start_every, stop_task
 from broadcast.recording.library import RecordingLibrary, SegmentRecord, utc_iso
 from broadcast.recording.recorder import Recorder, RecorderSettings, RecorderState
 from broadcast.relay.streampath import StreamPath, is_slug
@@ -115,7 +115,8 @@ class RecordingManager:
         self.rules = self._load_rules()
         busy = {(str(p), cur.file) for p, r in self.recorders.items() if (cur := r.current())}
         await asyncio.to_thread(self.library.recover, busy)
-        self._housekeeping = asyncio.get_running_loop().create_task(self._housekeep())
+        self._housekeeping = start_every(HOUSEKEEPING_INTERVAL_S, self._housekeep, "recording retention",
+                                         first_after=0.0)
         await self.reconcile()  # feeds that went live while this was starting
 
     async def close(self) -> None:
@@ -123,21 +124,12 @@ class RecordingManager:
         if self._closed:
             return
         self._closed = True
-        if self._housekeeping is not None:
-            self._housekeeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._housekeeping
+        await stop_task(self._housekeeping)
         await asyncio.gather(*(self._stop(p) for p in list(self.recorders)), return_exceptions=True)
 
     async def _housekeep(self) -> None:
-        while True:
-            if self.settings.delete_after_days > 0:
-                try:
-                    await asyncio.to_thread(self.library.expire, self.settings.delete_after_days,
-                                            self.busy_recordings())
-                except Exception:
-                    logger.exception("recording retention failed; it is tried again in an hour")
-            await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
+        if self.settings.delete_after_days > 0:
+            await asyncio.to_thread(self.library.expire, self.settings.delete_after_days, self.busy_recordings())
 
     def busy_recordings(self) -> set[tuple[str, str]]:
         return {(str(p), r.recording_id) for p, r in self.recorders.items()}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from broadcast.lifecycle import CloseReason
 from broadcast.participant import Participant
 
 
@@ -19,4 +20,4 @@ class Connection(Protocol):
 
     def log_name(self) -> str: ...
 
-    async def close(self, reason: str = "") -> None: ...
+    async def close(self, reason: CloseReason = CloseReason.OTHER, detail: str = "") -> None: ...

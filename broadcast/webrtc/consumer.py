@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from broadcast.lifecycle import call_listener
 from broadcast.relay.frame import EncodedFrame
 
 if TYPE_CHECKING:
@@ -110,10 +111,7 @@ class Consumer(MediaStreamTrack):
         if self.first_frame_at is None:
             self.first_frame_at = time.monotonic()  # join time, for metrics
             if self.on_first_frame is not None and self.kind == "video":
-                try:
-                    self.on_first_frame(self.first_frame_at - self.created_at)
-                except Exception:
-                    logger.exception("join time listener failed")
+                call_listener(self.on_first_frame, self.first_frame_at - self.created_at, what="a join time listener")
         return frame
 
     @property

@@ -30,6 +30,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.sdp import candidate_from_sdp
 
 from broadcast.errors import InvalidOffer, UnsupportedOffer
+from broadcast.lifecycle import CloseReason, describe, notify
 from broadcast.participant import Participant
 from broadcast.relay.streampath import StreamPath
 from broadcast.webrtc.aiortchooks import configure_dtls
@@ -91,7 +92,9 @@ class PeerSession:
         self.on_closed: list[Callable[[PeerSession], None]] = []
         # the peer opened a data channel (the Broadcaster hands `qa` ones to the board)
         self.on_datachannel: Callable[[PeerSession, RTCDataChannel], None] | None = None
-        self.close_reason = ""
+        self.close_reason = CloseReason.OTHER
+        self.close_detail = ""
+        self._closing: asyncio.Future[None] | None = None
         self._closed = False
         self._close_task: asyncio.Task[None] | None = None
         self._timeout: asyncio.TimerHandle | None = None
@@ -203,7 +206,7 @@ class PeerSession:
                 "Check that UDP reaches the server or configure a TURN server",
                 self.log_name(), self.settings.connect_timeout,
             )
-            self.close_soon()
+            self.close_soon(CloseReason.CONNECT_TIMEOUT)
 
     async def add_ice_fragment(self, fragment: str) -> None:
         """Apply a trickle-ICE SDP fragment (RFC 8840). ICE restarts are not supported."""
@@ -232,16 +235,26 @@ class PeerSession:
         if count == 0 and not ufrag:
             raise InvalidOffer("the SDP fragment has no a=candidate or a=end-of-candidates line")
 
-    def close_soon(self) -> None:
+    def close_soon(self, reason: CloseReason = CloseReason.CONNECTION_LOST) -> None:
         if not self._closed and self._close_task is None:
-            self._close_task = asyncio.get_running_loop().create_task(self.close())
+            self._close_task = asyncio.get_running_loop().create_task(self.close(reason))
 
-    async def close(self, reason: str = "") -> None:
-        """Idempotent: closes the connection and releases what the session holds."""
-        if self._closed:
+    async def close(self, reason: CloseReason = CloseReason.OTHER, detail: str = "") -> None:
+        """Idempotent: closes the connection and releases what the session holds. A second
+        call while the first is under way returns when the session is closed."""
+        if self._closing is not None:
+            await asyncio.shield(self._closing)
             return
+        self._closing = asyncio.get_running_loop().create_future()
+        try:
+            await self._close(reason, detail)
+        finally:
+            self._closing.set_result(None)
+
+    async def _close(self, reason: CloseReason, detail: str) -> None:
         self._closed = True
         self.close_reason = reason
+        self.close_detail = detail
         if self._timeout is not None:
             self._timeout.cancel()
         self._release()
@@ -251,12 +264,8 @@ class PeerSession:
             # aiortc cannot close a connection whose offer it half applied; stop what exists
             logger.warning("%s: closing the peer connection piecewise (%r)", self.log_name(), exc)
             await self._stop_transports()
-        for listener in self.on_closed:
-            try:
-                listener(self)
-            except Exception:
-                logger.exception("%s: close listener failed", self.log_name())
-        logger.info("%s: closed%s", self.log_name(), f" ({reason})" if reason else "", extra=self.log_extra)
+        notify(self.on_closed, self, what=f"{self.log_name()}: a close listener")
+        logger.info("%s: closed (%s)", self.log_name(), describe(reason, detail), extra=self.log_extra)
 
     async def _stop_transports(self) -> None:
         for transceiver in self.pc.getTransceivers():

@@ -9,7 +9,6 @@ or the event store without passing through it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import time
@@ -21,6 +20,7 @@ from typing import Protocol
 from aiohttp import web
 
 from broadcast.broadcaster import Broadcaster
+from broadcast.lifecycle import CloseReason, start_every, stop_task
 from broadcast.participant import ALL_EVENTS, Capability, Participant, Role
 from broadcast.ratelimiter import RateLimiter
 from broadcast.relay.streampath import StreamPath
@@ -40,7 +40,7 @@ class Closable(Protocol):
 
     participant: Participant
 
-    async def close(self, reason: str) -> None: ...
+    async def close(self, reason: CloseReason = CloseReason.OTHER, detail: str = "") -> None: ...
 
 
 @dataclass(frozen=True)
@@ -241,33 +241,22 @@ class Access:
     # -- revocation, expiry, kick --------------------------------------------------------
     def start(self) -> None:
         if self._sweeper is None:
-            self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+            self._sweeper = start_every(SWEEP_INTERVAL_S, self.sweep, "closing revoked and expired links' connections")
 
     async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
-
-    async def _sweep_forever(self) -> None:
-        while True:
-            await asyncio.sleep(SWEEP_INTERVAL_S)
-            try:
-                await self.sweep()
-            except Exception:
-                logger.exception("access sweep failed; will retry")
+        await stop_task(self._sweeper)
+        self._sweeper = None
 
     async def sweep(self) -> int:
         """Close every live connection whose link was revoked or has expired."""
         now = time.time()
         live = self.live_counts()  # one pass over the sessions, not one per link
-        dead: dict[str, str] = {}
+        dead: dict[str, CloseReason] = {}
         for jti, claims in list(self._claims.items()):
             if self.store.is_revoked(claims):
-                dead[jti] = "link revoked"
+                dead[jti] = CloseReason.REVOKED
             elif claims.exp <= now:
-                dead[jti] = "link expired"
+                dead[jti] = CloseReason.EXPIRED
             elif not live[jti]:
                 del self._claims[jti]
         for jti in dead:
@@ -277,17 +266,19 @@ class Access:
         return await self.close_where(lambda p: p.token_id in dead, lambda p: dead[p.token_id])
 
     async def close_where(self, match: Callable[[Participant], bool],
-                          reason: Callable[[Participant], str]) -> int:
+                          reason: Callable[[Participant], CloseReason], detail: str = "") -> int:
+        """Close every connection of a matching participant: the pages (WebSockets) first, so
+        they are told why before their media drops and do not reconnect."""
         closing: list[asyncio.Future[None]] = []
         reasons: set[str] = set()
-        for session in list(self.broadcaster.sessions.values()):
-            if session.participant is not None and match(session.participant):
-                reasons.add(reason(session.participant))
-                closing.append(asyncio.ensure_future(session.close(reason(session.participant))))
         for conn in list(self.connections):
             if match(conn.participant):
                 reasons.add(reason(conn.participant))
-                closing.append(asyncio.ensure_future(conn.close(reason(conn.participant))))
+                closing.append(asyncio.ensure_future(conn.close(reason(conn.participant), detail)))
+        for session in list(self.broadcaster.sessions.values()):
+            if session.participant is not None and match(session.participant):
+                reasons.add(reason(session.participant))
+                closing.append(asyncio.ensure_future(session.close(reason(session.participant), detail)))
         if closing:
             await asyncio.gather(*closing, return_exceptions=True)
             logger.info("closed %d connection(s): %s", len(closing), ", ".join(sorted(reasons)))
@@ -295,12 +286,12 @@ class Access:
 
     async def revoke(self, event: str, jti: str) -> int:
         self.store.revoke(event, jti)
-        return await self.close_where(lambda p: p.token_id == jti, lambda p: "link revoked")
+        return await self.close_where(lambda p: p.token_id == jti, lambda p: CloseReason.REVOKED)
 
     async def revoke_all(self, event: str) -> int:
         self.store.revoke_all(event)
         return await self.close_where(lambda p: p.event == event and not p.guest,
-                                      lambda p: "all links of the event revoked")
+                                      lambda p: CloseReason.EVENT_REVOKED)
 
 
 _VERBS = {

@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from broadcast.lifecycle import CloseReason
 from broadcast.participant import Capability, Participant, Role
 from signaling.auth.links import mint_link, request_base
 from signaling.auth.tokens import check_name, parse_ttl
@@ -131,14 +132,13 @@ async def list_sessions(request: web.Request) -> web.Response:
 async def kick(request: web.Request) -> web.Response:
     slug, who = _organizer(request)
     sid = request.match_info["session"]
-    reason = f"removed by {who.name}"
     session = request.app[BROADCASTER].sessions.get(sid)
     if session is not None and session.event == slug:
-        await session.close(reason)
+        await session.close(CloseReason.KICKED, who.name)
         return web.json_response({"kicked": sid})
     for conn in list(request.app[WS_HUB].connections):
         if conn.id == sid and conn.event == slug:
-            await conn.close(reason)
+            await conn.close(CloseReason.KICKED, who.name)
             return web.json_response({"kicked": sid})
     raise web.HTTPNotFound(text="no such live session in this event (it may have ended)\n")
 
@@ -148,13 +148,12 @@ async def kick_link(request: web.Request) -> web.Response:
     back by themselves (they may be opened again; revoking the link keeps its holder out)."""
     slug, who = _organizer(request)
     jti = request.match_info["jti"]
-    reason = f"removed by {who.name}"
     pages = [c for c in request.app[WS_HUB].connections if c.event == slug and c.participant.token_id == jti]
-    # the pages first: told before their media drops, they stop instead of reconnecting
-    await asyncio.gather(*(c.close(reason, kind="kicked") for c in pages), return_exceptions=True)
-    sessions = [s for s in list(request.app[BROADCASTER].sessions.values())
+    sessions = [s for s in request.app[BROADCASTER].sessions.values()
                 if s.event == slug and s.participant is not None and s.participant.token_id == jti]
-    await asyncio.gather(*(s.close(reason) for s in sessions), return_exceptions=True)
+    # the pages first: told before their media drops, they stop instead of reconnecting
+    await asyncio.gather(*(c.close(CloseReason.KICKED, who.name) for c in pages), return_exceptions=True)
+    await asyncio.gather(*(s.close(CloseReason.KICKED, who.name) for s in list(sessions)), return_exceptions=True)
     if not pages and not sessions:
         raise web.HTTPNotFound(text="this link holds no live connection in this event\n")
     logger.info("%s kicked link %s of %s: %d page(s), %d session(s)", who.describe(), jti[:8], slug,

@@ -11,10 +11,12 @@ from typing import Any
 
 from aiohttp import web
 
+from broadcast.lifecycle import CloseReason
 from broadcast.participant import ALL_EVENTS, Capability, Participant
 from broadcast.plaintext import single_line
 from broadcast.relay.streampath import is_slug
 from signaling.http.bodies import check_keys, field, read_json
+from signaling.http.errors import http_error
 from signaling.http.webrtcsession import stream_path
 from signaling.keys import ACCESS, BROADCASTER
 from signaling.store.eventstore import Event, StoreError, Theatre
@@ -22,11 +24,6 @@ from signaling.views import visible_streams
 
 MAX_TITLE = 200
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2})?(Z|[+-]\d{2}:?\d{2})?)?$")
-
-
-def store_error(exc: StoreError) -> web.HTTPException:
-    cls = {404: web.HTTPNotFound, 409: web.HTTPConflict}.get(exc.status, web.HTTPBadRequest)
-    return cls(text=f"{exc}\n")
 
 
 def you(who: Participant, exp: int | None) -> dict[str, Any]:
@@ -105,7 +102,7 @@ async def create_event(request: web.Request) -> web.Response:
     try:
         event = request.app[ACCESS].store.put_event(event)
     except StoreError as exc:
-        raise store_error(exc) from None
+        raise http_error(exc) from None
     await request.app[BROADCASTER].recordings.reconcile()  # `record = true` starts at once
     return web.json_response({"event": event.to_json()}, status=201,
                              headers={"Location": f"/api/events/{event.slug}"})
@@ -116,11 +113,11 @@ async def delete_event(request: web.Request) -> web.Response:
     access = request.app[ACCESS]
     slug = request.match_info["event"]
     access.event(slug)
-    closed = await access.close_where(lambda p: p.event == slug, lambda p: "event deleted")
+    closed = await access.close_where(lambda p: p.event == slug, lambda p: CloseReason.EVENT_DELETED)
     try:
         access.store.delete_event(slug)
     except StoreError as exc:
-        raise store_error(exc) from None
+        raise http_error(exc) from None
     await request.app[BROADCASTER].recordings.forget_event(slug)  # the files stay in the library
     request.app[BROADCASTER].qa.forget_event(slug)  # the Q&A is archived in the store
     return web.json_response({"deleted": slug, "closed": closed})
@@ -152,7 +149,7 @@ async def add_theatre(request: web.Request) -> web.Response:
     try:
         event = access.store.add_theatre(slug, theatre)
     except StoreError as exc:
-        raise store_error(exc) from None
+        raise http_error(exc) from None
     return web.json_response({"event": event.to_json()}, status=201)
 
 
@@ -171,9 +168,14 @@ async def thumbnail(request: web.Request) -> web.Response:
     identity = request.app[ACCESS].require(request, path.event, Capability.VIEW)
     if not identity.participant.may_watch(path.event, path.theatre):
         raise web.HTTPForbidden(text=f"this link cannot watch theatre {path.theatre!r}\n")
-    picture = request.app[BROADCASTER].thumbnails.get(path)
+    broadcaster = request.app[BROADCASTER]
+    picture = broadcaster.thumbnails.get(path)
     if picture is None:
-        raise web.HTTPNotFound(text=f"no picture of {path} yet; it comes with its next keyframe\n")
+        stream = broadcaster.streams.get(path)
+        if stream is not None and stream.live:
+            # live, its first still is on its way: not an error (a browser logs every 404)
+            return web.Response(status=204, headers={"Retry-After": "2", "Cache-Control": "no-store"})
+        raise web.HTTPNotFound(text=f"no picture of {path}: it is not live and has never been\n")
     return web.Response(body=picture.jpeg, content_type="image/jpeg", headers={
         "Cache-Control": "no-store", "X-Captured-At": f"{picture.captured_at:.0f}"})
 

@@ -23,6 +23,7 @@ from broadcast.relay.streampath import StreamPath, is_slug
 from signaling.auth.access import Access
 from signaling.auth.tokens import TokenClaims, TokenError
 from signaling.http.bodies import check_keys, field, read_json
+from signaling.http.errors import http_error
 from signaling.keys import ACCESS, BROADCASTER, TICKETS
 
 logger = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ async def control(request: web.Request) -> web.Response:
     try:
         live = await manager.set(scope, action == "start")
     except InsufficientStorage as exc:
-        raise web.HTTPInsufficientStorage(text=f"{exc}\n") from None
+        raise http_error(exc) from None
     logger.info("recording %s for %s by %s", "started" if action == "start" else "stopped",
                 scope, who.describe())
     return web.json_response({

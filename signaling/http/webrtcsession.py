@@ -10,19 +10,16 @@ from aiohttp import web
 
 from broadcast.errors import (
     BroadcastError,
-    InvalidOffer,
-    Overloaded,
     SessionNotFound,
-    StreamBusy,
-    StreamNotLive,
-    UnsupportedOffer,
 )
+from broadcast.lifecycle import CloseReason
 from broadcast.participant import Participant
 from broadcast.relay.streampath import StreamPath
 from broadcast.webrtc.sdpoffer import MAX_SDP_BYTES
 from broadcast.webrtc.session import IceServer, PeerSession
 from signaling.auth.access import Identity
 from signaling.http.bodies import read_text
+from signaling.http.errors import http_error
 from signaling.keys import ACCESS, BROADCASTER, HEALTH
 
 logger = logging.getLogger(__name__)
@@ -36,21 +33,8 @@ def text_error(status: int, message: str, headers: dict[str, str] | None = None)
     return web.Response(status=status, text=message + "\n", headers=headers)
 
 
-def error_response(exc: BroadcastError) -> web.Response:
-    message = str(exc)
-    if isinstance(exc, InvalidOffer):
-        return text_error(400, message)
-    if isinstance(exc, UnsupportedOffer):
-        return text_error(422, message)
-    if isinstance(exc, StreamNotLive):
-        return text_error(409, message, {"Retry-After": str(exc.retry_after)})
-    if isinstance(exc, StreamBusy):
-        return text_error(409, message, {"Retry-After": str(exc.retry_after)} if exc.retry_after else None)
-    if isinstance(exc, Overloaded):
-        return text_error(503, message, {"Retry-After": str(exc.retry_after)})
-    if isinstance(exc, SessionNotFound):
-        return text_error(404, message)
-    return text_error(500, message)
+def error_response(exc: BroadcastError) -> web.HTTPException:
+    return http_error(exc)
 
 
 def stream_path(request: web.Request) -> StreamPath:
@@ -103,7 +87,7 @@ async def create_session(request: web.Request, admit: Admitter, start: Starter, 
         session = await start(request, offer, identity.participant)
     except BroadcastError as exc:
         logger.info("%s %s refused for %s: %s", kind, request.path, identity.participant.describe(), exc)
-        return error_response(exc)
+        raise error_response(exc) from None
     finally:
         request.app[ACCESS].release(identity)
     headers = {
@@ -141,11 +125,11 @@ async def patch_session(request: web.Request) -> web.Response:
     try:
         await session.add_ice_fragment(fragment)
     except BroadcastError as exc:
-        return error_response(exc)
+        raise error_response(exc) from None
     return web.Response(status=204)
 
 
 async def delete_session(request: web.Request) -> web.Response:
     session = _session(request)
-    await session.close("ended by the client")
+    await session.close(CloseReason.CLIENT_LEFT)
     return web.Response(status=200)

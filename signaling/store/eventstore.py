@@ -41,11 +41,15 @@ CREATE TABLE IF NOT EXISTS revoked (
 
 
 class StoreError(ValueError):
-    """A request the store refuses; `status` is the HTTP status an adapter should use."""
+    """A request the store refuses, in words (signaling/http/errors.py gives it a status)."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
+
+class AlreadyExists(StoreError):
+    """An event or theatre of that name is there already."""
+
+
+class NotFound(StoreError):
+    """No such event."""
 
 
 @dataclass(frozen=True)
@@ -146,7 +150,7 @@ class EventStore:
         with self._lock:
             old = self._mem.events.get(event.slug)
             if old is not None and not replace_existing:
-                raise StoreError(f"event {event.slug!r} exists already", 409)
+                raise AlreadyExists(f"event {event.slug!r} exists already")
             if old is not None:
                 event = replace(event, token_gen=old.token_gen)
             else:
@@ -173,7 +177,7 @@ class EventStore:
     def add_theatre(self, slug: str, theatre: Theatre) -> Event:
         event = self._require(slug)
         if event.theatre(theatre.slug) is not None:
-            raise StoreError(f"theatre {theatre.slug!r} exists already in {slug}", 409)
+            raise AlreadyExists(f"theatre {theatre.slug!r} exists already in {slug}")
         return self.put_event(replace(event, theatres=(*event.theatres, theatre)), replace_existing=True)
 
     def delete_event(self, slug: str) -> None:
@@ -193,7 +197,7 @@ class EventStore:
     def _require(self, slug: str) -> Event:
         event = self._mem.events.get(slug)
         if event is None:
-            raise StoreError(f"no event {slug!r}", 404)
+            raise NotFound(f"no event {slug!r}")
         return event
 
     # -- tokens -------------------------------------------------------------------------

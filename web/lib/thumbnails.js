@@ -44,7 +44,7 @@ export class Thumbnails {
         headers: { Authorization: `Bearer ${this.token}` }, cache: "no-store",
       });
       if (r.status === 401 || r.status === 403) return this.stop();  // the link no longer works
-      if (!r.ok) return;  // 404 until the feed's first keyframe
+      if (!r.ok || r.status === 204) return;  // 204: live, its first still comes with a keyframe
       const url = URL.createObjectURL(await r.blob());
       const old = this.urls.get(feed);
       this.urls.set(feed, url);
