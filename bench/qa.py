@@ -48,7 +48,7 @@ theatres = ["or1", "or2"]
 
 
 async def token(http: aiohttp.ClientSession, base: str, role: str, name: str, theatre: str | None = None) -> str:
-    """A link of the event, minted through the API as an organiser would."""
+    """A link of the event, minted through the API as an organizer would."""
     async with http.post(f"{base}/api/events/bench/tokens", headers=auth_headers(),
                          json={"role": role, "name": name, "theatre": theatre}) as r:
         assert r.status == 201, await r.text()

@@ -195,7 +195,7 @@ class Broadcaster:
         The source pushes frames into `stream.video` / `stream.audio` itself.
         """
         stream = self.streams.get(path) or self._new_stream(path)
-        if stream.live:
+        if stream.live or stream.publisher is not None:
             raise StreamBusy(f"{path} is already live; stop its publisher first")
         if video is not None:
             stream.video.attach(video[0], video[1])

@@ -23,7 +23,7 @@ class CloseReason(enum.StrEnum):
     REVOKED = "link revoked"
     EVENT_REVOKED = "all links of the event revoked"
     EXPIRED = "link expired"
-    KICKED = "removed by an organiser"
+    KICKED = "removed by an organizer"
     CONNECT_TIMEOUT = "not connected in time"
     CONNECTION_LOST = "connection lost"
     SHUTDOWN = "the server is shutting down"

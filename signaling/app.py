@@ -50,6 +50,10 @@ def _decorate(request: web.Request, headers: MutableMapping[str, str]) -> None:
     """Security headers on every response, CORS for allowed origins only."""
     for key, value in SECURITY_HEADERS.items():
         headers.setdefault(key, value)
+    if request.path.startswith("/static/"):
+        # revalidated on every load (ETag / Last-Modified), so that after an upgrade a page
+        # never runs with an old copy of a shared module
+        headers.setdefault("Cache-Control", "no-cache")
     config = request.app[CONFIG]
     if config.tls_cert is not None:
         headers.setdefault("Strict-Transport-Security", HSTS)

@@ -49,7 +49,7 @@ DEMO_LINKS: tuple[tuple[Role, str, str | None], ...] = (
     (Role.FACULTY, "Demo faculty", None),
     (Role.MODERATOR, "Demo moderator", None),
     (Role.HALL, "Hall display", None),
-    (Role.ORGANIZER, "Demo organiser", None),
+    (Role.ORGANIZER, "Demo organizer", None),
 )
 
 

@@ -85,7 +85,7 @@ async def start_server(config: ServerConfig | None = None) -> tuple[web.AppRunne
 
 
 def organizer_session(app: web.Application) -> aiohttp.ClientSession:
-    token = mint(app, Role.ORGANIZER, ALL_EVENTS, name="test organiser")
+    token = mint(app, Role.ORGANIZER, ALL_EVENTS, name="test organizer")
     return aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"})
 
 

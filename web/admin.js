@@ -1,7 +1,6 @@
-// Organiser page: mint role links, see live sessions, kick, revoke.
+// Organizer page: mint role links, see live sessions, kick, revoke.
 import { api, noAccessMessage, showNoAccess, takeToken } from "./lib/auth.js";
-import { duration, el } from "./lib/dom.js";
-import { setStatus } from "./lib/webrtchttp.js";
+import { duration, el, setStatus } from "./lib/dom.js";
 
 const token = takeToken();
 const eventSelect = document.getElementById("event");
@@ -107,7 +106,7 @@ function personRow(event, group) {
   const shared = group.items.filter((s) => s.kind === "websocket").length > 1;
   const key = group.jti || group.items[0].id;
   const details = el("details", {
-    open: openDetails.has(key),  // the table is rebuilt every 3 s: keep what the organiser opened
+    open: openDetails.has(key),  // the table is rebuilt every 3 s: keep what the organizer opened
     ontoggle: (e) => (e.currentTarget.open ? openDetails.add(key) : openDetails.delete(key)),
   }, el("summary", { text: summary(group.items) }),
     el("ul", { className: "conn-list" }, group.items.map((s) =>
@@ -182,7 +181,7 @@ document.getElementById("copy").addEventListener("click", async () => {
 
 document.getElementById("revoke-all").addEventListener("click", () => {
   const event = current();
-  if (!confirm(`Every link of ${event.title} stops working now, including organiser links of this event. Continue?`)) return;
+  if (!confirm(`Every link of ${event.title} stops working now, including organizer links of this event. Continue?`)) return;
   act(api(token, `/api/events/${event.slug}/revoke-all`, { method: "POST" }),
     (r) => `All links revoked; ${r.closed_sessions} session(s) closed`);
 });
@@ -211,16 +210,16 @@ document.getElementById("export-json").addEventListener("click", () => download(
 eventSelect.addEventListener("change", () => loadEvents(eventSelect.value).then(refresh));
 
 async function start() {
-  if (!token) return showNoAccess("Open the organiser link you were given (or mint one with `orcast token --role organizer`).");
+  if (!token) return showNoAccess("Open the organizer link you were given (or mint one with `orcast token --role organizer`).");
   let me;
   try {
     ({ you: me } = await api(token, "/api/me"));
-    if (me.role !== "organizer") return showNoAccess(`This is the organiser page; a ${me.role} link cannot open it.`);
+    if (me.role !== "organizer") return showNoAccess(`This is the organizer page; a ${me.role} link cannot open it.`);
     await loadEvents(me.event === "*" ? undefined : me.event);
   } catch (error) {
     return showNoAccess(noAccessMessage(error));
   }
-  document.getElementById("who").textContent = `${me.name} · organiser${me.event === "*" ? " of every event" : ""}`;
+  document.getElementById("who").textContent = `${me.name} · organizer${me.event === "*" ? " of every event" : ""}`;
   document.getElementById("create-panel").hidden = me.event !== "*";
   setStatus(status, events.length ? "Ready" : "No event yet: create one", events.length ? "ok" : "warn");
   refresh();

@@ -3,12 +3,12 @@
 // air for this theatre shown large, and the faculty's talk-back played out loud. Every feed
 // reconnects by itself with backoff when the network or the server drops.
 import { api, closedMessage, openEvent, pathPart, showNoAccess, takeToken } from "./lib/auth.js";
-import { el, option } from "./lib/dom.js";
+import { el, exposeForTests, option, setStatus } from "./lib/dom.js";
 import { openEventSocket } from "./lib/eventsocket.js";
+import { isRecording, isSlug, isTalkback } from "./lib/model.js";
 import { FeedPlayer } from "./lib/player.js";
 import { FeedPublisher } from "./lib/publisher.js";
 import { QaConnection, onAirFor } from "./lib/qa.js";
-import { setStatus } from "./lib/webrtchttp.js";
 
 const event = pathPart(2);
 const fixedTheatre = pathPart(3);
@@ -24,7 +24,6 @@ let qa = null;
 let healthTimer = null;
 
 const theatre = () => theatreSelect.value;
-const SLUG = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
 async function listDevices() {
   try {
@@ -142,7 +141,7 @@ function setButtons(card, live) {
 
 async function goLive(card) {
   const feed = card.feed.value.trim();
-  if (!SLUG.test(feed)) return setStatus(card.status, "A feed name is lower-case letters, digits and '-', like endoscope or room", "bad");
+  if (!isSlug(feed)) return setStatus(card.status, "A feed name is lower-case letters, digits and '-', like endoscope or room", "bad");
   if (cards.some((c) => c !== card && c.path === `${event}/${theatre()}/${feed}`)) {
     return setStatus(card.status, "Another card already sends this feed name", "bad");
   }
@@ -172,7 +171,7 @@ function removeCard(card) {
 async function toggleRecording(card) {
   const feed = card.feed.value.trim();
   const info = streams.get(`${theatre()}/${feed}`);
-  const action = info && ["recording", "starting", "waiting"].includes(info.recording) ? "stop" : "start";
+  const action = info && isRecording(info.recording) ? "stop" : "start";
   try {
     await api(token, `/api/events/${event}/recording`, { method: "POST", body: { action, theatre: theatre(), feed } });
     notice(card, action === "start" ? "Recording requested: ● REC shows when the server records" : "Recording stopped", "ok");
@@ -198,7 +197,7 @@ async function showHealth() {
     card.health.textContent = parts.join(" · ");
     const recording = info?.recording || "off";
     card.record.hidden = !canRecord || !card.path;
-    card.record.textContent = ["recording", "starting", "waiting"].includes(recording) ? "Stop recording" : "Record";
+    card.record.textContent = isRecording(recording) ? "Stop recording" : "Record";
     card.record.dataset.state = recording;
     if (recording === "recording") card.health.append(el("span", { className: "rec", text: " ● REC" }));
     if (recording === "failed") card.health.append(el("span", { className: "bad", text: " recording failed" }));
@@ -208,7 +207,7 @@ async function showHealth() {
 // Faculty voices: the theatre's talk-back feeds, played out loud with their camera if any, each
 // with who speaks, a level meter and a mute. The players watch their own picture and sound.
 function syncTalkback() {
-  const wanted = [...streams.values()].filter((s) => s.live && s.theatre === theatre() && s.name.startsWith("talkback"));
+  const wanted = [...streams.values()].filter((s) => s.live && s.theatre === theatre() && isTalkback(s.feed));
   const keep = new Set(wanted.map((s) => s.feed));
   for (const [feed, entry] of talkback) {
     if (!keep.has(feed)) {
@@ -220,7 +219,15 @@ function syncTalkback() {
   }
   const box = document.getElementById("talkback");
   for (const s of wanted) {
-    const known = talkback.get(s.feed);
+    let known = talkback.get(s.feed);
+    if (known && known.hasVideo !== Boolean(s.video_codec)) {
+      // the feed changed (a camera added or dropped): play it anew
+      known.player.stop();
+      known.meter?.stop();
+      known.box.remove();
+      talkback.delete(s.feed);
+      known = undefined;
+    }
     if (known) {
       known.who.textContent = s.publisher_name || "Faculty";
       known.player.setLive(true, s.stalled);
@@ -246,7 +253,7 @@ function syncTalkback() {
     });
     player.play(`${event}/${s.feed}`, true, hasVideo);
     video.play().catch(() => {});
-    const entry = { player, box: figure, who, meter: levelMeter(video, level) };
+    const entry = { player, box: figure, who, hasVideo, meter: levelMeter(video, level) };
     talkback.set(s.feed, entry);
     box.append(figure);
   }
@@ -349,10 +356,10 @@ async function start() {
 
 start();
 
-// A read-only handle for diagnostics and browser tests (getStats from the console).
-window.orcast = {
+// A read-only handle for diagnostics and browser tests (see exposeForTests).
+exposeForTests({
   get peers() { return cards.map((c) => c.publisher.pc); },
   get peer() { return cards[0]?.publisher.pc; },
   get feeds() { return cards.map((c) => ({ path: c.path, state: c.publisher.state })); },
   get talkback() { return [...talkback.values()].map((t) => t.player.pc); },
-};
+});

@@ -2,7 +2,7 @@
 // by side, or a 2×2 grid) and the question on air. Recovers by itself from network loss, a
 // server restart or a publisher that leaves and comes back.
 import { api, closedMessage, noAccessMessage, pathPart, showNoAccess, takeToken } from "./lib/auth.js";
-import { el, feedLabel } from "./lib/dom.js";
+import { el, exposeForTests, feedLabel } from "./lib/dom.js";
 import { openEventSocket } from "./lib/eventsocket.js";
 import { hallFeeds, hallQuestion } from "./lib/hallview.js";
 import { FeedPlayer } from "./lib/player.js";
@@ -52,7 +52,7 @@ function updateTiles() {
     const waiting = s === "waiting" || (!live.includes(tile.feed) && s !== "live");
     const name = feedLabel(titles, tile.feed);
     tile.state.textContent = s === "live" ? "" : waiting ? `Waiting for ${name} to go live …`
-      : s === "ended" ? "This hall link no longer works; ask the organiser for a new one"
+      : s === "ended" ? "This hall link no longer works; ask the organizer for a new one"
         : stalled.has(tile.feed) ? `${name}: the operating room is reconnecting …` : `${name} reconnecting …`;
     tile.state.hidden = s === "live";
   }
@@ -136,7 +136,7 @@ async function start() {
 
 start();
 
-window.orcast = {
+exposeForTests({
   get tiles() { return tiles.map((t) => ({ feed: t.feed, state: t.player.state, peer: t.player.pc })); },
   get qa() { return qa; },
-};
+});

@@ -2,11 +2,11 @@
 // merge / answered / pin with keyboard shortcuts, on air per theatre, the hall layout, and the
 // health of every theatre's feeds.
 import { api, closedMessage, openEvent, pathPart, showNoAccess, takeToken } from "./lib/auth.js";
-import { ago, el, feedLabel, option } from "./lib/dom.js";
-import { hallFeeds, hallQuestion, LAYOUT_TILES } from "./lib/hallview.js";
+import { ago, el, exposeForTests, feedLabel, option, setStatus } from "./lib/dom.js";
+import { hallFeeds, hallQuestion } from "./lib/hallview.js";
+import { LAYOUT_TILES } from "./lib/model.js";
 import { QaConnection, byTime, byVotes } from "./lib/qa.js";
 import { Thumbnails } from "./lib/thumbnails.js";
-import { setStatus } from "./lib/webrtchttp.js";
 
 const event = pathPart(2);
 const token = takeToken();
@@ -290,4 +290,4 @@ async function start() {
 
 start();
 
-window.orcast = { get qa() { return qa; }, get selected() { return selected; } };
+exposeForTests({ get qa() { return qa; }, get selected() { return selected; } });

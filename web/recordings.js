@@ -1,8 +1,8 @@
-// Recordings: start/stop recording (technician, moderator, organiser) and the library:
-// list, play and seek in the browser, download, delete (organiser).
+// Recordings: start/stop recording (technician, moderator, organizer) and the library:
+// list, play and seek in the browser, download, delete (organizer).
 import { api, noAccessMessage, pathPart, showNoAccess, takeToken } from "./lib/auth.js";
-import { feedLabel } from "./lib/dom.js";
-import { setStatus } from "./lib/webrtchttp.js";
+import { feedLabel, setStatus } from "./lib/dom.js";
+import { isRecording } from "./lib/model.js";
 
 const token = takeToken();
 const $ = (id) => document.getElementById(id);
@@ -85,7 +85,7 @@ async function refreshControl() {
     const [, theatre, feed] = f.path.split("/");
     const tr = document.createElement("tr");
     const stateText = f.error ? `${f.state}: ${f.error}` : f.state;
-    const on = ["recording", "starting", "waiting"].includes(f.state);
+    const on = isRecording(f.state);
     tr.append(cell(feedName(f.path)), cell(stateText), cell(f.file || ""), cell(duration(f.duration_s)), cell(bytes(f.size_bytes)),
       actions(on ? actionButton("Stop", () => record("stop", theatre, feed), `Stop recording ${f.path}`)
         : actionButton("Record", () => record("start", theatre, feed), `Record ${feedName(f.path)}`)));
@@ -186,7 +186,7 @@ async function main() {
   }
   try {
     ({ you: me } = await api(token, "/api/me"));
-    if (!can("library")) throw new Error(`A ${me.role} link cannot see recordings; ask the organiser for a technician, moderator or organiser link.`);
+    if (!can("library")) throw new Error(`A ${me.role} link cannot see recordings; ask the organizer for a technician, moderator or organizer link.`);
     ({ events } = await api(token, "/api/events"));
   } catch (error) {
     showNoAccess(error.status ? noAccessMessage(error) : error.message);

@@ -2,12 +2,12 @@
 // or a 2×2 multi-view, which theatre is heard, fullscreen, a quality indicator, the Q&A panel,
 // and for faculty "speak to OR". Everything reconnects by itself.
 import { closedMessage, openEvent, pathPart, showNoAccess, takeToken } from "./lib/auth.js";
-import { el, feedLabel, option } from "./lib/dom.js";
+import { el, exposeForTests, feedLabel, option, setStatus } from "./lib/dom.js";
 import { openEventSocket } from "./lib/eventsocket.js";
+import { QA_DEFAULTS, TALKBACK_PREFIX, isFeed, isTalkback } from "./lib/model.js";
 import { FeedPlayer } from "./lib/player.js";
 import { FeedPublisher } from "./lib/publisher.js";
 import { QaConnection, byVotes, onAirFor } from "./lib/qa.js";
-import { setStatus } from "./lib/webrtchttp.js";
 import { Thumbnails } from "./lib/thumbnails.js";
 
 const event = pathPart(2);
@@ -28,7 +28,6 @@ let you = null;
 let serverUp = true;
 let qualityTimer = null;           // the event's WebSocket is connected: live states are current
 
-const isTalkback = (feed) => feed.split("/")[1].startsWith("talkback");
 const theatreOf = (feed) => feed.split("/")[0];
 const liveFeeds = () => [...streams.values()].filter((s) => s.live).map((s) => s.feed);
 
@@ -65,7 +64,7 @@ function onMainState(state, text) {
   const feed = mainFeed();
   stateBox.textContent = describe(state, feed, text);
   stateBox.hidden = state === "live";
-  if (state === "ended") showNoAccess(`${text} Ask the organiser for a new link.`);
+  if (state === "ended") showNoAccess(`${text} Ask the organizer for a new link.`);
 }
 
 // -- multi-view ----------------------------------------------------------------------------
@@ -206,7 +205,7 @@ function onStreams(list) {
   streams = next;
   if (!before && mode === "single") {
     const wanted = new URL(location.href).searchParams.get("feed");
-    const first = wanted && /^[a-z0-9-]+\/[a-z0-9-]+$/.test(wanted) ? wanted : liveFeeds().find((f) => !isTalkback(f));
+    const first = isFeed(wanted) ? wanted : liveFeeds().find((f) => !isTalkback(f));
     if (first) play(first);
     else if (!tiles.length) {
       stateBox.textContent = "Waiting for an operating room to go live …";
@@ -220,7 +219,7 @@ function onStreams(list) {
 }
 
 // -- speak to the OR (faculty) ---------------------------------------------------------------
-const myTalkback = `talkback-${Math.random().toString(36).slice(2, 8)}`;
+const myTalkback = `${TALKBACK_PREFIX}-${Math.random().toString(36).slice(2, 8)}`;
 let talk = null;
 let talkMedia = null;
 
@@ -294,6 +293,8 @@ function renderOnAir(slots) {
 }
 
 let askTimer = null;
+// the server's limit, from the Q&A welcome (the default until it has arrived)
+const askLimit = () => qa?.limits?.text_chars || QA_DEFAULTS.text_chars;
 
 function askStatus(text, kind) {
   const p = document.getElementById("ask-status");
@@ -311,7 +312,7 @@ async function ask(e) {
   try {
     await qa.request("ask", { text, ...(theatre ? { theatre } : {}), anonymous: document.getElementById("ask-anon").checked });
     document.getElementById("ask-text").value = "";
-    document.getElementById("ask-count").textContent = "0 / 500";
+    document.getElementById("ask-count").textContent = `0 / ${askLimit()}`;
     askStatus("Sent. A moderator will look at it.", "ok");
   } catch (error) {
     askStatus(error.message, "bad");
@@ -385,7 +386,7 @@ async function start() {
   document.getElementById("ask-theatre").replaceChildren(option("", "any theatre"), ...info.event.theatres.map((t) => option(t.slug, t.title)));
   document.getElementById("ask").addEventListener("submit", ask);
   document.getElementById("ask-text").addEventListener("input", (e) => {
-    document.getElementById("ask-count").textContent = `${e.target.value.length} / 500`;
+    document.getElementById("ask-count").textContent = `${e.target.value.length} / ${askLimit()}`;
   });
   qa = new QaConnection(event, token, {
     onQuestions: renderQuestions,
@@ -423,8 +424,8 @@ function shutdown() {
 
 start();
 
-// A read-only handle for diagnostics and browser tests (getStats from the console).
-window.orcast = {
+// A read-only handle for diagnostics and browser tests (see exposeForTests).
+exposeForTests({
   get peer() { return main?.pc; },
   get recoveries() { return main?.recoveries ?? 0; },
   get path() { return main?.path; },
@@ -432,4 +433,4 @@ window.orcast = {
   get talk() { return talk; },
   get talkback() { return [...talkbackPlayers.values()].map((p) => p.player.pc); },
   get qa() { return qa; },
-};
+});

@@ -1,7 +1,7 @@
 """One event's Q&A board: the rules of asking, voting and moderating, and who is told what.
 
 Who sees what:
-- moderators (and organisers) see every question with its author and history fields;
+- moderators (and organizers) see every question with its author and history fields;
 - the audience (viewers, faculty) sees approved and answered questions and their own in any
   state (with a rejection's reason);
 - displays (hall, technician consoles) only get what is on air.
@@ -316,7 +316,7 @@ class Board:
                   allowed: tuple[QuestionState, ...]) -> tuple[Question, Question]:
         """Check a moderator action on `cmd.question`: (the question, a copy to change)."""
         if not client.participant.can(Capability.MODERATE):
-            raise QaError("forbidden", f"only moderators and organisers can {what} questions "
+            raise QaError("forbidden", f"only moderators and organizers can {what} questions "
                                        f"(this is a {client.participant.role} link)")
         q = self._question(cmd.question)
         if q.state not in allowed:
@@ -401,7 +401,7 @@ class Board:
     def _do_layout(self, client: BoardClient, cmd: Command) -> dict[str, Any]:
         """The hall displays' layout: single, side by side or a 2×2 grid of `theatre/feed`s."""
         if not client.participant.can(Capability.MODERATE):
-            raise QaError("forbidden", "only moderators and organisers can set the hall layout")
+            raise QaError("forbidden", "only moderators and organizers can set the hall layout")
         mode = cmd.mode or "single"
         if len(cmd.feeds) > LAYOUT_TILES[mode]:
             raise QaError("bad_message", f"a {mode} layout shows {LAYOUT_TILES[mode]} feed(s), not {len(cmd.feeds)}")

@@ -58,12 +58,15 @@ class Stream:
 
     @property
     def live(self) -> bool:
-        return self.publisher is not None or self.local_source is not None
+        """A publisher has finished negotiating (its tracks and codecs are known), or an
+        in-process source feeds the stream. A page told "live" mid-negotiation would see no
+        video codec yet and play the feed as audio only."""
+        return (self.publisher is not None and self.live_since is not None) or self.local_source is not None
 
     @property
     def idle(self) -> bool:
-        """Nobody publishes and nobody watches: the stream can be forgotten."""
-        return not self.live and not self.viewers
+        """Nobody publishes (or is negotiating to) and nobody watches: the stream can be forgotten."""
+        return self.publisher is None and self.local_source is None and not self.viewers
 
     def silent_for(self, now: float | None = None) -> float:
         """Seconds since the source's last frame (since it went live, if none came yet)."""

@@ -98,13 +98,13 @@ class Access:
                                     guest=True)
                 return Identity(guest, None)
             raise _unauthorized("this needs a link: send it as 'Authorization: Bearer <token>' "
-                                "(ask the organiser if you have none)")
+                                "(ask the organizer if you have none)")
         try:
             claims = self.issuer.verify(token)
         except TokenError as exc:
             raise _unauthorized(str(exc)) from None
         if self.store.is_revoked(claims):
-            raise _unauthorized("this link has been revoked; ask the organiser for a new one")
+            raise _unauthorized("this link has been revoked; ask the organizer for a new one")
         participant = claims.participant()
         if not participant.covers_event(event):
             raise web.HTTPForbidden(text=f"this link is for the event {claims.event!r}, not {event!r}\n")
@@ -124,7 +124,7 @@ class Access:
         if claims.event != ALL_EVENTS:
             return self.identify_token(token, claims.event)
         if self.store.is_revoked(claims):
-            raise _unauthorized("this link has been revoked; ask the organiser for a new one")
+            raise _unauthorized("this link has been revoked; ask the organizer for a new one")
         return Identity(claims.participant(), claims)
 
     def identify(self, request: web.Request, event: str) -> Identity:
@@ -139,7 +139,7 @@ class Access:
     def check_capability(participant: Participant, capability: Capability) -> None:
         if not participant.can(capability):
             raise web.HTTPForbidden(text=f"a {participant.role} link cannot {_VERBS[capability]}; "
-                                         "ask the organiser for a link with that role\n")
+                                         "ask the organizer for a link with that role\n")
 
     def event(self, slug: str) -> Event:
         event = self.store.get(slug)
@@ -161,7 +161,7 @@ class Access:
                 raise web.HTTPForbidden(text=f"this link is for theatre {who.theatre!r}, "
                                              f"not {path.theatre!r}\n")
             raise web.HTTPForbidden(text=f"a {who.role} link cannot publish; "
-                                         "ask the organiser for a technician link\n")
+                                         "ask the organizer for a technician link\n")
         self._check_theatre(path)
         # a returning encoder replaces its own live session: that one does not count
         self._admit(request, identity, spare=1 if self._publishes(path, identity) else 0)
@@ -191,7 +191,7 @@ class Access:
         event = self.event(path.event)
         if not event.accepts_theatre(path.theatre):
             raise web.HTTPNotFound(text=f"event {path.event!r} has no theatre {path.theatre!r}; "
-                                        "the organiser can add it\n")
+                                        "the organizer can add it\n")
 
     def admit_connection(self, request: web.Request, identity: Identity) -> None:
         """Rate and per-link limits for a new WebSocket (its token arrived in a message)."""
@@ -207,7 +207,7 @@ class Access:
         if held >= limit:
             raise web.HTTPTooManyRequests(
                 text=f"this link already holds {held} live session(s), its limit; close one "
-                     "(another tab or device) or ask the organiser for a link that allows more\n",
+                     "(another tab or device) or ask the organizer for a link that allows more\n",
                 headers={"Retry-After": str(self.config.retry_after)},
             )
         self._claims[claims.jti] = claims
@@ -231,7 +231,7 @@ class Access:
         return self.live_counts()[jti]
 
     def may_manage_session(self, who: Participant, owner: Participant | None, event: str) -> bool:
-        """The session's own link, or an organiser of its event."""
+        """The session's own link, or an organizer of its event."""
         if owner is not None and owner.token_id == who.token_id:
             return True
         if owner is not None and owner.guest and who.guest:

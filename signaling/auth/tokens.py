@@ -150,16 +150,16 @@ class TokenIssuer:
                 options={"require": ["exp", "iat", "jti", "iss"]}, leeway=30,
             )
         except jwt.ExpiredSignatureError:
-            raise TokenError("this link has expired; ask the organiser for a new one") from None
+            raise TokenError("this link has expired; ask the organizer for a new one") from None
         except (jwt.InvalidTokenError, RecursionError, UnicodeError, ValueError):
             # RecursionError: a header of `[` × 8000 (PyJWT parses it before the signature)
             raise TokenError("this link is not valid (damaged or not from this server); "
-                             "ask the organiser for a new one") from None
+                             "ask the organizer for a new one") from None
         return _claims_from(payload)
 
 
 def _claims_from(payload: dict[str, object]) -> TokenClaims:
-    bad = TokenError("this link is not valid (malformed claims); ask the organiser for a new one")
+    bad = TokenError("this link is not valid (malformed claims); ask the organizer for a new one")
     event, role, name, jti = (payload.get(k) for k in ("event", "role", "name", "jti"))
     theatre, gen, max_sessions = payload.get("theatre"), payload.get("gen", 0), payload.get("max_sessions")
     exp, iat = payload.get("exp"), payload.get("iat")

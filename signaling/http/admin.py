@@ -1,4 +1,4 @@
-"""REST API for organisers: mint and list links, revoke them, see and kick live sessions.
+"""REST API for organizers: mint and list links, revoke them, see and kick live sessions.
 
 Tokens are returned once, when minted, and never stored: the store keeps their `jti`,
 role and name so that they can be listed and revoked.
@@ -99,8 +99,8 @@ async def revoke_all(request: web.Request) -> web.Response:
     closed = await request.app[ACCESS].revoke_all(slug)
     return web.json_response({
         "revoked": "all", "closed_sessions": closed,
-        "note": "every link of this event minted so far no longer works, including organiser "
-                "links of this event; mint new ones with a server-wide organiser link or "
+        "note": "every link of this event minted so far no longer works, including organizer "
+                "links of this event; mint new ones with a server-wide organizer link or "
                 "`orcast token`",
     })
 

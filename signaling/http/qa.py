@@ -4,7 +4,7 @@
   SDP offer in, 201 + answer + Location out; PATCH/DELETE on the session). Viewers, halls and
   technician consoles can open the same channel on their WHEP/WHIP connections instead.
 - `GET /api/events/{event}/questions?format=json|csv`: the export after (or during) the event,
-  for moderators and organisers.
+  for moderators and organizers.
 """
 
 from __future__ import annotations

@@ -101,7 +101,7 @@ async def create_session(request: web.Request, admit: Admitter, start: Starter, 
 
 
 def _session(request: web.Request) -> PeerSession:
-    """The session named by the URL, for its own link or an organiser of its event."""
+    """The session named by the URL, for its own link or an organizer of its event."""
     event = request.match_info["event"]
     path = stream_path(request) if "feed" in request.match_info else None  # None: a Q&A session
     access = request.app[ACCESS]

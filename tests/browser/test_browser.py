@@ -45,7 +45,7 @@ async def test_admin_page_mints_a_link_and_revokes_it(server: RunningServer) -> 
         admin = await browser.new_page()
         errors = collect_console_errors(admin)
         await admin.goto(role_link(server.base, Role.ORGANIZER, ALL_EVENTS, None,
-                                   server.token(Role.ORGANIZER, event=ALL_EVENTS, name="Chief organiser")))
+                                   server.token(Role.ORGANIZER, event=ALL_EVENTS, name="Chief organizer")))
         await admin.wait_for_selector("#event option[value=course]", state="attached")
         await admin.fill("#mint [name=name]", "Dr Seoul")
         await admin.click("#mint button")
@@ -68,3 +68,17 @@ async def test_admin_page_mints_a_link_and_revokes_it(server: RunningServer) -> 
         await asyncio.sleep(12)  # thumbnails refresh every 10 s, quality every second
         assert requests == [], f"the revoked page still asks the server: {requests[:5]}"
         assert errors == [] and viewer_errors == [], (errors, viewer_errors)
+
+
+async def test_an_ordinary_page_has_no_test_hooks(server: RunningServer) -> None:
+    async with chromium() as hooked:
+        assert hooked.browser is not None
+        plain = await hooked.browser.new_context()
+        page = await plain.new_page()
+        await page.goto(link(server, Role.VIEWER))
+        await page.wait_for_selector("#who >> text=viewer in the browser")
+        assert await page.evaluate("typeof window.orcast") == "undefined"
+        tested = await hooked.new_page()
+        await tested.goto(link(server, Role.VIEWER))
+        await tested.wait_for_selector("#who >> text=viewer in the browser")
+        assert await tested.evaluate("typeof window.orcast") == "object"

@@ -17,7 +17,7 @@ from playwright.async_api import BrowserContext, Page
 from broadcast.participant import ALL_EVENTS, Role
 from signaling.auth.links import role_link
 from tests.conftest import RunningServer
-from tests.support.chromium import PICTURE_SPREAD_JS, chromium, collect_console_errors, screenshot
+from tests.support.chromium import PICTURE_SPREAD_JS, chromium, collect_console_errors, hooked_context, screenshot
 from tests.support.demoproc import free_port, start_demo
 
 pytestmark = pytest.mark.browser
@@ -190,7 +190,7 @@ async def test_faculty_talkback_is_heard_on_the_console_and_by_viewers_of_that_t
 
 async def test_every_page_loads_without_errors(server: RunningServer) -> None:
     pages = {
-        "admin": link(server, Role.ORGANIZER, name="Course organiser"),
+        "admin": link(server, Role.ORGANIZER, name="Course organizer"),
         "recordings": role_link(server.base, Role.MODERATOR, "course", None, server.token(Role.MODERATOR))
         .replace("/moderate/course", "/recordings/course"),
         "hall-idle": link(server, Role.HALL),
@@ -210,7 +210,7 @@ async def test_every_page_loads_without_errors(server: RunningServer) -> None:
             assert errors == [], (name, errors)
             await page.close()
         assert browser.browser is not None
-        phone = await browser.browser.new_context(viewport={"width": 390, "height": 844}, bypass_csp=True)
+        phone = await hooked_context(browser.browser, {"width": 390, "height": 844})
         if phone is not None:
             page = await phone.new_page()
             errors = collect_console_errors(page)

@@ -185,7 +185,7 @@ async def test_role_endpoint_matrix(matrix_server: tuple[RunningServer, dict[str
     failures = []
     async with aiohttp.ClientSession() as http:
         for row in ROWS:
-            # the organiser's revoke-all would end the other columns' links: it goes last
+            # the organizer's revoke-all would end the other columns' links: it goes last
             order = {"organizer": 1, "organizer*": 2}
             columns = sorted(COLUMNS, key=lambda c: order.get(c, 0)) if row.action == "revoke all" else COLUMNS
             for column in columns:

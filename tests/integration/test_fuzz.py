@@ -73,7 +73,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     issuer = TokenIssuer(secret.encode())
     offers = {d: asyncio.run(make_offer_sdp(d)) for d in ("sendonly", "recvonly")}
     yield Demo(port, process,
-               organizer=issuer.mint("demo", Role.ORGANIZER, "fuzz organiser", 3600, gen=demo_gen(tmp / "data"))[0],
+               organizer=issuer.mint("demo", Role.ORGANIZER, "fuzz organizer", 3600, gen=demo_gen(tmp / "data"))[0],
                root=issuer.mint(ALL_EVENTS, Role.ORGANIZER, "fuzz root", 3600)[0],
                viewer=server.token("viewer"), offers=offers, log=log_path)
     server.stop()

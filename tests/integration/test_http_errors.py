@@ -100,7 +100,7 @@ async def test_second_publisher_of_another_link_is_409(server: RunningServer) ->
     status, text, headers = await post_offer(server.http, f"{server.base}/whip/{PATH}", await make_offer(),
                                              server.token(Role.TECHNICIAN, name="another cart"))
     assert status == 409
-    assert "is live from 'test organiser' (organizer)" in text, text
+    assert "is live from 'test organizer' (organizer)" in text, text
     assert headers["Retry-After"] == "2"
     assert len(server.broadcaster.sessions) == 1
     await pub.pc.close()
@@ -224,3 +224,9 @@ def test_deep_json_on_the_qa_channel_is_bad_json() -> None:
         with pytest.raises(QaError) as caught:
             parse(raw)
         assert caught.value.code in ("bad_json", "too_large"), caught.value.code
+
+
+async def test_static_modules_are_revalidated_so_an_upgrade_never_mixes_versions(server: RunningServer) -> None:
+    for path in ("/static/lib/player.js", "/static/watch.js", "/static/style.css"):
+        async with server.http.get(server.base + path) as r:
+            assert r.status == 200 and r.headers["Cache-Control"] == "no-cache", (path, r.headers)

@@ -98,12 +98,12 @@ async def test_reject_edit_merge_withdraw_pin(server: RunningServer) -> None:
     ben = await joined(http, base, "course", server.token("viewer", name="Dr Ben Okafor"))
     cleo = await joined(http, base, "course", server.token("faculty", theatre="or2", name="Prof Cleo Ruiz"))
     mod = await joined(http, base, "course", server.token("moderator", name="Moderator Kim"))
-    kim2 = await joined(http, base, "course", server.token("organizer", name="Organiser Lee"))
+    kim2 = await joined(http, base, "course", server.token("organizer", name="Organizer Lee"))
 
     off_topic = (await ana.ok("ask", text="Is lunch included?"))["question"]
-    await mod.ok("reject", question=off_topic, reason="Off topic: please ask the organisers")
+    await mod.ok("reject", question=off_topic, reason="Off topic: please ask the organizers")
     await ana.wait_until(lambda: ana.questions[off_topic]["state"] == "rejected", what="author sees rejection")
-    assert ana.questions[off_topic]["reason"] == "Off topic: please ask the organisers"
+    assert ana.questions[off_topic]["reason"] == "Off topic: please ask the organizers"
     reply = await kim2.request("reject", question=off_topic)  # another moderator, a moment later
     assert reply["code"] == "conflict" and "rejected" in reply["message"]
 
@@ -115,7 +115,7 @@ async def test_reject_edit_merge_withdraw_pin(server: RunningServer) -> None:
     await ana.ok("vote", question=q1)
     await ana.ok("vote", question=q2)  # voted for both: counts once after the merge
     assert (await mod.request("vote", question=q2))["code"] == "forbidden"  # moderators moderate
-    await kim2.ok("vote", question=q2)  # an organiser may do everything
+    await kim2.ok("vote", question=q2)  # an organizer may do everything
 
     edited = "What is the role of ICG fluorescence cholangiography here?"
     await mod.ok("edit", question=q1, text=edited)

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from playwright.async_api import BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
@@ -26,10 +26,20 @@ async def chromium() -> AsyncIterator[BrowserContext]:
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         try:
-            # The pages' CSP forbids eval; Playwright's predicates need it, the pages do not.
-            yield await browser.new_context(bypass_csp=True, viewport={"width": 1200, "height": 900})
+            yield await hooked_context(browser, {"width": 1200, "height": 900})
         finally:
             await browser.close()
+
+
+TEST_HOOKS = "sessionStorage.setItem('orcast.testHooks', '1')"
+
+
+async def hooked_context(browser: Browser, viewport: dict[str, int]) -> BrowserContext:
+    """A context whose pages expose window.orcast (they do only when asked: web/lib/dom.js)."""
+    # The pages' CSP forbids eval; Playwright's predicates need it, the pages do not.
+    context = await browser.new_context(bypass_csp=True, viewport=viewport)  # type: ignore[arg-type]
+    await context.add_init_script(TEST_HOOKS)
+    return context
 
 
 def collect_console_errors(page: Page) -> list[str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 from playwright.async_api import Page
 
-from tests.support.chromium import chromium
+from tests.support.chromium import chromium, hooked_context
 from tests.support.demoproc import ROOT, start_demo
 from tests.support.qaclient import joined
 
@@ -106,7 +106,7 @@ async def main() -> None:
 
             await viewer.close()  # the demo's viewer link holds 10 sessions at most
             assert browser.browser is not None
-            phone = await browser.browser.new_context(viewport={"width": 390, "height": 844}, bypass_csp=True)
+            phone = await hooked_context(browser.browser, {"width": 390, "height": 844})
             mobile = await phone.new_page()
             await mobile.goto(link["viewer"])
             await mobile.wait_for_function("window.orcast.peer && window.orcast.peer.connectionState === 'connected'")

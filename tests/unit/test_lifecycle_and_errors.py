@@ -48,7 +48,7 @@ async def test_a_loop_that_throws_goes_on(caplog: pytest.LogCaptureFixture) -> N
 
 
 def test_close_reasons_read_as_words() -> None:
-    assert describe(CloseReason.KICKED, "Course office") == "removed by an organiser (Course office)"
+    assert describe(CloseReason.KICKED, "Course office") == "removed by an organizer (Course office)"
     assert describe(CloseReason.CLIENT_LEFT) == "ended by the client"
 
 

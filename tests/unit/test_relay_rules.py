@@ -11,6 +11,8 @@ from broadcast.ratelimiter import RateLimiter
 from broadcast.relay.frame import EncodedFrame
 from broadcast.relay.mediaclock import MediaClock, ntp_to_unix
 from broadcast.relay.producer import KEYFRAME_MIN_INTERVAL, Producer
+from broadcast.relay.stream import Stream
+from broadcast.relay.streampath import StreamPath
 
 KEY, DELTA = b"\x00" * 60, b"\x01" * 40  # VP8: bit 0 of the first byte clear = keyframe
 
@@ -136,3 +138,22 @@ def test_rate_limiter_allows_bursts_then_the_rate() -> None:
     assert math.isclose(limiter.take("a", now=0.0), 0.5)
     assert limiter.take("b", now=0.0) == 0.0  # per key
     assert limiter.take("a", now=0.5) == 0.0
+
+
+def test_a_stream_is_live_only_once_its_publisher_has_negotiated() -> None:
+    stream = Stream(StreamPath("course", "or1", "talkback-x"))
+
+    class Negotiating:
+        id, participant, created_at, closed = "s", None, 0.0, False
+
+        def log_name(self) -> str:
+            return "negotiating"
+
+        async def close(self, reason: object = None, detail: str = "") -> None:
+            pass
+
+    stream.publisher = Negotiating()  # type: ignore[assignment]
+    assert not stream.live, "a page told 'live' now would see no video codec and play audio only"
+    assert not stream.idle, "a stream being published to is not forgotten"
+    stream.mark_live("whip")
+    assert stream.live and stream.info().live

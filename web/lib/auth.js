@@ -2,6 +2,8 @@
 // and removed from the address bar at once so it is not bookmarked, shared or shown.
 // Fragments never reach the server or a Referer header.
 
+import { isSlug } from "./model.js";
+
 const KEY = "orcast.token";
 
 export function takeToken() {
@@ -51,7 +53,7 @@ export function showNoAccess(message) {
 
 export function noAccessMessage(error) {
   if (error instanceof ApiError && error.status === 401) {
-    return `${error.message} Open the link from your invitation again, or ask the organiser for a new one.`;
+    return `${error.message} Open the link from your invitation again, or ask the organizer for a new one.`;
   }
   if (error instanceof ApiError && error.status === 403) {
     return `${error.message}`;
@@ -66,17 +68,17 @@ export function noAccessMessage(error) {
 // a kicked person may open the page again; a revoked or expired link never works again.
 export function closedMessage(reason, kind) {
   if (kind === "kicked") {
-    return `You were removed from this page (${reason}). If this was a mistake, open your link again or ask the organiser.`;
+    return `You were removed from this page (${reason}). If this was a mistake, open your link again or ask the organizer.`;
   }
-  if (kind === "expired") return "This link has expired. Ask the organiser for a new one.";
-  if (kind === "revoked") return `This link no longer works: it was revoked (${reason}). Ask the organiser for a new one.`;
-  return `This link no longer works here: ${reason}. Ask the organiser for a new one.`;
+  if (kind === "expired") return "This link has expired. Ask the organizer for a new one.";
+  if (kind === "revoked") return `This link no longer works: it was revoked (${reason}). Ask the organizer for a new one.`;
+  return `This link no longer works here: ${reason}. Ask the organizer for a new one.`;
 }
 
 // The event slug in /watch/{event}, /console/{event}/{theatre} …
 export function pathPart(index) {
   const part = decodeURIComponent(location.pathname.split("/")[index] || "");
-  return /^[a-z0-9][a-z0-9-]{0,62}$/.test(part) ? part : null;
+  return isSlug(part) ? part : null;
 }
 
 // The event behind a page's address and link, or null once the page says why it cannot open.

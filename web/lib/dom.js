@@ -45,3 +45,19 @@ export function ago(seconds) {
   if (s < 3600) return `${Math.floor(s / 60)} min ago`;
   return `${Math.floor(s / 3600)} h ago`;
 }
+
+// A status line: its words, and its kind (info, ok, warn, bad) for the colour.
+export function setStatus(element, text, kind = "info") {
+  element.textContent = text;
+  element.dataset.kind = kind;
+}
+
+// Diagnostics and browser tests read a page's connections through window.orcast; it exists only
+// when asked for (sessionStorage "orcast.testHooks" = "1"), never on an ordinary page.
+export function exposeForTests(hooks) {
+  try {
+    if (sessionStorage.getItem("orcast.testHooks") === "1") window.orcast = hooks;
+  } catch {
+    // storage blocked: no hooks
+  }
+}

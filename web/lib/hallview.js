@@ -1,9 +1,7 @@
 // What a hall display shows, decided in one place for the hall itself and for the moderator
 // desk's preview of it: which feeds fill the layout, and which question goes on air there.
 
-export const LAYOUT_TILES = { single: 1, side: 2, grid: 4 };
-
-const isTalkback = (feed) => feed.split("/")[1]?.startsWith("talkback");
+import { LAYOUT_TILES, isTalkback } from "./model.js";
 
 // The moderator's feeds, or, before any are chosen, what is live (never talk-back), as many as
 // the layout holds.

@@ -62,8 +62,3 @@ export function leave(pc, sessionUrl, token) {
   }
   hangUp(sessionUrl, token).finally(() => pc?.close());
 }
-
-export function setStatus(element, text, kind = "info") {
-  element.textContent = text;
-  element.dataset.kind = kind;
-}
