@@ -6,52 +6,20 @@ import argparse
 import asyncio
 import logging
 import signal
-import ssl
 import sys
-import time
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-from aiohttp import web
-
 from broadcast.participant import ALL_EVENTS, Role
-from broadcast.relay.streampath import StreamPath
-from broadcast.sources.clipcache import cached_clip
-from broadcast.sources.synthetic import SyntheticFeed
-from signaling.app import create_app, open_store
+from signaling.app import open_store
 from signaling.auth.links import mint_link, server_base
 from signaling.auth.tokens import TokenIssuer, load_secret, parse_ttl
 from signaling.config.example import EXAMPLE
 from signaling.config.settings import LOG_LEVELS, ConfigError, ServerConfig, load_config
-from signaling.http.metrics import metrics_app
-from signaling.keys import ACCESS, BROADCASTER, HEALTH
 from signaling.logs.format import configure_logging
 from signaling.logs.safety import install_log_safety
-from signaling.store.eventstore import Event, Theatre
+from signaling.server import run_server
 
 logger = logging.getLogger("orcast")
-
-SHUTDOWN_LIMIT_S = 8.0  # orchestrators kill after 10 s: be done before
-
-DEMO_FEEDS = (
-    # path, codec, width, height
-    ("demo/or1/endoscope", "H264", 1280, 720),
-    ("demo/or1/room", "VP8", 640, 360),
-)
-DEMO_EVENT = Event(
-    slug="demo", title="ORcast demo course",
-    theatres=(Theatre("or1", "OR 1"), Theatre("or2", "OR 2"), Theatre("podium", "Podium")),
-    source="demo",
-)
-DEMO_LINKS: tuple[tuple[Role, str, str | None], ...] = (
-    (Role.VIEWER, "Demo viewer", None),
-    (Role.TECHNICIAN, "OR 2 technician", "or2"),
-    (Role.FACULTY, "Demo faculty", None),
-    (Role.MODERATOR, "Demo moderator", None),
-    (Role.HALL, "Hall display", None),
-    (Role.ORGANIZER, "Demo organizer", None),
-)
-
 
 def _add_server_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
@@ -123,19 +91,6 @@ def resolve_config(args: argparse.Namespace) -> ServerConfig:
     return config
 
 
-def ssl_context(config: ServerConfig) -> ssl.SSLContext | None:
-    if config.tls_cert is None or config.tls_key is None:
-        return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        context.load_cert_chain(config.tls_cert, config.tls_key)
-    except (OSError, ssl.SSLError) as exc:
-        raise SystemExit(f"orcast: cannot use the TLS certificate {config.tls_cert} and key "
-                         f"{config.tls_key}: {exc}; both must be PEM files and match") from None
-    return context
-
-
 def token_command(args: argparse.Namespace, config: ServerConfig) -> int:
     role = Role(args.role)
     if args.event == ALL_EVENTS and role is not Role.ORGANIZER:
@@ -157,103 +112,6 @@ def token_command(args: argparse.Namespace, config: ServerConfig) -> int:
     print("Send the link only to its holder: anyone with it can do what a "
           f"{role.value} can until it expires or is revoked.", file=sys.stderr)
     return 0
-
-
-def _demo_ctx(feeds: list[tuple[StreamPath, SyntheticFeed]]) -> Callable[[web.Application], AsyncIterator[None]]:
-    async def ctx(app: web.Application) -> AsyncIterator[None]:
-        broadcaster = app[BROADCASTER]
-        for path, feed in feeds:
-            stream = broadcaster.attach_source(path, (feed, feed.clip.codec), feed,
-                                               h264_profile=feed.clip.h264_profile)
-            feed.start(stream.video, stream.audio)
-        yield
-        for path, feed in feeds:
-            await feed.stop()
-            broadcaster.detach_source(path)
-
-    return ctx
-
-
-def print_demo_links(app: web.Application, config: ServerConfig) -> None:
-    access = app[ACCESS]
-    base = server_base(config)
-    print("  Links (each opens that role's page; they stay valid for 12 h):", flush=True)
-    organizer_token = ""
-    for role, name, theatre in DEMO_LINKS:
-        event = ALL_EVENTS if role is Role.ORGANIZER else DEMO_EVENT.slug
-        token, link, _ = mint_link(access.store, access.issuer, base, event, role, name,
-                                   config.default_ttl_s, theatre, minted_by="orcast demo")
-        organizer_token = token if role is Role.ORGANIZER else organizer_token
-        print(f"  {role.value:<11} {link}", flush=True)
-    print(f"  {'recordings':<11} {base}/recordings/{DEMO_EVENT.slug}#token={organizer_token}", flush=True)
-    print(f"  Watch the synthetic OR feed with the viewer link. Base: {base}", flush=True)
-
-
-async def run_server(config: ServerConfig, demo: bool = False) -> None:
-    app = create_app(config)
-    if demo:
-        if app[ACCESS].store.get(DEMO_EVENT.slug) is None:
-            app[ACCESS].store.put_event(DEMO_EVENT)
-        feeds = []
-        for path, codec, width, height in DEMO_FEEDS:
-            started = time.monotonic()
-            clip, cached = await asyncio.to_thread(cached_clip, config.data_dir / "cache", codec, width, height)
-            how = "from the cache" if cached else "encoded once, kept for the next start"
-            print(f"  synthetic feed {path} ({codec} {width}x{height}) {how} "
-                  f"in {time.monotonic() - started:.1f} s", flush=True)
-            feeds.append((StreamPath.parse(path), SyntheticFeed(clip, "synthetic")))
-        app.cleanup_ctx.append(_demo_ctx(feeds))
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
-    await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port, ssl_context=ssl_context(config))
-    try:
-        await site.start()
-    except OSError as exc:
-        await runner.cleanup()
-        raise SystemExit(
-            f"orcast: cannot listen on {config.host}:{config.port} ({exc.strerror}); "
-            "is another server running? Choose another port with --port"
-        ) from None
-    print(f"ORcast is listening on {server_base(config)}", flush=True)
-    metrics_runner = await start_metrics_listener(app, config)
-    if demo:
-        print_demo_links(app, config)
-        print("  Press Ctrl+C to stop.", flush=True)
-    if config.tls_cert is None and config.host not in ("127.0.0.1", "localhost", "::1"):
-        logger.warning("serving plain HTTP on %s: links and pictures cross the network "
-                       "unencrypted, and browsers grant cameras only on HTTPS; use --cert/--key",
-                       config.host)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    print("ORcast is stopping: no new sessions; closing recordings and telling clients …", flush=True)
-    app[HEALTH].stopping = True  # /readyz turns 503, new sessions get 503
-    started = time.monotonic()
-    try:
-        if metrics_runner is not None:
-            await metrics_runner.cleanup()
-        await asyncio.wait_for(runner.cleanup(), SHUTDOWN_LIMIT_S)
-    except TimeoutError:
-        logger.warning("shutdown took longer than %.0f s; exiting anyway", SHUTDOWN_LIMIT_S)
-    print(f"ORcast stopped in {time.monotonic() - started:.1f} s.", flush=True)
-
-
-async def start_metrics_listener(app: web.Application, config: ServerConfig) -> web.AppRunner | None:
-    """`[metrics] port`: /metrics on its own listener (e.g. only on the monitoring network)."""
-    if config.metrics_port is None:
-        return None
-    runner = web.AppRunner(metrics_app(app), access_log=None)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, config.metrics_host, config.metrics_port).start()
-    except OSError as exc:
-        await runner.cleanup()
-        raise SystemExit(f"orcast: cannot serve metrics on {config.metrics_host}:{config.metrics_port} "
-                         f"({exc.strerror}); choose another metrics.port") from None
-    print(f"  metrics on http://{config.metrics_host}:{config.metrics_port}/metrics", flush=True)
-    return runner
 
 
 def main(argv: list[str] | None = None) -> int:
