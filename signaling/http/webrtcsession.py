@@ -1,5 +1,5 @@
 """What WHIP and WHEP share: reading SDP bodies, the session resource (PATCH, DELETE),
-OPTIONS/CORS, ICE server Link headers, and the mapping of media-plane errors to HTTP."""
+OPTIONS/CORS and ICE server Link headers (media-plane errors become HTTP in errors.py)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from broadcast.errors import (
-    BroadcastError,
-    SessionNotFound,
-)
+from broadcast.errors import BroadcastError, SessionNotFound
 from broadcast.lifecycle import CloseReason
 from broadcast.participant import Participant
 from broadcast.relay.streampath import StreamPath
@@ -31,10 +28,6 @@ EXPOSED = "Location, Link, ETag, Accept-Patch, Retry-After"
 
 def text_error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(status=status, text=message + "\n", headers=headers)
-
-
-def error_response(exc: BroadcastError) -> web.HTTPException:
-    return http_error(exc)
 
 
 def stream_path(request: web.Request) -> StreamPath:
@@ -87,7 +80,7 @@ async def create_session(request: web.Request, admit: Admitter, start: Starter, 
         session = await start(request, offer, identity.participant)
     except BroadcastError as exc:
         logger.info("%s %s refused for %s: %s", kind, request.path, identity.participant.describe(), exc)
-        raise error_response(exc) from None
+        raise http_error(exc) from None
     finally:
         request.app[ACCESS].release(identity)
     headers = {
@@ -125,7 +118,7 @@ async def patch_session(request: web.Request) -> web.Response:
     try:
         await session.add_ice_fragment(fragment)
     except BroadcastError as exc:
-        raise error_response(exc) from None
+        raise http_error(exc) from None
     return web.Response(status=204)
 
 

@@ -75,8 +75,8 @@ class BadHttpFilter(logging.Filter):
 
 
 def _first_line(exc: BaseException) -> str:
-    text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-    return str(text).strip().splitlines()[0][:200] if str(text).strip() else type(exc).__name__
+    lines = str(getattr(exc, "message", None) or exc).strip().splitlines()
+    return lines[0][:200] if lines else type(exc).__name__
 
 
 def install_bad_http_filter() -> None:

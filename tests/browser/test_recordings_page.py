@@ -17,16 +17,21 @@ __all__ = ["rec_server"]
 pytestmark = pytest.mark.browser
 
 
-@pytest.mark.parametrize("codec", ["H264", "VP8"])
-async def test_recordings_page_plays_and_seeks(rec_server: RunningServer, codec: str) -> None:
-    server = rec_server
+async def record_for(server: RunningServer, codec: str, seconds: float) -> str:
+    """Record a published feed for `seconds`; returns a moderator token for the library."""
     pub = await publish(server.http, server.base, PATH, codec)
     await control(server, "start", theatre="or1")
     await wait_state(server, "recording")
-    await asyncio.sleep(6)
+    await asyncio.sleep(seconds)
     await control(server, "stop", theatre="or1")
     await stop_publisher(server, pub)
-    token = server.token(Role.MODERATOR, name="moderator in the browser")
+    return server.token(Role.MODERATOR, name="moderator in the browser")
+
+
+@pytest.mark.parametrize("codec", ["H264", "VP8"])
+async def test_recordings_page_plays_and_seeks(rec_server: RunningServer, codec: str) -> None:
+    server = rec_server
+    token = await record_for(server, codec, 6)
     async with chromium() as browser:
         page = await browser.new_page()
         errors = collect_console_errors(page)
@@ -58,13 +63,7 @@ async def test_recordings_page_plays_and_seeks(rec_server: RunningServer, codec:
 @pytest.mark.parametrize("rec_server", [{"segment_minutes": 0.05}], indirect=True)
 async def test_a_recording_plays_on_across_its_segments(rec_server: RunningServer) -> None:
     server = rec_server
-    pub = await publish(server.http, server.base, PATH, "VP8")
-    await control(server, "start", theatre="or1")
-    await wait_state(server, "recording")
-    await asyncio.sleep(8)  # 3 s segments: three of them
-    await control(server, "stop", theatre="or1")
-    await stop_publisher(server, pub)
-    token = server.token(Role.MODERATOR, name="moderator in the browser")
+    token = await record_for(server, "VP8", 8)  # 3 s segments: three of them
     async with chromium() as browser:
         page = await browser.new_page()
         errors = collect_console_errors(page)

@@ -116,25 +116,15 @@ async def run_cell(server: RunningServer, row: Row, column: str, token: str | No
         method, url = "DELETE", f"/api/events/{EVENT}/tokens/{victim}"
     elif action == "list sessions":
         url = f"/api/events/{EVENT}/sessions"
-    elif action == "kick":
-        owner = server.token(Role.VIEWER, EVENT)
-        async with http.post(f"{base}/whep/{LIVE}", data=sdp["recvonly"],
-                             headers=headers(owner, **{"Content-Type": "application/sdp"})) as r:
-            assert r.status == 201
-            session_id = r.headers["Location"].rsplit("/", 1)[1]
-        async with http.delete(f"{base}/api/events/{EVENT}/sessions/{session_id}", headers=headers(token)) as r:
-            status = r.status
-        async with http.delete(f"{base}/whep/{LIVE}/{session_id}", headers=headers(owner)):
-            pass  # what a refused kick left behind
-        return status
-    elif action == "kick link":
+    elif action in ("kick", "kick link"):
         owner = server.token(Role.VIEWER, EVENT)
         async with http.post(f"{base}/whep/{LIVE}", data=sdp["recvonly"],
                              headers=headers(owner, **{"Content-Type": "application/sdp"})) as r:
             assert r.status == 201
             session_id = r.headers["Location"].rsplit("/", 1)[1]
         jti = server.broadcaster.sessions[session_id].participant.token_id  # type: ignore[union-attr]
-        async with http.delete(f"{base}/api/events/{EVENT}/links/{jti}/connections", headers=headers(token)) as r:
+        target = f"sessions/{session_id}" if action == "kick" else f"links/{jti}/connections"
+        async with http.delete(f"{base}/api/events/{EVENT}/{target}", headers=headers(token)) as r:
             status = r.status
         async with http.delete(f"{base}/whep/{LIVE}/{session_id}", headers=headers(owner)):
             pass  # what a refused kick left behind
