@@ -20,6 +20,22 @@ apt_need() {
   fi
 }
 
+# npm_install: Node.js (from Debian when missing) and the project's npm tools (TypeScript, which
+# only checks web/; nothing is built), pinned by package-lock.json, into node_modules/.
+npm_install() {
+  command -v npm >/dev/null 2>&1 || apt_need nodejs npm
+  local stamp="$ROOT/node_modules/.orcast-installed"
+  local want
+  want="$(sha256sum "$ROOT/package-lock.json" | cut -d' ' -f1) $(node --version)"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    echo "==> npm tools are installed (package-lock.json unchanged)"
+    return
+  fi
+  echo "==> installing npm tools (TypeScript) into node_modules/"
+  (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$want" > "$stamp"
+}
+
 # venv_install EXTRA: creates .venv (if needed) and installs ORcast into it.
 venv_install() {
   local extra="$1"

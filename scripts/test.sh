@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# Installs what the tests need (Debian's chromium for the browser tests, coturn for the TURN test)
-# and runs them all:
-# ruff, mypy, then pytest. Extra arguments go to pytest, e.g. ./scripts/test.sh -k relay
+# Installs what the tests need (Debian's chromium for the browser tests, coturn for the TURN test,
+# Node.js and TypeScript for the web pages) and runs them all:
+# ruff, mypy, tsc (the pages' JSDoc types), then pytest. Extra arguments go to pytest,
+# e.g. ./scripts/test.sh -k relay
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 apt_need chromium coturn
 venv_install "test"
+npm_install
 cd "$ROOT"
 echo "==> ruff"
 "$VENV/bin/ruff" check broadcast signaling tests bench
 echo "==> mypy"
 "$VENV/bin/mypy"
+echo "==> tsc (web/)"
+node_modules/.bin/tsc -p tsconfig.json
 echo "==> pytest"
 exec "$VENV/bin/python" -m pytest "$@"

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from broadcast.broadcaster import Broadcaster, BroadcastSettings
 from broadcast.qa.board import BoardLimits
@@ -20,84 +19,15 @@ from signaling.auth.tokens import TokenIssuer, load_secret
 from signaling.config.settings import ServerConfig
 from signaling.health import Health
 from signaling.http import admin, events, health, metrics, pages, qa, recordings, whep, whip, ws
+from signaling.http.middleware import MIDDLEWARES, api_options
 from signaling.keys import ACCESS, BROADCASTER, CONFIG, HEALTH, METRICS, TICKETS, WEB_ROOT, WS_HUB
 from signaling.livehub import WsHub
-from signaling.logs.format import install_bad_http_filter, request_id_middleware
+from signaling.logs.format import install_bad_http_filter
 from signaling.store.eventstore import EventStore
 
 logger = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-        "media-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
-        "form-action 'self'"
-    ),
-    "X-Frame-Options": "DENY",
-    "Permissions-Policy": "camera=(self), microphone=(self), fullscreen=(self), geolocation=()",
-    "Cross-Origin-Opener-Policy": "same-origin",
-}
-HSTS = "max-age=31536000"
-CORS_METHODS = "GET, POST, PATCH, DELETE, OPTIONS"
-CORS_HEADERS = "Authorization, Content-Type, If-Match"
-CORS_EXPOSED = "Location, Link, ETag, Accept-Patch, Accept-Post, Retry-After, WWW-Authenticate, X-Request-Id"
-
-
-def _decorate(request: web.Request, headers: MutableMapping[str, str]) -> None:
-    """Security headers on every response, CORS for allowed origins only."""
-    for key, value in SECURITY_HEADERS.items():
-        headers.setdefault(key, value)
-    if request.path.startswith("/static/"):
-        # revalidated on every load (ETag / Last-Modified), so that after an upgrade a page
-        # never runs with an old copy of a shared module
-        headers.setdefault("Cache-Control", "no-cache")
-    config = request.app[CONFIG]
-    if config.tls_cert is not None:
-        headers.setdefault("Strict-Transport-Security", HSTS)
-    origin = request.headers.get("Origin")
-    if origin and ("*" in config.cors_origins or origin in config.cors_origins):
-        headers["Access-Control-Allow-Origin"] = origin
-        headers["Vary"] = "Origin"
-        headers["Access-Control-Expose-Headers"] = CORS_EXPOSED
-        if request.method == "OPTIONS":
-            headers["Access-Control-Allow-Methods"] = CORS_METHODS
-            headers["Access-Control-Allow-Headers"] = CORS_HEADERS
-            headers["Access-Control-Max-Age"] = "600"
-
-
-@web.middleware
-async def headers_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        response: web.StreamResponse = await handler(request)
-    except web.HTTPException as exc:
-        _decorate(request, exc.headers)
-        raise
-    if not response.prepared:
-        _decorate(request, response.headers)
-    return response
-
-
-@web.middleware
-async def api_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """/api errors as JSON a page can show: {"error": "…", "status": N}."""
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if not request.path.startswith("/api/") or exc.status < 400:
-            raise
-        headers = {k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")}
-        message = (exc.text or exc.reason).strip()
-        return web.json_response({"error": message, "status": exc.status}, status=exc.status,
-                                 headers=headers)
-
-
-async def api_options(request: web.Request) -> web.Response:
-    return web.Response(status=204, headers={"Allow": CORS_METHODS})
-
-
 async def _broadcaster_ctx(app: web.Application) -> AsyncIterator[None]:
     """The media plane owns its parts (recordings, thumbnails, the Q&A store): it opens them
     before serving, with the event store's rules, and closes them after its sessions."""
@@ -141,7 +71,7 @@ def open_store(config: ServerConfig) -> EventStore:
 
 def create_app(config: ServerConfig, broadcaster: Broadcaster | None = None) -> web.Application:
     install_bad_http_filter()
-    app = web.Application(middlewares=[request_id_middleware, headers_middleware, api_errors],
+    app = web.Application(middlewares=MIDDLEWARES,
                           client_max_size=64 * 1024)
     app[CONFIG] = config
     app[WEB_ROOT] = WEB_DIR

@@ -1,28 +1,16 @@
+// @ts-check
 // Organizer page: mint role links, see live sessions, kick, revoke.
 import { api, noAccessMessage, showNoAccess, takeToken } from "./lib/auth.js";
-import { duration, el, setStatus } from "./lib/dom.js";
+import { byId, duration, el, setStatus } from "./lib/dom.js";
 
 const token = takeToken();
-const eventSelect = document.getElementById("event");
-const status = document.getElementById("status");
+const eventSelect = byId("event", HTMLSelectElement);
+const status = byId("status", HTMLElement);
 let events = [];
 const openDetails = new Set();
 
-function cell(text) {
-  const td = document.createElement("td");
-  td.textContent = text ?? "";
-  return td;
-}
-
-function button(text, onClick) {
-  const td = document.createElement("td");
-  td.className = "actions";
-  const b = document.createElement("button");
-  b.textContent = text;
-  b.addEventListener("click", onClick);
-  td.append(b);
-  return td;
-}
+const cell = (text) => el("td", { text: text ?? "" });
+const button = (text, onclick) => el("td", { className: "actions" }, el("button", { onclick }, text));
 
 function current() {
   return events.find((e) => e.slug === eventSelect.value);
@@ -42,18 +30,15 @@ async function loadEvents(select) {
   ({ events } = await api(token, "/api/events"));
   eventSelect.replaceChildren(...events.map((e) => new Option(`${e.title} (${e.slug})`, e.slug)));
   if (select) eventSelect.value = select;
-  const theatre = document.querySelector("#mint [name=theatre]");
+  const theatre = byId("mint", HTMLFormElement).elements.namedItem("theatre");
+  if (!(theatre instanceof HTMLSelectElement)) throw new Error("the link form has no theatre list; reload the page");
   theatre.replaceChildren(new Option("any", ""), ...(current()?.theatres || []).map((t) => new Option(t.title, t.slug)));
 }
 
 function renderTheatres() {
   const event = current();
-  document.getElementById("theatres").replaceChildren(...(event?.theatres || []).map((t) => {
-    const li = document.createElement("li");
-    li.textContent = `${t.title} (${t.slug})`;
-    return li;
-  }));
-  document.getElementById("recordings-link").href = event ? `/recordings/${event.slug}` : "/recordings";
+  byId("theatres", HTMLElement).replaceChildren(...(event?.theatres || []).map((t) => el("li", { text: `${t.title} (${t.slug})` })));
+  byId("recordings-link", HTMLAnchorElement).href = event ? `/recordings/${event.slug}` : "/recordings";
 }
 
 async function download(format) {
@@ -64,7 +49,7 @@ async function download(format) {
     if (!response.ok) throw new Error((await response.json().catch(() => ({}))).error || response.statusText);
     const name = (response.headers.get("Content-Disposition") || "").match(/filename="([^"]+)"/)?.[1] || `questions.${format}`;
     const url = URL.createObjectURL(await response.blob());
-    const a = Object.assign(document.createElement("a"), { href: url, download: name });
+    const a = el("a", { href: url, download: name });
     document.body.append(a);
     a.click();
     a.remove();
@@ -135,41 +120,37 @@ async function refresh() {
       api(token, `/api/events/${event.slug}/sessions`),
       api(token, `/api/events/${event.slug}/tokens`),
     ]);
-    document.getElementById("sessions").replaceChildren(...groupByLink(sessions).map((g) => personRow(event, g)));
-    if (!sessions.length) {
-      document.getElementById("sessions").replaceChildren(el("tr", {}, el("td", { className: "empty", colspan: "5", text: "Nobody is connected." })));
-    }
-    const tokenRows = tokens.slice().reverse().map((t) => {
-      const tr = document.createElement("tr");
-      tr.append(cell(t.name), cell(t.role), cell(t.theatre || "any"),
-        cell(new Date(t.expires_at * 1000).toLocaleString()), cell(t.state), cell(String(t.live_sessions)),
-        t.state === "valid"
-          ? button("Revoke", () => act(api(token, `/api/events/${event.slug}/tokens/${t.jti}`, { method: "DELETE" }),
-            (r) => `Revoked ${t.name}'s link; ${r.closed_sessions} session(s) closed`))
-          : cell(""));
-      return tr;
-    });
-    document.getElementById("tokens").replaceChildren(...tokenRows);
+    byId("sessions", HTMLElement).replaceChildren(...(sessions.length
+      ? groupByLink(sessions).map((g) => personRow(event, g))
+      : [el("tr", {}, el("td", { className: "empty", colspan: "5", text: "Nobody is connected." }))]));
+    const tokenRows = tokens.slice().reverse().map((t) => el("tr", {},
+      cell(t.name), cell(t.role), cell(t.theatre || "any"),
+      cell(new Date(t.expires_at * 1000).toLocaleString()), cell(t.state), cell(String(t.live_sessions)),
+      t.state === "valid"
+        ? button("Revoke", () => act(api(token, `/api/events/${event.slug}/tokens/${t.jti}`, { method: "DELETE" }),
+          (r) => `Revoked ${t.name}'s link; ${r.closed_sessions} session(s) closed`))
+        : cell("")));
+    byId("tokens", HTMLElement).replaceChildren(...tokenRows);
   } catch (error) {
     setStatus(status, error.message, "bad");
   }
 }
 
-document.getElementById("mint").addEventListener("submit", (e) => {
+byId("mint", HTMLFormElement).addEventListener("submit", (e) => {
   e.preventDefault();
-  const form = new FormData(e.target);
+  const form = new FormData(byId("mint", HTMLFormElement));
   const body = { role: form.get("role"), name: form.get("name"), ttl: form.get("ttl") || undefined };
   if (form.get("theatre")) body.theatre = form.get("theatre");
   if (form.get("max_sessions")) body.max_sessions = Number(form.get("max_sessions"));
   act(api(token, `/api/events/${current().slug}/tokens`, { method: "POST", body }), (r) => {
-    document.getElementById("minted").hidden = false;
-    document.getElementById("link").value = r.link;
+    byId("minted", HTMLElement).hidden = false;
+    byId("link", HTMLInputElement).value = r.link;
     return `Minted a ${r.role} link for ${r.name}; send it only to them`;
   });
 });
 
-document.getElementById("copy").addEventListener("click", async () => {
-  const link = document.getElementById("link");
+byId("copy", HTMLButtonElement).addEventListener("click", async () => {
+  const link = byId("link", HTMLInputElement);
   link.select();
   try {
     await navigator.clipboard.writeText(link.value);
@@ -179,33 +160,34 @@ document.getElementById("copy").addEventListener("click", async () => {
   }
 });
 
-document.getElementById("revoke-all").addEventListener("click", () => {
+byId("revoke-all", HTMLButtonElement).addEventListener("click", () => {
   const event = current();
   if (!confirm(`Every link of ${event.title} stops working now, including organizer links of this event. Continue?`)) return;
   act(api(token, `/api/events/${event.slug}/revoke-all`, { method: "POST" }),
     (r) => `All links revoked; ${r.closed_sessions} session(s) closed`);
 });
 
-document.getElementById("create").addEventListener("submit", (e) => {
+byId("create", HTMLFormElement).addEventListener("submit", (e) => {
   e.preventDefault();
-  const form = new FormData(e.target);
+  const form = new FormData(byId("create", HTMLFormElement));
   const theatres = String(form.get("theatres") || "").split(",").map((t) => t.trim()).filter(Boolean);
   act(api(token, "/api/events", { method: "POST", body: { slug: form.get("slug"), title: form.get("title"), theatres } })
     .then(async (r) => { await loadEvents(r.event.slug); return r; }),
   (r) => `Created ${r.event.title}`);
 });
 
-document.getElementById("add-theatre").addEventListener("submit", (e) => {
+const addTheatre = byId("add-theatre", HTMLFormElement);
+addTheatre.addEventListener("submit", (e) => {
   e.preventDefault();
-  const form = new FormData(e.target);
+  const form = new FormData(addTheatre);
   const body = { slug: form.get("slug"), ...(form.get("title") ? { title: form.get("title") } : {}) };
   act(api(token, `/api/events/${current().slug}/theatres`, { method: "POST", body })
-    .then(async (r) => { await loadEvents(current().slug); e.target.reset(); return r; }),
+    .then(async (r) => { await loadEvents(current().slug); addTheatre.reset(); return r; }),
   () => `Added theatre ${body.slug}`);
 });
 
-document.getElementById("export-csv").addEventListener("click", () => download("csv"));
-document.getElementById("export-json").addEventListener("click", () => download("json"));
+byId("export-csv", HTMLButtonElement).addEventListener("click", () => download("csv"));
+byId("export-json", HTMLButtonElement).addEventListener("click", () => download("json"));
 
 eventSelect.addEventListener("change", () => loadEvents(eventSelect.value).then(refresh));
 
@@ -219,8 +201,8 @@ async function start() {
   } catch (error) {
     return showNoAccess(noAccessMessage(error));
   }
-  document.getElementById("who").textContent = `${me.name} · organizer${me.event === "*" ? " of every event" : ""}`;
-  document.getElementById("create-panel").hidden = me.event !== "*";
+  byId("who", HTMLElement).textContent = `${me.name} · organizer${me.event === "*" ? " of every event" : ""}`;
+  byId("create-panel", HTMLElement).hidden = me.event !== "*";
   setStatus(status, events.length ? "Ready" : "No event yet: create one", events.length ? "ok" : "warn");
   refresh();
   setInterval(refresh, 3000);

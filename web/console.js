@@ -1,9 +1,10 @@
+// @ts-check
 // Technician console: one card per camera (feed name, camera, microphone, quality preset,
 // preview, go live / stop), live health per feed, recording state and toggle, the question on
 // air for this theatre shown large, and the faculty's talk-back played out loud. Every feed
 // reconnects by itself with backoff when the network or the server drops.
 import { api, closedMessage, openEvent, pathPart, showNoAccess, takeToken } from "./lib/auth.js";
-import { el, exposeForTests, option, setStatus } from "./lib/dom.js";
+import { byId, el, exposeForTests, option, setStatus } from "./lib/dom.js";
 import { openEventSocket } from "./lib/eventsocket.js";
 import { isRecording, isSlug, isTalkback } from "./lib/model.js";
 import { FeedPlayer } from "./lib/player.js";
@@ -13,7 +14,7 @@ import { QaConnection, onAirFor } from "./lib/qa.js";
 const event = pathPart(2);
 const fixedTheatre = pathPart(3);
 const token = takeToken();
-const theatreSelect = document.getElementById("theatre");
+const theatreSelect = byId("theatre", HTMLSelectElement);
 const NAMES = ["endoscope", "room", "overhead", "camera-4"];
 const cards = [];
 let streams = new Map();   // "theatre/feed" → stream info
@@ -88,7 +89,7 @@ function notice(card, text, kind) {
 
 function addCard() {
   if (cards.length >= NAMES.length) return;
-  const node = document.getElementById("card").content.firstElementChild.cloneNode(true);
+  const node = /** @type {HTMLElement} */ (byId("card", HTMLTemplateElement).content.firstElementChild.cloneNode(true));
   const q = (sel) => node.querySelector(sel);
   const card = {
     node, feed: q(".feed"), camera: q(".camera"), mic: q(".mic"), quality: q(".quality"), preview: q(".preview"),
@@ -119,7 +120,7 @@ function addCard() {
     });
   }
   cards.push(card);
-  document.getElementById("cards").append(node);
+  byId("cards", HTMLElement).append(node);
   fillDevices(card);
   openMedia(card).then(listDevices).catch((error) => setStatus(card.status, `Camera: ${error.message}`, "bad"));
 }
@@ -217,7 +218,7 @@ function syncTalkback() {
       talkback.delete(feed);
     }
   }
-  const box = document.getElementById("talkback");
+  const box = byId("talkback", HTMLElement);
   for (const s of wanted) {
     let known = talkback.get(s.feed);
     if (known && known.hasVideo !== Boolean(s.video_codec)) {
@@ -298,10 +299,10 @@ function onStreams(list) {
 
 function showOnAir(slots) {
   const q = onAirFor(slots, theatre());
-  document.getElementById("onair").hidden = !q;
+  byId("onair", HTMLElement).hidden = !q;
   if (!q) return;
-  document.getElementById("onair-text").textContent = q.text;
-  document.getElementById("onair-meta").textContent = `${q.author} · ${q.votes} vote${q.votes === 1 ? "" : "s"}`;
+  byId("onair-text", HTMLElement).textContent = q.text;
+  byId("onair-meta", HTMLElement).textContent = `${q.author} · ${q.votes} vote${q.votes === 1 ? "" : "s"}`;
 }
 
 async function start() {
@@ -316,8 +317,8 @@ async function start() {
       (you.capabilities.includes("talkback") ? " Faculty speak to the OR from the viewer page." : ""));
   }
   canRecord = you.capabilities.includes("record");
-  document.getElementById("title").textContent = `${info.event.title} · console`;
-  document.getElementById("who").textContent = `${you.name} · ${you.role}`;
+  byId("title", HTMLElement).textContent = `${info.event.title} · console`;
+  byId("who", HTMLElement).textContent = `${you.name} · ${you.role}`;
   document.title = `ORcast · ${info.event.title} · console`;
   const theatres = you.theatre ? info.event.theatres.filter((t) => t.slug === you.theatre) : info.event.theatres;
   if (fixedTheatre && !theatres.some((t) => t.slug === fixedTheatre)) theatres.push({ slug: fixedTheatre, title: fixedTheatre });
@@ -327,8 +328,8 @@ async function start() {
     theatreSelect.disabled = true;
   }
   theatreSelect.addEventListener("change", () => { syncTalkback(); if (qa) showOnAir(qa.slots); });
-  document.getElementById("add").addEventListener("click", addCard);
-  const conn = document.getElementById("conn");
+  byId("add", HTMLButtonElement).addEventListener("click", addCard);
+  const conn = byId("conn", HTMLElement);
   const socket = openEventSocket(event, token, {
     onStreams,
     onState: (s, again) => {

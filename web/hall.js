@@ -1,8 +1,9 @@
+// @ts-check
 // Hall display: a kiosk nobody touches. Shows the layout the moderator sets (one feed, two side
 // by side, or a 2×2 grid) and the question on air. Recovers by itself from network loss, a
 // server restart or a publisher that leaves and comes back.
 import { api, closedMessage, noAccessMessage, pathPart, showNoAccess, takeToken } from "./lib/auth.js";
-import { el, exposeForTests, feedLabel } from "./lib/dom.js";
+import { byId, el, exposeForTests, feedLabel } from "./lib/dom.js";
 import { openEventSocket } from "./lib/eventsocket.js";
 import { hallFeeds, hallQuestion } from "./lib/hallview.js";
 import { FeedPlayer } from "./lib/player.js";
@@ -10,8 +11,8 @@ import { QaConnection } from "./lib/qa.js";
 
 const event = pathPart(2);
 const token = takeToken();
-const tilesBox = document.getElementById("tiles");
-const health = document.getElementById("health");
+const tilesBox = byId("tiles", HTMLElement);
+const health = byId("health", HTMLElement);
 let titles = new Map();
 let live = [];                 // live feed paths, "theatre/feed"
 let stalled = new Set();       // live feeds whose publisher is reconnecting
@@ -60,16 +61,16 @@ function updateTiles() {
 
 function showOnAir(next) {
   slots = next;
-  const box = document.getElementById("onair");
+  const box = byId("onair", HTMLElement);
   const pick = hallQuestion(slots, tiles.map((t) => t.feed));
   if (!pick) {
     box.hidden = true;
     return;
   }
   const [theatre, q] = pick;
-  document.getElementById("onair-theatre").textContent = theatre === "*" ? "all theatres" : titles.get(theatre) || theatre;
-  document.getElementById("onair-text").textContent = q.text;
-  document.getElementById("onair-meta").textContent = `${q.author} · ${q.votes} vote${q.votes === 1 ? "" : "s"}`;
+  byId("onair-theatre", HTMLElement).textContent = theatre === "*" ? "all theatres" : titles.get(theatre) || theatre;
+  byId("onair-text", HTMLElement).textContent = q.text;
+  byId("onair-meta", HTMLElement).textContent = `${q.author} · ${q.votes} vote${q.votes === 1 ? "" : "s"}`;
   box.hidden = false;
 }
 
@@ -118,7 +119,7 @@ async function start() {
   onStreams(info.streams);
   openEventSocket(event, token, {
     onStreams,
-    onState: (s, again) => { if (again) [...tiles.map((t) => t.player), qa].forEach((x) => x?.retryNow()); },
+    onState: (_state, again) => { if (again) [...tiles.map((t) => t.player), qa].forEach((x) => x?.retryNow()); },
     onClosing: (reason, kind) => {
       clearInterval(watchdogTimer);
       for (const tile of tiles) tile.player.drop();

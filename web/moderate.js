@@ -1,8 +1,9 @@
+// @ts-check
 // Moderator desk: the live question queue (sorted by votes or time), approve / reject / edit /
 // merge / answered / pin with keyboard shortcuts, on air per theatre, the hall layout, and the
 // health of every theatre's feeds.
 import { api, closedMessage, openEvent, pathPart, showNoAccess, takeToken } from "./lib/auth.js";
-import { ago, el, exposeForTests, feedLabel, option, setStatus } from "./lib/dom.js";
+import { ago, byId, el, exposeForTests, feedLabel, option, setStatus } from "./lib/dom.js";
 import { hallFeeds, hallQuestion } from "./lib/hallview.js";
 import { LAYOUT_TILES } from "./lib/model.js";
 import { QaConnection, byTime, byVotes } from "./lib/qa.js";
@@ -10,8 +11,9 @@ import { Thumbnails } from "./lib/thumbnails.js";
 
 const event = pathPart(2);
 const token = takeToken();
-const list = document.getElementById("questions");
-const deskStatus = document.getElementById("desk-status");
+const list = byId("questions", HTMLElement);
+const deskStatus = byId("desk-status", HTMLElement);
+/** @type {[string, string, (q: any) => boolean][]} key, label, test */
 const FILTERS = [
   ["pending", "Pending", (q) => q.state === "pending"],
   ["approved", "Approved", (q) => q.state === "approved" || q.state === "on_air"],
@@ -36,12 +38,12 @@ const timers = [];
 // (approve in Pending, then put it on air): it leaves when another is selected.
 function visible() {
   const test = FILTERS.find(([key]) => key === filter)[2];
-  const sort = document.getElementById("sort").value === "time" ? byTime : byVotes;
+  const sort = byId("sort", HTMLSelectElement).value === "time" ? byTime : byVotes;
   return [...qa.questions.values()].filter((q) => test(q) || q.id === selected).sort(sort);
 }
 
 function renderFilters() {
-  const box = document.getElementById("filters");
+  const box = byId("filters", HTMLElement);
   box.replaceChildren(...FILTERS.map(([key, label, test]) => {
     const count = [...qa.questions.values()].filter(test).length;
     return el("button", { "aria-pressed": String(key === filter), onclick: () => { filter = key; render(); } },
@@ -73,12 +75,12 @@ function render() {
   list.replaceChildren(...items.map(row));
   if (!items.length) list.replaceChildren(el("li", { className: "empty", text: "No questions here." }));
   const q = qa.questions.get(selected);
-  document.getElementById("sel-text").textContent = q ? `#${q.id} · ${q.text}` : "Select a question (click, or j/k).";
-  document.getElementById("sel-text").classList.toggle("empty", !q);
-  if (q && document.activeElement !== document.getElementById("edit-text")) {
-    document.getElementById("edit-text").value = q.text;
+  byId("sel-text", HTMLElement).textContent = q ? `#${q.id} · ${q.text}` : "Select a question (click, or j/k).";
+  byId("sel-text", HTMLElement).classList.toggle("empty", !q);
+  if (q && document.activeElement !== byId("edit-text", HTMLTextAreaElement)) {
+    byId("edit-text", HTMLTextAreaElement).value = q.text;
   }
-  if (q) document.getElementById("air-theatre").value = q.theatre || "*";
+  if (q) byId("air-theatre", HTMLSelectElement).value = q.theatre || "*";
 }
 
 function select(id) {
@@ -114,20 +116,20 @@ const ACTIONS = {
   answered: () => act("answered"),
   pin: () => act("pin", { pinned: !qa.questions.get(selected)?.pinned }),
   "on-air": () => {
-    const theatre = document.getElementById("air-theatre").value;
+    const theatre = byId("air-theatre", HTMLSelectElement).value;
     return act("on_air", { theatre });
   },
   "off-air": () => act("off_air"),
   reject: () => {
-    const reason = document.getElementById("reason").value.trim();
-    return act("reject", reason ? { reason } : {}).then(() => { document.getElementById("reason").value = ""; });
+    const reason = byId("reason", HTMLInputElement).value.trim();
+    return act("reject", reason ? { reason } : {}).then(() => { byId("reason", HTMLInputElement).value = ""; });
   },
   merge: () => {
-    const into = Number(document.getElementById("merge-into").value);
+    const into = Number(byId("merge-into", HTMLInputElement).value);
     if (!into) return setStatus(deskStatus, "Type the number of the question it duplicates.", "warn");
     return act("merge", { into });
   },
-  edit: () => act("edit", { text: document.getElementById("edit-text").value }),
+  edit: () => act("edit", { text: byId("edit-text", HTMLTextAreaElement).value }),
 };
 
 const KEYS = { a: "approve", d: "answered", p: "pin", o: "on-air", x: "off-air" };
@@ -137,9 +139,9 @@ function onKey(e) {
   if (e.key === "j" || e.key === "ArrowDown") move(1);
   else if (e.key === "k" || e.key === "ArrowUp") move(-1);
   else if (KEYS[e.key]) ACTIONS[KEYS[e.key]]();
-  else if (e.key === "r") document.getElementById("reason").focus();
-  else if (e.key === "m") document.getElementById("merge-into").focus();
-  else if (e.key === "e") document.getElementById("edit-text").focus();
+  else if (e.key === "r") byId("reason", HTMLInputElement).focus();
+  else if (e.key === "m") byId("merge-into", HTMLInputElement).focus();
+  else if (e.key === "e") byId("edit-text", HTMLTextAreaElement).focus();
   else return;
   e.preventDefault();
 }
@@ -153,13 +155,13 @@ function renderSlots(next) {
       q ? el("span", { text: `#${q.id} ${q.text}` }) : el("span", { className: "empty", text: "nothing on air" }),
       q ? el("button", { onclick: () => qa.request("off_air", { question: q.id }).catch((er) => setStatus(deskStatus, er.message, "bad")) }, "Take off") : null);
   });
-  document.getElementById("slots").replaceChildren(...items);
+  byId("slots", HTMLElement).replaceChildren(...items);
 }
 
 function renderLayout(layout) {
   renderPreview();
-  document.getElementById("layout-mode").value = layout.mode;
-  const box = document.getElementById("layout-feeds");
+  byId("layout-mode", HTMLSelectElement).value = layout.mode;
+  const box = byId("layout-feeds", HTMLElement);
   // feeds seen live, then the usual names for every theatre (a feed may be chosen before it is live)
   const usual = theatres.flatMap((t) => ["endoscope", "room", "overhead"].map((name) => `${t.slug}/${name}`));
   const choices = [...new Set([...feeds, ...layout.feeds, ...usual])];
@@ -172,16 +174,16 @@ function renderLayout(layout) {
 
 function applyLayout(e) {
   e.preventDefault();
-  const mode = document.getElementById("layout-mode").value;
+  const mode = byId("layout-mode", HTMLSelectElement).value;
   const tiles = LAYOUT_TILES[mode];
-  const chosen = [...document.querySelectorAll("#layout-feeds select")].slice(0, tiles).map((s) => s.value).filter(Boolean);
+  const chosen = [...document.querySelectorAll("#layout-feeds select")].filter((s) => s instanceof HTMLSelectElement).slice(0, tiles).map((s) => s.value).filter(Boolean);
   act("layout", { mode, feeds: chosen });
 }
 
 const STATE_TEXT = (s) => (!s.live ? "off air" : s.stalled ? "reconnecting" : "live");
 
 async function refreshHealth() {
-  const table = document.getElementById("health");
+  const table = byId("health", HTMLElement);
   try {
     const { streams } = await api(token, `/api/events/${event}/streams`);
     lastHealthAt = Date.now();
@@ -192,7 +194,7 @@ async function refreshHealth() {
       if (s.live) live.push(feed);
     }
     table.classList.remove("stale");
-    document.getElementById("health-note").hidden = true;
+    byId("health-note", HTMLElement).hidden = true;
     table.replaceChildren(...streams.map((s) => el("tr", {},
       el("td", { text: feedLabel(titles, s.path.split("/").slice(1).join("/")) }),
       el("td", { className: s.live && !s.stalled ? "ok" : "warn", text: STATE_TEXT(s) }),
@@ -203,7 +205,7 @@ async function refreshHealth() {
   } catch (error) {
     // what the table shows is no longer known: say since when, never keep showing "live"
     table.classList.add("stale");
-    const note = document.getElementById("health-note");
+    const note = byId("health-note", HTMLElement);
     note.hidden = false;
     note.textContent = error.status ? `Theatres: ${error.message}`
       : `The server cannot be reached; these states are from ${lastHealthAt ? new Date(lastHealthAt).toLocaleTimeString() : "before"} and may be out of date.`;
@@ -217,7 +219,7 @@ async function refreshHealth() {
 // A small picture of the hall: the layout's tiles with each feed's still, and the question the
 // hall would show under them (the same rules as the hall's own page).
 function renderPreview() {
-  const box = document.getElementById("hall-preview");
+  const box = byId("hall-preview", HTMLElement);
   if (!box || !qa) return;
   const layout = qa.layout;
   const shown = hallFeeds(layout, live);
@@ -254,20 +256,20 @@ async function start() {
   if (!info.you.capabilities.includes("moderate")) {
     return showNoAccess(`A ${info.you.role} link cannot moderate; the moderator desk needs a moderator link.`);
   }
-  document.getElementById("title").textContent = `${info.event.title} · moderator desk`;
-  document.getElementById("who").textContent = `${info.you.name} · ${info.you.role}`;
+  byId("title", HTMLElement).textContent = `${info.event.title} · moderator desk`;
+  byId("who", HTMLElement).textContent = `${info.you.name} · ${info.you.role}`;
   document.title = `ORcast · ${info.event.title} · moderate`;
   theatres = info.event.theatres;
   titles = new Map(theatres.map((t) => [t.slug, t.title]));
-  document.getElementById("air-theatre").replaceChildren(option("*", "all theatres"),
+  byId("air-theatre", HTMLSelectElement).replaceChildren(option("*", "all theatres"),
     ...theatres.map((t) => option(t.slug, t.title)));
   for (const [id, run] of Object.entries(ACTIONS)) {
-    document.getElementById(id).addEventListener("click", (e) => { e.preventDefault(); run(); });
+    byId(id, HTMLButtonElement).addEventListener("click", (e) => { e.preventDefault(); run(); });
   }
-  document.getElementById("sort").addEventListener("change", render);
-  document.getElementById("layout-form").addEventListener("submit", applyLayout);
+  byId("sort", HTMLSelectElement).addEventListener("change", render);
+  byId("layout-form", HTMLFormElement).addEventListener("submit", applyLayout);
   document.addEventListener("keydown", onKey);
-  const qaState = document.getElementById("qa-state");
+  const qaState = byId("qa-state", HTMLElement);
   qa = new QaConnection(event, token, {
     onQuestions: render,
     onSlots: renderSlots,

@@ -1,38 +1,27 @@
+// @ts-check
 // Recordings: start/stop recording (technician, moderator, organizer) and the library:
 // list, play and seek in the browser, download, delete (organizer).
 import { api, noAccessMessage, pathPart, showNoAccess, takeToken } from "./lib/auth.js";
-import { feedLabel, setStatus } from "./lib/dom.js";
+import { byId, el, feedLabel, setStatus } from "./lib/dom.js";
 import { isRecording } from "./lib/model.js";
 
 const token = takeToken();
-const $ = (id) => document.getElementById(id);
+const $ = (id) => byId(id, HTMLElement);
 const status = $("status");
+const eventSelect = byId("event", HTMLSelectElement);
+const theatreSelect = byId("theatre", HTMLSelectElement);
+const player = byId("player", HTMLVideoElement);
 let me = null;
 let events = [];
 let refreshTimer = null;
 
-function cell(text) {
-  const td = document.createElement("td");
-  td.textContent = text ?? "";
-  return td;
-}
+const cell = (text) => el("td", { text: text ?? "" });
+const actionButton = (text, onclick, label) => el("button", { onclick, "aria-label": label }, text);
+const actions = (...buttons) => el("td", { className: "actions" }, buttons);
+const emptyRow = (span, text) => el("tr", {}, el("td", { className: "empty", colspan: String(span), text }));
 
-function actionButton(text, onClick, label) {
-  const b = document.createElement("button");
-  b.textContent = text;
-  if (label) b.setAttribute("aria-label", label);
-  b.addEventListener("click", onClick);
-  return b;
-}
-
-function actions(...buttons) {
-  const td = document.createElement("td");
-  td.className = "actions";
-  td.append(...buttons);
-  return td;
-}
-
-function duration(seconds) {
+// 3725 → "1:02:05": a recording's length as a player shows it
+function clock(seconds) {
   const s = Math.round(seconds || 0);
   const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
   return h ? `${h}:${String(m).padStart(2, "0")}:${String(r).padStart(2, "0")}` : `${m}:${String(r).padStart(2, "0")}`;
@@ -53,7 +42,7 @@ function titlesOf(slug) {
 const feedName = (path) => feedLabel(titlesOf(path.split("/")[0]), path.split("/").slice(1).join("/"));
 
 const can = (capability) => me && me.capabilities.includes(capability);
-const eventSlug = () => $("event").value;
+const eventSlug = () => eventSelect.value;
 
 async function act(promise, done) {
   try {
@@ -83,14 +72,12 @@ async function refreshControl() {
     (state.event_records ? " · this event records every feed that goes live" : "");
   const rows = state.feeds.map((f) => {
     const [, theatre, feed] = f.path.split("/");
-    const tr = document.createElement("tr");
     const stateText = f.error ? `${f.state}: ${f.error}` : f.state;
     const on = isRecording(f.state);
-    tr.append(cell(feedName(f.path)), cell(stateText), cell(f.file || ""), cell(duration(f.duration_s)), cell(bytes(f.size_bytes)),
+    return el("tr", { dataset: { state: f.state } },
+      cell(feedName(f.path)), cell(stateText), cell(f.file || ""), cell(clock(f.duration_s)), cell(bytes(f.size_bytes)),
       actions(on ? actionButton("Stop", () => record("stop", theatre, feed), `Stop recording ${f.path}`)
         : actionButton("Record", () => record("start", theatre, feed), `Record ${feedName(f.path)}`)));
-    tr.dataset.state = f.state;
-    return tr;
   });
   $("feeds").replaceChildren(...(rows.length ? rows : [emptyRow(6, "No feed is live.")]));
   const event = events.find((e) => e.slug === eventSlug());
@@ -106,51 +93,33 @@ async function refreshControl() {
   $("scope-buttons").replaceChildren(...buttons);
 }
 
-function emptyRow(span, text) {
-  const tr = document.createElement("tr");
-  const td = cell(text);
-  td.colSpan = span;
-  td.className = "empty";
-  tr.append(td);
-  return tr;
-}
-
 // A recording is one or more segments (cut every recording.segment_minutes, or where the
 // feed reconnected): they play one after the other, as one recording.
 let playing = null;  // {rec, index}
 
 function play(rec, index = 0) {
-  const player = $("player");
   playing = { rec, index };
   $("player-panel").hidden = false;
   const start = rec.segments.slice(0, index).reduce((sum, s) => sum + (s.duration_s || 0), 0);
   $("player-title").textContent = `${feedName(rec.path)} · ${when(rec.started_at)}` +
-    (rec.segments.length > 1 ? ` · part ${index + 1} of ${rec.segments.length} (from ${duration(start)})` : "");
+    (rec.segments.length > 1 ? ` · part ${index + 1} of ${rec.segments.length} (from ${clock(start)})` : "");
   player.src = rec.segments[index].url;
   player.dataset.file = rec.segments[index].file;
   player.dataset.part = String(index);
-  const items = rec.segments.map((s, i) => {
-    const li = document.createElement("li");
-    const b = actionButton(`${i + 1}: ${duration(s.duration_s)}${s.start_reason !== "start" ? ` (${s.start_reason})` : ""}`,
-      () => play(rec, i), `Play segment ${i + 1}`);
-    b.setAttribute("aria-pressed", String(i === index));
-    const link = document.createElement("a");
-    link.href = `${s.url}${s.url.includes("?") ? "&" : "?"}download=1`;
-    link.textContent = "download";
-    link.setAttribute("download", "");
-    li.append(b, " ", link);
-    return li;
-  });
+  const items = rec.segments.map((s, i) => el("li", {},
+    el("button", { onclick: () => play(rec, i), "aria-label": `Play segment ${i + 1}`, "aria-pressed": String(i === index) },
+      `${i + 1}: ${clock(s.duration_s)}${s.start_reason !== "start" ? ` (${s.start_reason})` : ""}`),
+    " ",
+    el("a", { href: `${s.url}${s.url.includes("?") ? "&" : "?"}download=1`, download: true }, "download")));
   $("segments").replaceChildren(...items);
   player.play().catch(() => {});
 }
 
 async function refreshLibrary() {
   const query = new URLSearchParams({ event: eventSlug() });
-  if ($("theatre").value) query.set("theatre", $("theatre").value);
+  if (theatreSelect.value) query.set("theatre", theatreSelect.value);
   const { recordings } = await api(token, `/api/recordings?${query}`);
   const rows = recordings.map((rec) => {
-    const tr = document.createElement("tr");
     const buttons = [actionButton("Play", () => play(rec), `Play ${feedName(rec.path)} ${when(rec.started_at)}`)];
     if (can("admin") && rec.state !== "recording") {
       buttons.push(actionButton("Delete", () => {
@@ -159,11 +128,10 @@ async function refreshLibrary() {
         act(api(token, `/api/recordings/${e}/${t}/${f}/${rec.id}`, { method: "DELETE" }), () => "Recording deleted.");
       }, `Delete ${feedName(rec.path)} ${when(rec.started_at)}`));
     }
-    tr.append(cell(feedName(rec.path)), cell(when(rec.started_at)), cell(duration(rec.duration_s)),
+    return el("tr", { dataset: { recording: rec.id } },
+      cell(feedName(rec.path)), cell(when(rec.started_at)), cell(clock(rec.duration_s)),
       cell(bytes(rec.size_bytes)), cell(rec.codecs.join(" + ")), cell(rec.width ? `${rec.width}×${rec.height}` : ""),
       cell(rec.state), cell(String(rec.segments.length)), actions(...buttons));
-    tr.dataset.recording = rec.id;
-    return tr;
   });
   $("library").replaceChildren(...(rows.length ? rows : [emptyRow(9, "No recordings yet.")]));
 }
@@ -193,19 +161,19 @@ async function main() {
     return;
   }
   $("who").textContent = `${me.name} · ${me.role}${me.theatre ? ` · ${me.theatre}` : ""}`;
-  $("event").replaceChildren(...events.map((e) => new Option(`${e.title} (${e.slug})`, e.slug)));
+  eventSelect.replaceChildren(...events.map((e) => new Option(`${e.title} (${e.slug})`, e.slug)));
   const wanted = pathPart(2);
-  if (wanted && events.some((e) => e.slug === wanted)) $("event").value = wanted;
+  if (wanted && events.some((e) => e.slug === wanted)) eventSelect.value = wanted;
   const fillTheatres = () => {
     const event = events.find((e) => e.slug === eventSlug());
     const theatres = me.theatre ? [me.theatre] : (event?.theatres || []).map((t) => t.slug);
     const names = titlesOf(eventSlug());
-    $("theatre").replaceChildren(new Option("all", ""), ...theatres.map((t) => new Option(names.get(t) || t, t)));
+    theatreSelect.replaceChildren(new Option("all", ""), ...theatres.map((t) => new Option(names.get(t) || t, t)));
   };
   fillTheatres();
-  $("event").addEventListener("change", () => { fillTheatres(); refresh(); });
-  $("theatre").addEventListener("change", refresh);
-  $("player").addEventListener("ended", () => {
+  eventSelect.addEventListener("change", () => { fillTheatres(); refresh(); });
+  theatreSelect.addEventListener("change", refresh);
+  player.addEventListener("ended", () => {
     if (playing && playing.index + 1 < playing.rec.segments.length) play(playing.rec, playing.index + 1);
   });
   refresh();

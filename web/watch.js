@@ -1,8 +1,9 @@
+// @ts-check
 // Viewer (and faculty) page: the event's theatres and feeds with their live state, one main feed
 // or a 2×2 multi-view, which theatre is heard, fullscreen, a quality indicator, the Q&A panel,
 // and for faculty "speak to OR". Everything reconnects by itself.
 import { closedMessage, openEvent, pathPart, showNoAccess, takeToken } from "./lib/auth.js";
-import { el, exposeForTests, feedLabel, option, setStatus } from "./lib/dom.js";
+import { byId, el, exposeForTests, feedLabel, option, setStatus } from "./lib/dom.js";
 import { openEventSocket } from "./lib/eventsocket.js";
 import { QA_DEFAULTS, TALKBACK_PREFIX, isFeed, isTalkback } from "./lib/model.js";
 import { FeedPlayer } from "./lib/player.js";
@@ -12,8 +13,8 @@ import { Thumbnails } from "./lib/thumbnails.js";
 
 const event = pathPart(2);
 const token = takeToken();
-const video = document.getElementById("video");
-const stateBox = document.getElementById("state");
+const video = byId("video", HTMLVideoElement);
+const stateBox = byId("state", HTMLElement);
 let titles = new Map();
 let streams = new Map();       // "theatre/feed" → stream info
 let main = null;               // FeedPlayer of the single view
@@ -41,7 +42,7 @@ function play(feed) {
   url.searchParams.set("feed", feed);
   history.replaceState(null, "", url.pathname + url.search);
   main.play(`${event}/${feed}`, streams.get(feed)?.live ?? false);
-  document.getElementById("caption").textContent = feedLabel(titles, feed);
+  byId("caption", HTMLElement).textContent = feedLabel(titles, feed);
   if (mode === "single") heard = theatreOf(feed);
   renderFeeds();
   syncTalkback();
@@ -73,7 +74,7 @@ function buildMulti() {
   const picks = liveFeeds().filter((f) => !isTalkback(f));
   const current = mainFeed();
   if (current && !picks.includes(current)) picks.unshift(current);
-  const box = document.getElementById("multi");
+  const box = byId("multi", HTMLElement);
   tiles = [0, 1, 2, 3].map((i) => {
     const tileVideo = el("video", { autoplay: true, playsinline: true, "aria-label": `Multi-view tile ${i + 1}` });
     tileVideo.muted = true;
@@ -107,7 +108,7 @@ function setTile(tile, feed) {
 }
 
 function applyAudio() {
-  const soundOn = document.getElementById("unmute").dataset.on === "true";
+  const soundOn = byId("unmute", HTMLButtonElement).dataset.on === "true";
   if (mode === "single") {
     video.muted = !soundOn;
   } else {
@@ -128,17 +129,17 @@ function applyAudio() {
 
 function setMode(next) {
   mode = next;
-  document.getElementById("view-single").setAttribute("aria-pressed", String(mode === "single"));
-  document.getElementById("view-multi").setAttribute("aria-pressed", String(mode === "multi"));
-  document.getElementById("single").hidden = mode !== "single";
-  document.getElementById("multi").hidden = mode !== "multi";
+  byId("view-single", HTMLButtonElement).setAttribute("aria-pressed", String(mode === "single"));
+  byId("view-multi", HTMLButtonElement).setAttribute("aria-pressed", String(mode === "multi"));
+  byId("single", HTMLElement).hidden = mode !== "single";
+  byId("multi", HTMLElement).hidden = mode !== "multi";
   if (mode === "multi") {
     main.stop();
     buildMulti();
   } else {
     for (const t of tiles) t.player.stop();
     tiles = [];
-    document.getElementById("multi").replaceChildren();  // no picker may start a player after this
+    byId("multi", HTMLElement).replaceChildren();  // no picker may start a player after this
     const feed = new URL(location.href).searchParams.get("feed") || liveFeeds().find((f) => !isTalkback(f));
     if (feed) play(feed);
   }
@@ -167,9 +168,9 @@ function renderFeeds() {
       el("span", { className: "state", dataset: { live: String(serverUp && s.live), stalled: String(serverUp && s.live && s.stalled) },
         text: !serverUp ? "server unreachable" : s.live && s.stalled ? "reconnecting …" : s.live ? `live · ${s.viewers}` : "off air" }));
     }))));
-  document.getElementById("feeds").replaceChildren(...items);
+  byId("feeds", HTMLElement).replaceChildren(...items);
   if (!items.length) {
-    document.getElementById("feeds").replaceChildren(el("li", { className: "empty", text: "No operating room is live yet." }));
+    byId("feeds", HTMLElement).replaceChildren(el("li", { className: "empty", text: "No operating room is live yet." }));
   }
 }
 
@@ -224,12 +225,12 @@ let talk = null;
 let talkMedia = null;
 
 async function startTalking() {
-  const theatre = document.getElementById("tb-theatre").value;
-  const status = document.getElementById("tb-status");
+  const theatre = byId("tb-theatre", HTMLSelectElement).value;
+  const status = byId("tb-status", HTMLElement);
   try {
     talkMedia = await navigator.mediaDevices.getUserMedia({
       audio: { echoCancellation: true, noiseSuppression: true },
-      video: document.getElementById("tb-camera").checked ? { width: { ideal: 640 }, height: { ideal: 360 } } : false,
+      video: byId("tb-camera", HTMLInputElement).checked ? { width: { ideal: 640 }, height: { ideal: 360 } } : false,
     });
   } catch (error) {
     return setStatus(status, `Microphone unavailable: ${error.message}`, "bad");
@@ -239,8 +240,8 @@ async function startTalking() {
       s === "live" ? "ok" : s === "failed" || s === "ended" ? "bad" : "warn"),
   });
   talk.start(`${event}/${theatre}/${myTalkback}`, talkMedia, 500);
-  document.getElementById("tb-start").disabled = true;
-  document.getElementById("tb-stop").disabled = false;
+  byId("tb-start", HTMLButtonElement).disabled = true;
+  byId("tb-stop", HTMLButtonElement).disabled = false;
 }
 
 function stopTalking() {
@@ -248,10 +249,10 @@ function stopTalking() {
   talkMedia?.getTracks().forEach((t) => t.stop());
   talk = null;
   talkMedia = null;
-  if (!document.getElementById("tb-start")) return;  // the page was replaced by a notice
-  document.getElementById("tb-start").disabled = false;
-  document.getElementById("tb-stop").disabled = true;
-  setStatus(document.getElementById("tb-status"), "Not speaking");
+  if (!byId("tb-start", HTMLButtonElement)) return;  // the page was replaced by a notice
+  byId("tb-start", HTMLButtonElement).disabled = false;
+  byId("tb-stop", HTMLButtonElement).disabled = true;
+  setStatus(byId("tb-status", HTMLElement), "Not speaking");
 }
 
 // -- Q&A -------------------------------------------------------------------------------------
@@ -281,12 +282,12 @@ function renderQuestions() {
   const all = [...qa.questions.values()];
   const mine = all.filter((q) => q.mine).sort((a, b) => b.created_at - a.created_at);
   const others = all.filter((q) => !q.mine && (q.state === "approved" || q.state === "on_air" || q.state === "answered")).sort(byVotes);
-  document.getElementById("mine").replaceChildren(...(mine.length ? mine.map(questionItem) : [el("li", { className: "empty", text: "You have not asked yet." })]));
-  document.getElementById("approved").replaceChildren(...(others.length ? others.map(questionItem) : [el("li", { className: "empty", text: "No approved questions yet." })]));
+  byId("mine", HTMLElement).replaceChildren(...(mine.length ? mine.map(questionItem) : [el("li", { className: "empty", text: "You have not asked yet." })]));
+  byId("approved", HTMLElement).replaceChildren(...(others.length ? others.map(questionItem) : [el("li", { className: "empty", text: "No approved questions yet." })]));
 }
 
 function renderOnAir(slots) {
-  const box = document.getElementById("onair");
+  const box = byId("onair", HTMLElement);
   const q = onAirFor(slots, heard);
   box.hidden = !q;
   if (q) box.replaceChildren(el("strong", { text: "On air: " }), el("span", { text: q.text }));
@@ -297,7 +298,7 @@ let askTimer = null;
 const askLimit = () => qa?.limits?.text_chars || QA_DEFAULTS.text_chars;
 
 function askStatus(text, kind) {
-  const p = document.getElementById("ask-status");
+  const p = byId("ask-status", HTMLElement);
   p.hidden = !text;
   setStatus(p, text, kind);
   clearTimeout(askTimer);
@@ -306,13 +307,13 @@ function askStatus(text, kind) {
 
 async function ask(e) {
   e.preventDefault();
-  const text = document.getElementById("ask-text").value.trim();
+  const text = byId("ask-text", HTMLTextAreaElement).value.trim();
   if (!text) return askStatus("Type your question first.", "warn");
-  const theatre = document.getElementById("ask-theatre").value || undefined;
+  const theatre = byId("ask-theatre", HTMLSelectElement).value || undefined;
   try {
-    await qa.request("ask", { text, ...(theatre ? { theatre } : {}), anonymous: document.getElementById("ask-anon").checked });
-    document.getElementById("ask-text").value = "";
-    document.getElementById("ask-count").textContent = `0 / ${askLimit()}`;
+    await qa.request("ask", { text, ...(theatre ? { theatre } : {}), anonymous: byId("ask-anon", HTMLInputElement).checked });
+    byId("ask-text", HTMLTextAreaElement).value = "";
+    byId("ask-count", HTMLElement).textContent = `0 / ${askLimit()}`;
     askStatus("Sent. A moderator will look at it.", "ok");
   } catch (error) {
     askStatus(error.message, "bad");
@@ -321,7 +322,7 @@ async function ask(e) {
 
 // -- start -----------------------------------------------------------------------------------
 function showQuality() {
-  const box = document.getElementById("quality");
+  const box = byId("quality", HTMLElement);
   const tile = mode === "multi" ? tiles[heardTile] : null;
   const q = mode === "multi" ? tile?.player.quality : main?.quality;
   if (!q) {
@@ -342,13 +343,13 @@ async function start() {
   });
   if (!info) return;
   you = info.you;
-  document.getElementById("title").textContent = info.event.title;
-  document.getElementById("who").textContent = `${you.name} · ${you.role}`;
+  byId("title", HTMLElement).textContent = info.event.title;
+  byId("who", HTMLElement).textContent = `${you.name} · ${you.role}`;
   document.title = `ORcast · ${info.event.title}`;
   titles = new Map(info.event.theatres.map((t) => [t.slug, t.title]));
   main = new FeedPlayer(video, token, { onState: onMainState });
   thumbs = new Thumbnails(event, token);
-  const conn = document.getElementById("conn");
+  const conn = byId("conn", HTMLElement);
   const socket = openEventSocket(event, token, {
     onStreams,
     onState: (s, again) => {
@@ -367,26 +368,28 @@ async function start() {
     },
   });
   onStreams(info.streams);
-  document.getElementById("view-single").addEventListener("click", () => setMode("single"));
-  document.getElementById("view-multi").addEventListener("click", () => setMode("multi"));
-  document.getElementById("unmute").addEventListener("click", (e) => {
-    const on = e.currentTarget.dataset.on !== "true";
-    e.currentTarget.dataset.on = String(on);
-    e.currentTarget.textContent = on ? "Sound off" : "Sound on";
+  byId("view-single", HTMLButtonElement).addEventListener("click", () => setMode("single"));
+  byId("view-multi", HTMLButtonElement).addEventListener("click", () => setMode("multi"));
+  const unmute = byId("unmute", HTMLButtonElement);
+  unmute.addEventListener("click", () => {
+    const on = unmute.dataset.on !== "true";
+    unmute.dataset.on = String(on);
+    unmute.textContent = on ? "Sound off" : "Sound on";
     applyAudio();
   });
-  document.getElementById("fullscreen").addEventListener("click", () => {
-    const target = mode === "single" ? document.querySelector(".main-tile") : document.getElementById("multi");
+  byId("fullscreen", HTMLButtonElement).addEventListener("click", () => {
+    const target = mode === "single" ? document.querySelector(".main-tile") : byId("multi", HTMLElement);
     if (document.fullscreenElement) document.exitFullscreen();
     else target.requestFullscreen().catch(() => {});
   });
   // Q&A
   const canAsk = you.capabilities.includes("ask");
-  document.getElementById("ask").hidden = !canAsk;
-  document.getElementById("ask-theatre").replaceChildren(option("", "any theatre"), ...info.event.theatres.map((t) => option(t.slug, t.title)));
-  document.getElementById("ask").addEventListener("submit", ask);
-  document.getElementById("ask-text").addEventListener("input", (e) => {
-    document.getElementById("ask-count").textContent = `${e.target.value.length} / ${askLimit()}`;
+  byId("ask", HTMLFormElement).hidden = !canAsk;
+  byId("ask-theatre", HTMLSelectElement).replaceChildren(option("", "any theatre"), ...info.event.theatres.map((t) => option(t.slug, t.title)));
+  byId("ask", HTMLFormElement).addEventListener("submit", ask);
+  const askText = byId("ask-text", HTMLTextAreaElement);
+  askText.addEventListener("input", () => {
+    byId("ask-count", HTMLElement).textContent = `${askText.value.length} / ${askLimit()}`;
   });
   qa = new QaConnection(event, token, {
     onQuestions: renderQuestions,
@@ -395,12 +398,12 @@ async function start() {
   }).start();
   // faculty: speak to the OR
   if (you.capabilities.includes("talkback")) {
-    const panel = document.getElementById("talkback");
+    const panel = byId("talkback", HTMLElement);
     panel.hidden = false;
     const allowed = you.theatre ? info.event.theatres.filter((t) => t.slug === you.theatre) : info.event.theatres;
-    document.getElementById("tb-theatre").replaceChildren(...allowed.map((t) => option(t.slug, t.title)));
-    document.getElementById("tb-start").addEventListener("click", startTalking);
-    document.getElementById("tb-stop").addEventListener("click", stopTalking);
+    byId("tb-theatre", HTMLSelectElement).replaceChildren(...allowed.map((t) => option(t.slug, t.title)));
+    byId("tb-start", HTMLButtonElement).addEventListener("click", startTalking);
+    byId("tb-stop", HTMLButtonElement).addEventListener("click", stopTalking);
   }
   window.addEventListener("pagehide", () => { main.stop(); stopTalking(); });
   qualityTimer = setInterval(showQuality, 1000);

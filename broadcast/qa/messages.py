@@ -13,13 +13,13 @@ from typing import Any
 
 from broadcast import jsontext
 from broadcast.plaintext import normalised
+from broadcast.relay.streampath import is_slug
 
 MAX_MESSAGE_BYTES = 4096
 MAX_TEXT_CHARS = 500
 MAX_REASON_CHARS = 200
 MAX_REF_CHARS = 64
 MAX_QUESTION_ID = 2**31 - 1
-_SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
 
 class QaError(Exception):
@@ -94,7 +94,7 @@ def _theatre(value: Any, allow_all: bool) -> str | None:
         return None
     if allow_all and value == "*":
         return "*"
-    if not isinstance(value, str) or not _SLUG.fullmatch(value):
+    if not isinstance(value, str) or not is_slug(value):
         extra = ' or "*" for every theatre' if allow_all else ""
         raise QaError("bad_message", f"theatre must be a theatre's short name like \"or1\"{extra}")
     return value
@@ -106,7 +106,7 @@ def _feeds(value: Any) -> tuple[str, ...]:
     feeds = []
     for item in value:
         parts = item.split("/") if isinstance(item, str) else []
-        if len(parts) != 2 or not all(_SLUG.fullmatch(p) for p in parts):
+        if len(parts) != 2 or not all(is_slug(p) for p in parts):
             raise QaError("bad_message", "each feed is \"theatre/feed\", like \"or1/endoscope\"")
         feeds.append(item)
     return tuple(feeds)

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from broadcast.qa.question import Action, Question, QuestionState
+from broadcast.sqlitedb import SchemaTooNew, open_database, transaction
 
 logger = logging.getLogger(__name__)
 
 DB_FILE = "qa.sqlite3"
 SCHEMA_VERSION = 1
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS questions (
     event TEXT NOT NULL, id INTEGER NOT NULL, text TEXT NOT NULL, author_key TEXT NOT NULL,
     author_name TEXT NOT NULL, author_role TEXT NOT NULL, anonymous INTEGER NOT NULL,
@@ -52,17 +52,10 @@ class QaStore:
     def __init__(self, path: Path | None) -> None:
         """`path` None keeps the boards in memory (in-process use without a data dir)."""
         self.path = path
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path) if path else ":memory:", isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-        if row is None:
-            self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-        elif int(row[0]) > SCHEMA_VERSION:
-            raise StoreFailed(f"{path} was written by a newer ORcast (Q&A schema {row[0]}); upgrade ORcast")
+        try:
+            self._db = open_database(path, _SCHEMA, SCHEMA_VERSION, "Q&A", synchronous="NORMAL")
+        except SchemaTooNew as exc:
+            raise StoreFailed(str(exc)) from None
 
     def load(self, event: str) -> list[Question]:
         rows = self._db.execute(
@@ -85,7 +78,7 @@ class QaStore:
                votes_removed: Iterable[tuple[int, str]] = ()) -> None:
         """Write one action's changes in one transaction, or nothing (StoreFailed)."""
         try:
-            with self._transaction():
+            with transaction(self._db):
                 for q in changed:
                     self._db.execute(
                         f"INSERT OR REPLACE INTO questions ({', '.join(_COLUMNS)}) "
@@ -107,16 +100,13 @@ class QaStore:
             [(event, a.question, a.action, a.actor_name, a.actor_role, a.actor_id, a.at,
               json.dumps(a.detail)) for a in actions])
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
-
     def layout(self, event: str) -> dict[str, Any] | None:
         row = self._db.execute("SELECT layout FROM layouts WHERE event = ?", (event,)).fetchone()
         return json.loads(row[0]) if row else None
 
     def save_layout(self, event: str, layout: dict[str, Any], action: Action) -> None:
         try:
-            with self._transaction():
+            with transaction(self._db):
                 self._db.execute("INSERT OR REPLACE INTO layouts VALUES (?, ?)", (event, json.dumps(layout)))
                 self._insert_actions(event, [action])
         except sqlite3.Error as exc:
@@ -131,7 +121,7 @@ class QaStore:
 
     def archive_event(self, event: str, archived_as: str) -> None:
         """Move an event's board aside (a new event of the same name starts empty)."""
-        with self._transaction():
+        with transaction(self._db):
             for table in ("questions", "votes", "actions", "layouts"):
                 self._db.execute(f"UPDATE {table} SET event = ? WHERE event = ?", (archived_as, event))
 
@@ -146,25 +136,3 @@ def _column(question: Question, name: str) -> object:
     if isinstance(value, QuestionState):
         return str(value)
     return value
-
-
-class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            try:
-                self._db.execute("COMMIT")
-                return
-            except sqlite3.Error:
-                self._rollback()
-                raise
-        self._rollback()
-
-    def _rollback(self) -> None:
-        if self._db.in_transaction:
-            self._db.execute("ROLLBACK")

@@ -81,11 +81,10 @@ class RecorderInput:
         self.recorder = recorder
         self.producer = producer
         self.kind = producer.kind
-        self.bytes_sent = 0      # a recorder sends nothing over the network
-        self.frames_dropped = 0  # counted by the recorder, not in the viewers' figures
+        self.frames_dropped = 0  # its own figure (the recording metrics), not the viewers'
         self.waiting_for_keyframe = False  # the recorder asks for its own keyframes
         self._closed = False
-        producer.add_consumer(self)  # for video this asks the publisher for a keyframe
+        producer.add_reader(self)  # for video this asks the publisher for a keyframe
 
     def deliver(self, frame: EncodedFrame) -> None:
         self.recorder.enqueue(self, frame)
@@ -96,7 +95,7 @@ class RecorderInput:
     def stop(self) -> None:
         if not self._closed:
             self._closed = True
-            self.producer.remove_consumer(self)
+            self.producer.remove_reader(self)
 
 
 class Recorder:

@@ -1,4 +1,5 @@
-"""A Producer: one incoming track of a feed, fanned out to its consumers.
+"""A Producer: one incoming track of a feed, fanned out to its readers (viewers' consumers,
+recorders, the thumbnailer).
 
 The producer belongs to the stream path, not to a publisher connection: when the publisher
 leaves and comes back (or an encoder reconnects after a network loss), the new source is
@@ -12,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from broadcast.relay.frame import (
     AUDIO_CLOCK_RATE,
@@ -45,10 +46,8 @@ class Source(Protocol):
 
 
 class Reader(Protocol):
-    """What a producer fans out to: a viewer's Consumer or a Recorder's input."""
+    """What a producer fans out to: a viewer's Consumer, a Recorder, the Thumbnailer."""
 
-    bytes_sent: int
-    frames_dropped: int
     # True while the reader drops frames until a keyframe: the producer keeps asking for one
     waiting_for_keyframe: bool
 
@@ -59,6 +58,15 @@ class Reader(Protocol):
     def stop(self) -> None: ...
 
 
+@runtime_checkable
+class NetworkReader(Reader, Protocol):
+    """A reader that sends what it reads over the network (a viewer's Consumer): its bytes and
+    drops are the feed's egress figures. Readers that write files or stills have none to fake."""
+
+    bytes_sent: int
+    frames_dropped: int
+
+
 class Producer:
     def __init__(self, path: str, kind: str) -> None:
         self.path = path
@@ -66,7 +74,8 @@ class Producer:
         self.clock_rate = VIDEO_CLOCK_RATE if kind == "video" else AUDIO_CLOCK_RATE
         self.codec: str | None = None
         self.source: Source | None = None
-        self.consumers: set[Reader] = set()
+        self.readers: set[Reader] = set()
+        self._network: set[NetworkReader] = set()  # the readers among them that count bytes
         self.resolution: tuple[int, int] | None = None
         self._h264 = H264ParameterSets()
         # timeline
@@ -106,14 +115,14 @@ class Producer:
         self._rebase = True
         self._kf_last_sent = -KEYFRAME_RETRY  # a new source is asked at once
         self.clock.reset()
-        for consumer in list(self.consumers):
+        for reader in list(self.readers):
             try:
-                consumer.producer_reset(changed)
+                reader.producer_reset(changed)
             except Exception:
                 logger.exception("%s %s: reader failed on a source change; it is closed",
                                  self.path, self.kind)
-                consumer.stop()
-        if self.kind == "video" and (self.consumers or self._kf_outstanding):
+                reader.stop()
+        if self.kind == "video" and (self.readers or self._kf_outstanding):
             self.request_keyframe()
         return changed
 
@@ -159,15 +168,15 @@ class Producer:
         self.bytes_in += len(data)
         frame = EncodedFrame(codec, data, out_ts, keyframe, self.clock_rate, self._index)
         self._index += 1
-        for consumer in tuple(self.consumers):
+        for reader in tuple(self.readers):
             try:
-                consumer.deliver(frame)
+                reader.deliver(frame)
             except Exception:
-                logger.exception("%s %s: consumer failed; it is closed", self.path, self.kind)
-                consumer.stop()
+                logger.exception("%s %s: reader failed; it is closed", self.path, self.kind)
+                reader.stop()
         if keyframe and self._kf_outstanding:
             # served, unless a reader is still waiting (it joined on a frame it could not take)
-            self._kf_outstanding = any(c.waiting_for_keyframe for c in self.consumers)
+            self._kf_outstanding = any(c.waiting_for_keyframe for c in self.readers)
             if self._kf_arrived is not None:
                 self._kf_arrived.set()
 
@@ -220,33 +229,36 @@ class Producer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(arrived.wait(), KEYFRAME_RETRY if heard else KEYFRAME_MIN_INTERVAL)
 
-    # -- consumers ---------------------------------------------------------------------
-    def add_consumer(self, consumer: Reader) -> None:
-        self.consumers.add(consumer)
+    # -- readers -----------------------------------------------------------------------
+    def add_reader(self, reader: Reader) -> None:
+        self.readers.add(reader)
+        if isinstance(reader, NetworkReader):
+            self._network.add(reader)
         if self.kind == "video":
             self.request_keyframe()
 
-    def remove_consumer(self, consumer: Reader) -> None:
-        if consumer in self.consumers:
-            self.consumers.discard(consumer)
-            self.retired_bytes_out += consumer.bytes_sent
-            self.retired_frames_dropped += consumer.frames_dropped
+    def remove_reader(self, reader: Reader) -> None:
+        self.readers.discard(reader)
+        if isinstance(reader, NetworkReader) and reader in self._network:
+            self._network.discard(reader)
+            self.retired_bytes_out += reader.bytes_sent
+            self.retired_frames_dropped += reader.frames_dropped
 
     @property
     def bytes_out(self) -> int:
-        return self.retired_bytes_out + sum(c.bytes_sent for c in self.consumers)
+        return self.retired_bytes_out + sum(r.bytes_sent for r in self._network)
 
     @property
     def frames_dropped(self) -> int:
-        return self.retired_frames_dropped + sum(c.frames_dropped for c in self.consumers)
+        return self.retired_frames_dropped + sum(r.frames_dropped for r in self._network)
 
     def close(self) -> None:
-        """Idempotent; ends every consumer."""
+        """Idempotent; ends every reader."""
         if self._closed:
             return
         self._closed = True
         self.source = None
         if self._kf_task is not None:
             self._kf_task.cancel()
-        for consumer in list(self.consumers):
-            consumer.stop()
+        for reader in list(self.readers):
+            reader.stop()

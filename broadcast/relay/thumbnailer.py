@@ -69,14 +69,12 @@ class Thumbnailer:
         self.producer = producer
         self.pool = pool
         self.latest = keep
-        self.bytes_sent = 0       # nothing goes over the network
-        self.frames_dropped = 0
         self.waiting_for_keyframe = False  # any keyframe will do, whenever it comes
         self._busy = False
         self._last_capture = 0.0
         self._last_ask = self._started = time.monotonic()
         self._closed = False
-        producer.add_consumer(self)  # asks for a keyframe: the first thumbnail comes at once
+        producer.add_reader(self)  # asks for a keyframe: the first thumbnail comes at once
 
     def deliver(self, frame: EncodedFrame) -> None:
         now = time.monotonic()
@@ -108,7 +106,7 @@ class Thumbnailer:
     def stop(self) -> None:
         if not self._closed:
             self._closed = True
-            self.producer.remove_consumer(self)
+            self.producer.remove_reader(self)
 
 
 class Thumbnails:

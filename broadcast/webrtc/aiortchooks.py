@@ -43,6 +43,7 @@ from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtp import RtcpSrPacket
 
+from broadcast.lifecycle import call_listener
 from broadcast.relay.frame import EncodedFrame
 from broadcast.relay.mediaclock import NTP_UNIX_OFFSET
 
@@ -149,17 +150,10 @@ class EncodedFrameTap:
         if item is None:
             if not self._ended.is_set():
                 self._ended.set()
-                try:
-                    self._on_end()
-                except Exception:
-                    logger.exception("encoded frame tap: end listener failed")
+                call_listener(self._on_end, what="the encoded frame tap's end listener")
             return
-        codec, frame = item
-        try:
-            self._sink(codec, frame)
-        except Exception:
-            # A bad frame must never stop the publisher's receive path.
-            logger.exception("encoded frame tap: sink failed on a %s frame", codec.name)
+        # a bad frame must never stop the publisher's receive path
+        call_listener(self._sink, *item, what="the encoded frame tap (one frame dropped)")
 
     def get(self, block: bool = True, timeout: float | None = None) -> None:
         # Called from aiortc's decoder thread only; returning None ends that thread.
@@ -199,11 +193,8 @@ def install_sender_report_listener(receiver: RTCRtpReceiver, sink: SenderReportS
     async def handle_rtcp_packet(packet: Any) -> None:
         origin = getattr(mapper, "_origin", None)
         if isinstance(packet, RtcpSrPacket) and origin is not None:
-            try:
-                rtp = (packet.sender_info.rtp_timestamp - origin) % (1 << 32)
-                sink(packet.ssrc, packet.sender_info.ntp_timestamp, rtp)
-            except Exception:
-                logger.exception("sender report listener failed")
+            rtp = (packet.sender_info.rtp_timestamp - origin) % (1 << 32)
+            call_listener(sink, packet.ssrc, packet.sender_info.ntp_timestamp, rtp, what="the sender report listener")
         await original(packet)
 
     # the DTLS transport looks the method up on the instance: this wins over the class's
@@ -265,10 +256,7 @@ def install_sender_hooks(
     setattr(sender, _TX_ENCODER, SharedPacketizer(codec_name))
 
     def send_keyframe() -> None:
-        try:
-            on_keyframe_request()
-        except Exception:
-            logger.exception("keyframe request listener failed")
+        call_listener(on_keyframe_request, what="the keyframe request listener")
 
     # aiortc calls self._send_keyframe() on PLI/FIR; the instance attribute wins.
     sender._send_keyframe = send_keyframe  # type: ignore[method-assign]

@@ -52,7 +52,7 @@ class Consumer(MediaStreamTrack):
         # told the join time (first frame sent - created) once, for metrics
         self.on_first_frame: Callable[[float], None] | None = None
         self._closed = False
-        producer.add_consumer(self)
+        producer.add_reader(self)
 
     # -- called by the producer, on the event loop --------------------------------------
     def deliver(self, frame: EncodedFrame) -> None:
@@ -128,7 +128,7 @@ class Consumer(MediaStreamTrack):
         if not self._closed:
             self._closed = True
             self._queue.clear()
-            self.producer.remove_consumer(self)
+            self.producer.remove_reader(self)
             waiter = self._waiter
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)

@@ -1,6 +1,6 @@
 """REST API, the part every role uses: who am I, events, their theatres and live feeds.
 
-Errors are JSON `{"error": "…", "status": N}` (see app.api_errors).
+Errors are JSON `{"error": "…", "status": N}` (see middleware.api_errors).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from broadcast.plaintext import single_line
 from broadcast.relay.streampath import is_slug
 from signaling.http.bodies import check_keys, field, read_json
 from signaling.http.errors import http_error
-from signaling.http.webrtcsession import stream_path
+from signaling.http.params import query_flag, stream_path
 from signaling.keys import ACCESS, BROADCASTER
 from signaling.store.eventstore import Event, StoreError, Theatre
 from signaling.views import visible_streams
@@ -156,7 +156,7 @@ async def add_theatre(request: web.Request) -> web.Response:
 async def all_streams(request: web.Request) -> web.Response:
     """Every feed on this server: a server-wide organizer's overview."""
     require_server_organizer(request)
-    live_only = request.query.get("all") not in ("1", "true")
+    live_only = not query_flag(request, "all")
     streams = [dataclasses.asdict(info) for info in request.app[BROADCASTER].stream_infos()
                if info.live or not live_only]
     return web.json_response({"streams": streams})

@@ -21,6 +21,7 @@ from broadcast.participant import Capability, Participant
 from broadcast.qa.question import Question
 from broadcast.webrtc.session import PeerSession
 from signaling.auth.access import Identity
+from signaling.http.params import query_choice
 from signaling.http.webrtcsession import create_session, delete_session, options_handler, patch_session
 from signaling.keys import ACCESS, BROADCASTER
 
@@ -65,9 +66,7 @@ def _csv_row(q: Question) -> list[Any]:
 async def export_questions(request: web.Request) -> web.Response:
     slug = request.match_info["event"]
     request.app[ACCESS].require(request, slug, Capability.MODERATE)
-    form = request.query.get("format", "json")
-    if form not in ("json", "csv"):
-        raise web.HTTPBadRequest(text="format must be json or csv\n")
+    form = query_choice(request, "format", ("json", "csv"), "json")
     questions, actions = request.app[BROADCASTER].qa.export(slug)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     disposition = f'attachment; filename="{slug}-questions-{stamp}.{form}"'

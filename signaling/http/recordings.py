@@ -19,11 +19,11 @@ from broadcast.errors import InsufficientStorage
 from broadcast.participant import ALL_EVENTS, Capability, Participant
 from broadcast.recording.library import Recording
 from broadcast.recording.manager import RecordingScope
-from broadcast.relay.streampath import StreamPath, is_slug
 from signaling.auth.access import Access
 from signaling.auth.tokens import TokenClaims, TokenError
 from signaling.http.bodies import check_keys, field, read_json
 from signaling.http.errors import http_error
+from signaling.http.params import query_flag, query_slug, stream_path
 from signaling.keys import ACCESS, BROADCASTER, TICKETS
 
 logger = logging.getLogger(__name__)
@@ -93,13 +93,6 @@ def _library_reader(access: Access, request: web.Request) -> tuple[Participant, 
     return identity.participant, identity.claims
 
 
-def _query_slug(request: web.Request, key: str) -> str | None:
-    value = request.query.get(key)
-    if value is not None and not is_slug(value):
-        raise web.HTTPBadRequest(text=f"{key!r} must be a name like \"or1\"\n")
-    return value
-
-
 def _recording_json(rec: Recording, claims: TokenClaims | None, request: web.Request) -> dict[str, Any]:
     tickets = request.app[TICKETS]
     out = dataclasses.asdict(rec)
@@ -115,7 +108,7 @@ def _recording_json(rec: Recording, claims: TokenClaims | None, request: web.Req
 async def list_recordings(request: web.Request) -> web.Response:
     access = request.app[ACCESS]
     who, claims = _library_reader(access, request)
-    event, theatre, feed = (_query_slug(request, k) for k in ("event", "theatre", "feed"))
+    event, theatre, feed = (query_slug(request, k) for k in ("event", "theatre", "feed"))
     if who.event != ALL_EVENTS:
         if event not in (None, who.event):
             raise web.HTTPForbidden(text=f"this link is for the event {who.event!r}\n")
@@ -132,18 +125,10 @@ async def list_recordings(request: web.Request) -> web.Response:
                              headers={"Cache-Control": "no-store"})
 
 
-def _stream_path(request: web.Request) -> StreamPath:
-    info = request.match_info
-    try:
-        return StreamPath(info["event"], info["theatre"], info["feed"])
-    except ValueError:
-        raise web.HTTPNotFound(text="no such recording\n") from None
-
-
 async def download(request: web.Request) -> web.StreamResponse:
     """One segment file, with Range support (a `<video>` seeks by asking for byte ranges)."""
     access = request.app[ACCESS]
-    path = _stream_path(request)
+    path = stream_path(request, not_found="no such recording")
     name = request.match_info["file"]
     ticket = request.query.get("ticket")
     if ticket is not None:
@@ -169,14 +154,14 @@ async def download(request: web.Request) -> web.StreamResponse:
     if not file.is_file():
         raise web.HTTPNotFound(text="no such recording file (deleted, or never recorded)\n")
     headers = {"Content-Type": MEDIA_TYPES[file.suffix], "Cache-Control": "private, no-cache"}
-    if request.query.get("download") in ("1", "true"):
+    if query_flag(request, "download"):
         headers["Content-Disposition"] = f'attachment; filename="{path.event}-{path.theatre}-{path.feed}-{name}"'
     return web.FileResponse(file, headers=headers)
 
 
 async def delete_recording(request: web.Request) -> web.Response:
     access = request.app[ACCESS]
-    path = _stream_path(request)
+    path = stream_path(request, not_found="no such recording")
     who = access.require(request, path.event, Capability.ADMIN).participant
     rec_id = request.match_info["file"]
     if not RECORDING_ID.match(rec_id):

@@ -11,12 +11,12 @@ from aiohttp import web
 from broadcast.errors import BroadcastError, SessionNotFound
 from broadcast.lifecycle import CloseReason
 from broadcast.participant import Participant
-from broadcast.relay.streampath import StreamPath
 from broadcast.webrtc.sdpoffer import MAX_SDP_BYTES
 from broadcast.webrtc.session import IceServer, PeerSession
 from signaling.auth.access import Identity
 from signaling.http.bodies import read_text
 from signaling.http.errors import http_error
+from signaling.http.params import stream_path
 from signaling.keys import ACCESS, BROADCASTER, HEALTH
 
 logger = logging.getLogger(__name__)
@@ -28,14 +28,6 @@ EXPOSED = "Location, Link, ETag, Accept-Patch, Retry-After"
 
 def text_error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(status=status, text=message + "\n", headers=headers)
-
-
-def stream_path(request: web.Request) -> StreamPath:
-    info = request.match_info
-    try:
-        return StreamPath(info["event"], info["theatre"], info["feed"])
-    except ValueError as exc:
-        raise web.HTTPBadRequest(text=f"{exc}\n") from None
 
 
 def ice_link_header(servers: list[IceServer]) -> str | None:

@@ -7,7 +7,8 @@ from aiohttp import web
 from broadcast.participant import Participant
 from broadcast.webrtc.session import PeerSession
 from signaling.auth.access import Identity
-from signaling.http.webrtcsession import create_session, delete_session, options_handler, patch_session, stream_path
+from signaling.http.params import stream_path
+from signaling.http.webrtcsession import create_session, delete_session, options_handler, patch_session
 from signaling.keys import ACCESS, BROADCASTER
 
 FEED = "/whip/{event}/{theatre}/{feed}"

@@ -12,16 +12,11 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
-import re
-import secrets
 from datetime import UTC, datetime
 
-from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.typedefs import Handler
 
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("orcast_request_id", default=None)
-_CLIENT_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
 _FIELDS = ("path", "session")
 
 
@@ -93,21 +88,3 @@ def configure_logging(level: str, form: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     install_bad_http_filter()
-
-
-@web.middleware
-async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    given = request.headers.get("X-Request-Id", "")
-    request_id = given if _CLIENT_ID.fullmatch(given) else secrets.token_hex(8)
-    token = REQUEST_ID.set(request_id)
-    try:
-        try:
-            response = await handler(request)
-        except web.HTTPException as exc:
-            exc.headers["X-Request-Id"] = request_id
-            raise
-        if not response.prepared:
-            response.headers["X-Request-Id"] = request_id
-        return response
-    finally:
-        REQUEST_ID.reset(token)

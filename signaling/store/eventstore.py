@@ -8,13 +8,13 @@ to the file first and then to memory, so a restart loses nothing that was acknow
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from broadcast.sqlitedb import SchemaTooNew, open_database, transaction
 from signaling.auth.tokens import TokenClaims
 
 logger = logging.getLogger(__name__)
@@ -106,18 +106,13 @@ class _Memory:
 
 class EventStore:
     def __init__(self, data_dir: Path) -> None:
-        data_dir.mkdir(parents=True, exist_ok=True)
         self.path = data_dir / DB_FILE
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._lock = threading.Lock()  # the CLI and to_thread callers may share the connection
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise StoreError(f"{self.path} was written by a newer ORcast (schema {version}); upgrade ORcast")
-        self._db.executescript(_SCHEMA)
-        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        try:
+            # the CLI and to_thread callers may share the connection (under the lock)
+            self._db = open_database(self.path, _SCHEMA, SCHEMA_VERSION, "event store", shared_between_threads=True)
+        except SchemaTooNew as exc:
+            raise StoreError(str(exc)) from None
+        self._lock = threading.Lock()
         self._mem = _Memory()
         self.reload()
 
@@ -159,8 +154,7 @@ class EventStore:
                 row = self._db.execute("SELECT token_gen FROM retired WHERE slug=?", (event.slug,)).fetchone()
                 floor = row[0] + 1 if row else 0
                 event = replace(event, token_gen=max(event.token_gen, int(time.time()), floor))
-            with self._db:
-                self._db.execute("BEGIN IMMEDIATE")
+            with transaction(self._db):
                 self._db.execute(
                     "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(slug) DO UPDATE SET "
                     "title=excluded.title, record=excluded.record, public=excluded.public, "
@@ -183,8 +177,7 @@ class EventStore:
     def delete_event(self, slug: str) -> None:
         self._require(slug)
         with self._lock:
-            with self._db:
-                self._db.execute("BEGIN IMMEDIATE")
+            with transaction(self._db):
                 self._db.execute("INSERT OR REPLACE INTO retired SELECT slug, token_gen FROM events WHERE slug=?",
                                  (slug,))
                 self._db.execute("DELETE FROM events WHERE slug=?", (slug,))
@@ -202,7 +195,7 @@ class EventStore:
 
     # -- tokens -------------------------------------------------------------------------
     def record_token(self, claims: TokenClaims, minted_by: str) -> None:
-        with self._lock, self._db:
+        with self._lock, transaction(self._db):
             self._db.execute("INSERT INTO tokens VALUES (?,?,?,?,?,?,?,?,?,NULL)",
                              (claims.jti, claims.event, str(claims.role), claims.name, claims.theatre,
                               claims.iat, claims.exp, claims.max_sessions, minted_by))
@@ -221,8 +214,7 @@ class EventStore:
     def revoke(self, event: str, jti: str) -> None:
         now = time.time()
         with self._lock:
-            with self._db:
-                self._db.execute("BEGIN IMMEDIATE")
+            with transaction(self._db):
                 row = self._db.execute("SELECT expires_at FROM tokens WHERE jti=? AND event=?",
                                        (jti, event)).fetchone()
                 self._db.execute("INSERT OR IGNORE INTO revoked VALUES (?,?,?,?)",
@@ -236,8 +228,7 @@ class EventStore:
         event = self._require(slug)
         now = time.time()
         with self._lock:
-            with self._db:
-                self._db.execute("BEGIN IMMEDIATE")
+            with transaction(self._db):
                 self._db.execute("UPDATE events SET token_gen=token_gen+1 WHERE slug=?", (slug,))
                 self._db.execute("UPDATE tokens SET revoked_at=? WHERE event=? AND revoked_at IS NULL",
                                  (now, slug))
@@ -251,7 +242,7 @@ class EventStore:
     def prune(self, now: float | None = None) -> int:
         """Forget revocations of tokens that have expired anyway (they fail on `exp`)."""
         cutoff = int(now if now is not None else time.time()) - 3600
-        with self._lock, self._db:
+        with self._lock, transaction(self._db):
             cur = self._db.execute("DELETE FROM revoked WHERE expires_at IS NOT NULL AND expires_at < ?",
                                    (cutoff,))
         if cur.rowcount:

@@ -31,7 +31,7 @@ async def test_leaving_viewer_frees_its_connection_and_tasks(server: RunningServ
     leaving = await watch(server.http, server.base, PATH, audio=False)
     await leaving.wait_frames(10)
     assert len(server.broadcaster.sessions) == 3
-    viewers_of = lambda producer: [c for c in producer.consumers if isinstance(c, Consumer)]  # noqa: E731
+    viewers_of = lambda producer: [c for c in producer.readers if isinstance(c, Consumer)]  # noqa: E731
     assert len(viewers_of(stream.video)) == 2  # (and the thumbnailer)
     count_at_leave = len(stay.counters)
     await leaving.close(server.http)  # DELETE, then close the client side
@@ -83,7 +83,7 @@ async def test_slow_viewer_does_not_slow_others(server: RunningServer) -> None:
     assert stalled.frames_dropped >= 0.85 * 4 * 30 - 10, stalled.frames_dropped
     assert stalled.overflows >= 1
     assert stream.info().frames_dropped == stalled.frames_dropped
-    assert sum(c.frames_dropped for c in stream.video.consumers if c is not stalled) == 0
+    assert sum(c.frames_dropped for c in stream.video.readers if c is not stalled) == 0
     # it recovers on a keyframe once it reads again: the queue restarts at a keyframe
     frame = await asyncio.wait_for(stalled.recv(), 5)
     assert frame.keyframe or not stalled.waiting_for_keyframe

@@ -36,9 +36,9 @@ class FakeSource:
 
 
 class Reader:
+    """A reader that sends nothing over the network (as a recorder): it has no byte counters."""
+
     def __init__(self, waiting: bool = True) -> None:
-        self.bytes_sent = 0
-        self.frames_dropped = 0
         self.waiting_for_keyframe = waiting
         self.frames: list[EncodedFrame] = []
         self.resets: list[bool] = []
@@ -57,6 +57,19 @@ class Reader:
         pass
 
 
+class NetworkReader(Reader):
+    """A reader that sends what it reads (as a viewer's consumer): it counts bytes and drops."""
+
+    def __init__(self) -> None:
+        super().__init__(waiting=False)
+        self.bytes_sent = 0
+        self.frames_dropped = 0
+
+    def deliver(self, frame: EncodedFrame) -> None:
+        super().deliver(frame)
+        self.bytes_sent += len(frame.data)
+
+
 async def until(condition: object, timeout: float) -> None:
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
@@ -70,7 +83,7 @@ async def test_timestamps_stay_on_one_timeline_across_publishers() -> None:
     first = FakeSource(producer)
     producer.attach(first, "VP8")
     reader = Reader(waiting=False)
-    producer.consumers.add(reader)
+    producer.readers.add(reader)
     for n in range(3):
         producer.push(first, KEY if n == 0 else DELTA, 1_000_000 + 3000 * n)
     second = FakeSource(producer)
@@ -93,7 +106,7 @@ async def test_a_request_is_asked_again_until_a_keyframe_arrives() -> None:
     source = FakeSource(producer, deaf=2, lost=1)
     producer.attach(source, "VP8")
     reader = Reader()
-    producer.add_consumer(reader)
+    producer.add_reader(reader)
     for _ in range(5):
         producer.request_keyframe()  # ride on the outstanding one
     await until(lambda: bool(reader.frames), 4.0)
@@ -107,7 +120,7 @@ async def test_requests_are_throttled_and_a_new_source_is_asked_at_once() -> Non
     deaf = FakeSource(producer, deaf=10_000)
     producer.attach(deaf, "VP8")
     reader = Reader()
-    producer.add_consumer(reader)
+    producer.add_reader(reader)
     await asyncio.sleep(0.7)
     assert deaf.requests <= math.ceil(0.7 / KEYFRAME_MIN_INTERVAL) + 1, deaf.requests
     answering = FakeSource(producer)
@@ -157,3 +170,20 @@ def test_a_stream_is_live_only_once_its_publisher_has_negotiated() -> None:
     assert not stream.idle, "a stream being published to is not forgotten"
     stream.mark_live("whip")
     assert stream.live and stream.info().live
+
+
+async def test_egress_counts_only_readers_that_send_over_the_network() -> None:
+    producer = Producer("course/or1/endoscope", "video")
+    source = FakeSource(producer)
+    producer.attach(source, "VP8")
+    recorder, viewer, gone = Reader(waiting=False), NetworkReader(), NetworkReader()
+    for reader in (recorder, viewer, gone):
+        producer.add_reader(reader)
+    producer.push(source, KEY, 0)
+    assert len(recorder.frames) == len(viewer.frames) == 1
+    producer.remove_reader(gone)  # a viewer that left still counts in the total
+    producer.push(source, DELTA, 3000)
+    assert producer.bytes_out == 2 * len(KEY) + len(DELTA)
+    producer.remove_reader(gone)  # twice: counted once
+    assert producer.bytes_out == 2 * len(KEY) + len(DELTA)
+    producer.close()

@@ -1,7 +1,9 @@
+// @ts-check
 // The link's token: read once from the URL fragment (#token=…), kept for this tab only,
 // and removed from the address bar at once so it is not bookmarked, shared or shown.
 // Fragments never reach the server or a Referer header.
 
+import { el } from "./dom.js";
 import { isSlug } from "./model.js";
 
 const KEY = "orcast.token";
@@ -28,6 +30,7 @@ export class ApiError extends Error {
 }
 
 // fetch() with the token; JSON in and out; API errors become ApiError with the server's words.
+/** @param {string} token @param {string} url @param {{method?: string, body?: any}} [options] */
 export async function api(token, url, { method = "GET", body } = {}) {
   const headers = { Authorization: `Bearer ${token}` };
   if (body !== undefined) headers["Content-Type"] = "application/json";
@@ -39,16 +42,8 @@ export async function api(token, url, { method = "GET", body } = {}) {
 
 // Replaces the page's main content with a message for someone without a usable link.
 export function showNoAccess(message) {
-  const main = document.querySelector("main");
-  const box = document.createElement("section");
-  box.className = "notice";
-  box.setAttribute("role", "alert");
-  const title = document.createElement("h2");
-  title.textContent = "This page needs your ORcast link";
-  const text = document.createElement("p");
-  text.textContent = message;
-  box.append(title, text);
-  main.replaceChildren(box);
+  document.querySelector("main").replaceChildren(el("section", { className: "notice", role: "alert" },
+    el("h2", { text: "This page needs your ORcast link" }), el("p", { text: message })));
 }
 
 export function noAccessMessage(error) {

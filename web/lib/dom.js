@@ -1,3 +1,4 @@
+// @ts-check
 // Building DOM nodes. Text is only ever set as text (textContent), never parsed as HTML: questions,
 // names and titles come from other people.
 
@@ -16,6 +17,19 @@ export function el(tag, props = {}, ...children) {
     if (child === null || child === undefined || child === false) continue;
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
+  return node;
+}
+
+// The page's element #id, checked to be what the script expects (a renamed id in the HTML fails
+// here, loudly, instead of as "undefined" somewhere later).
+/**
+ * @template {Element} T
+ * @param {string} id @param {{new (): T, name: string}} type
+ * @returns {T}
+ */
+export function byId(id, type) {
+  const node = document.getElementById(id);
+  if (!(node instanceof type)) throw new Error(`this page has no ${type.name} #${id}; reload it (an old copy?)`);
   return node;
 }
 
@@ -56,7 +70,7 @@ export function setStatus(element, text, kind = "info") {
 // when asked for (sessionStorage "orcast.testHooks" = "1"), never on an ordinary page.
 export function exposeForTests(hooks) {
   try {
-    if (sessionStorage.getItem("orcast.testHooks") === "1") window.orcast = hooks;
+    if (sessionStorage.getItem("orcast.testHooks") === "1") /** @type {any} */ (window).orcast = hooks;
   } catch {
     // storage blocked: no hooks
   }

@@ -1,8 +1,18 @@
+// @ts-check
 // The event's WebSocket: authenticates with the link's token, reports live feeds, and says
 // when the link stops working. Reconnects with backoff, except when the server refused the link.
 
 const FATAL = new Set([4400, 4401, 4403, 4404]);
 
+/**
+ * @typedef {object} EventSocketHandlers
+ * @property {(hello: any) => void} [onHello]
+ * @property {(streams: any[]) => void} [onStreams]
+ * @property {(reason: string, kind: string) => void} [onClosing]
+ * @property {(state: string, again?: boolean) => void} [onState]
+ */
+
+/** @param {string} event @param {string} token @param {EventSocketHandlers} handlers */
 export function openEventSocket(event, token, { onHello, onStreams, onClosing, onState }) {
   let socket = null;
   let delay = 1000;

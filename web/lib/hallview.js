@@ -1,3 +1,4 @@
+// @ts-check
 // What a hall display shows, decided in one place for the hall itself and for the moderator
 // desk's preview of it: which feeds fill the layout, and which question goes on air there.
 

@@ -1,3 +1,4 @@
+// @ts-check
 // What the pages share with the server, in one place: the names and rules the server checks.
 // (The Q&A's own limits arrive in its welcome message; these are the defaults until then.)
 

@@ -1,3 +1,4 @@
+// @ts-check
 // Plays one feed into a <video> over WHEP and keeps it playing: waits while the feed is not live,
 // reconnects with backoff when the network or the server drops, and watches the picture itself:
 // a player that has had no new picture (or, audio-only, no sound) for 3 s while its feed is live
@@ -11,6 +12,10 @@ const SAMPLE_MS = 1000;
 
 export class FeedPlayer extends Reconnecting {
   // onState(state, text): state is idle, connecting, live, waiting, reconnecting, stalled or ended
+  /**
+   * @param {HTMLVideoElement} video @param {string} token
+   * @param {{onState?: (state: string, text: string) => void, audio?: boolean}} [options]
+   */
   constructor(video, token, { onState, audio = true } = {}) {
     super(token, onState);
     this.video = video;

@@ -1,3 +1,4 @@
+// @ts-check
 // Sends a MediaStream as one feed over WHIP and keeps it on air: reconnects with backoff when
 // the network or the server drops, until stop() is called.
 import { Reconnecting } from "./reconnecting.js";
@@ -5,6 +6,7 @@ import { HttpError, negotiate } from "./webrtchttp.js";
 
 export class FeedPublisher extends Reconnecting {
   // onState(state, text): state is idle, connecting, live, reconnecting, failed or ended
+  /** @param {string} token @param {{onState?: (state: string, text: string) => void}} [options] */
   constructor(token, { onState } = {}) {
     super(token, onState);
     this.path = null;

@@ -1,123 +1,118 @@
+// @ts-check
 // The Q&A connection: a WebRTC connection to /qa/{event} carrying only the `qa` data channel.
 // Keeps the board as the server describes it (snapshot, then deltas), remembers this browser's
-// seat so its questions and votes stay its own across reconnects, and reconnects with backoff.
-import { HttpError, leave, negotiate } from "./webrtchttp.js";
+// seat so its questions and votes stay its own across reconnects, and reconnects with backoff
+// (the base that the WHIP/WHEP clients share).
+import { Reconnecting } from "./reconnecting.js";
+import { HttpError, negotiate } from "./webrtchttp.js";
 
-const MAX_DELAY_MS = 5000;
+const ANSWER_TIMEOUT_MS = 10000;
 
-export class QaConnection {
+/**
+ * @typedef {object} QaHandlers
+ * @property {(state: string, text: string) => void} [onState]
+ * @property {(welcome: any) => void} [onWelcome]
+ * @property {(questions: Map<number, any>) => void} [onQuestions]
+ * @property {(slots: Record<string, any>) => void} [onSlots]
+ * @property {(layout: {mode: string, feeds: string[]}) => void} [onLayout]
+ * @property {(reason: string) => void} [onEnded]
+ */
+
+export class QaConnection extends Reconnecting {
+  /** @param {string} event @param {string} token @param {QaHandlers} handlers */
   constructor(event, token, handlers = {}) {
+    super(token, handlers.onState);
     this.event = event;
-    this.token = token;
     this.handlers = handlers;
+    /** @type {Map<number, any>} */
     this.questions = new Map();
+    /** @type {Record<string, any>} */
     this.slots = {};
     this.layout = { mode: "single", feeds: [] };
     this.you = null;
     this.limits = null;
     this.state = "connecting";
+    /** @type {Map<string, {resolve: (m: any) => void, reject: (e: Error) => void}>} */
     this._pending = new Map();
+    /** @type {Map<number, any> | null} */
     this._building = null;
     this._refs = 0;
-    this._delay = 1000;
-    this._stopped = false;
-    this._pc = null;
+    this._wanted = false;
+    /** @type {RTCDataChannel | null} */
     this._channel = null;
-    this._session = null;
     this._seatKey = `orcast.seat.${event}`;
   }
 
   start() {
+    this._wanted = true;
     this._connect();
     window.addEventListener("pagehide", () => this.stop());
     return this;
   }
 
   stop() {
-    this._stopped = true;
+    this._wanted = false;
+    clearTimeout(this._timer);
     this._teardown();
   }
 
-  // The server closed this page for good (revoked, kicked): it has ended the session itself,
-  // so close without a DELETE (which the dead link would get a 401 for).
-  drop() {
-    this._session = null;
-    this.stop();
-  }
-
-  // The server is reachable again: do not wait out the backoff.
-  retryNow() {
-    const lost = this._pc && this._pc.connectionState !== "connected" && this.state !== "connecting";
-    if (!this._stopped && (this.state === "reconnecting" || lost)) {
-      clearTimeout(this._timer);
-      this._delay = 1000;
-      this._connect();
-    }
-  }
-
-  _setState(state, detail = "") {
-    this.state = state;
-    this.handlers.onState?.(state, detail);
+  wanted() {
+    return this._wanted;
   }
 
   async _connect() {
-    if (this._stopped) return;
+    if (!this._wanted) return;
     this._teardown();
     const pc = new RTCPeerConnection();
     const channel = pc.createDataChannel("qa");
-    this._pc = pc;
+    this.pc = pc;
     this._channel = channel;
-    this._setState("connecting");
+    this._set("connecting", "");
     channel.onmessage = (message) => this._onMessage(message.data);
-    // closed or failed: the server has dropped the session (or will), so no DELETE for it —
-    // after a revocation that DELETE would only be refused
-    channel.onclose = () => pc === this._pc && this._lost("the Q&A connection closed");
-    pc.onconnectionstatechange = () => {
-      if (pc === this._pc && (pc.connectionState === "failed" || pc.connectionState === "closed")) {
-        this._lost("the Q&A connection was lost");
-      } else if (pc === this._pc && pc.connectionState === "disconnected") {
-        setTimeout(() => pc === this._pc && pc.connectionState === "disconnected" &&
-          this._retry("the Q&A connection was lost", 0), 3000);
-      }
+    // closed: the server has dropped the session (or will), so no DELETE for it — after a
+    // revocation that DELETE would only be refused
+    channel.onclose = () => {
+      if (pc !== this.pc) return;
+      this._session = null;
+      this._retry("the Q&A connection closed");
     };
+    this._watch(pc, () => {}, () => this._retry("the Q&A connection was lost"));
     try {
       this._session = await negotiate(pc, `/qa/${encodeURIComponent(this.event)}`, this.token);
     } catch (error) {
-      if (pc !== this._pc) return;
+      if (pc !== this.pc) return;
       if (error instanceof HttpError && [401, 403, 404].includes(error.status)) {
-        this._stopped = true;
-        this._teardown();
-        this._setState("ended", error.message);
-        this.handlers.onEnded?.(error.message);
+        this._end(error.message);
         return;
       }
       this._retry(error.message, error.retryAfter ? error.retryAfter * 1000 : undefined);
     }
   }
 
-  _lost(reason) {
-    this._session = null;
-    this._retry(reason);
+  // Closed for good (a refused link, or the server said so): no reconnect.
+  _end(reason) {
+    this.stop();
+    this._set("ended", reason);
+    this.handlers.onEnded?.(reason);
   }
 
+  /** @param {string} reason @param {number} [delay] */
   _retry(reason, delay) {
-    if (this._stopped) return;
     this._teardown();
-    const wait = delay ?? this._delay;
-    this._delay = Math.min(this._delay * 2, MAX_DELAY_MS);
-    this._setState("reconnecting", reason);
-    for (const { reject } of this._pending.values()) reject(new Error("the Q&A connection was lost; try again"));
-    this._pending.clear();
-    clearTimeout(this._timer);
-    this._timer = setTimeout(() => this._connect(), wait);
+    if (!this._wanted) return;
+    this._set("reconnecting", reason);
+    this._later(delay ?? this._backoff());
   }
 
   _teardown() {
-    if (this._channel) this._channel.onclose = null;
-    leave(this._pc, this._session, this.token);
-    this._pc = null;
+    if (this._channel) {
+      this._channel.onclose = null;
+      this._channel.onmessage = null;
+    }
     this._channel = null;
-    this._session = null;
+    super._teardown();
+    for (const { reject } of this._pending.values()) reject(new Error("the Q&A connection was lost; try again"));
+    this._pending.clear();
   }
 
   _onMessage(raw) {
@@ -146,7 +141,7 @@ export class QaConnection {
         this.slots = m.on_air;
         this.layout = m.layout;
         this._delay = 1000;
-        this._setState("connected");
+        this._set("connected", "");
         this._changed();
         this.handlers.onSlots?.(this.slots);
         this.handlers.onLayout?.(this.layout);
@@ -171,9 +166,8 @@ export class QaConnection {
       this.handlers.onLayout?.(this.layout);
     } else if (m.type === "closing" && !m.reconnect) {
       // closed for good by the server (revoked, kicked): no reconnect, no DELETE of its session
-      this.drop();
-      this._setState("ended", m.reason);
-      this.handlers.onEnded?.(m.reason);
+      this._session = null;
+      this._end(m.reason);
     }
     if ((m.type === "ack" || m.type === "error") && this._pending.has(m.ref)) {
       const { resolve, reject } = this._pending.get(m.ref);
@@ -198,7 +192,7 @@ export class QaConnection {
       channel.send(JSON.stringify({ ...message, ref }));
       setTimeout(() => {
         if (this._pending.delete(ref)) reject(new Error("no answer from the server; try again"));
-      }, 10000);
+      }, ANSWER_TIMEOUT_MS);
     });
   }
 
@@ -210,7 +204,7 @@ export class QaConnection {
 
 // Questions in the order a room wants them: pinned, on air, then by votes, then oldest first.
 export function byVotes(a, b) {
-  return (b.pinned - a.pinned) || ((b.state === "on_air") - (a.state === "on_air")) ||
+  return (b.pinned - a.pinned) || (Number(b.state === "on_air") - Number(a.state === "on_air")) ||
     (b.votes - a.votes) || (a.created_at - b.created_at);
 }
 

@@ -1,4 +1,5 @@
-// What a WHIP or WHEP connection that must stay up has in common: its state for the page, the
+// @ts-check
+// What a WHIP, WHEP or Q&A connection that must stay up has in common: its state for the page, the
 // session URL to DELETE, backoff, and telling a lost connection from a slow one.
 import { leave } from "./webrtchttp.js";
 
@@ -6,19 +7,33 @@ const MAX_DELAY_MS = 5000;
 const SILENCE_MS = 3000;  // ICE calls a dead server "failed" only after ~30 s
 
 export class Reconnecting {
+  /** @param {string} token @param {(state: string, text: string) => void} [onState] */
   constructor(token, onState) {
     this.token = token;
     this.onState = onState || (() => {});
+    /** @type {RTCPeerConnection | null} */
     this.pc = null;
     this.state = "idle";
+    /** @type {string | null} the session URL to DELETE */
     this._session = null;
     this._delay = 1000;
+    /** @type {ReturnType<typeof setTimeout> | null} */
     this._timer = null;
   }
 
-  // Subclasses: wanted() says whether the connection should exist; _connect() makes it.
+  // Subclasses: wanted() says whether the connection should exist; _connect() makes it;
+  // stop() ends it for good.
   wanted() {
     return false;
+  }
+
+  /** @returns {void | Promise<void>} */
+  _connect() {
+    throw new Error("a Reconnecting connection implements _connect()");
+  }
+
+  stop() {
+    throw new Error("a Reconnecting connection implements stop()");
   }
 
   // The server closed this page for good (revoked, kicked): it has ended the session itself,

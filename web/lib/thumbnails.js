@@ -1,3 +1,4 @@
+// @ts-check
 // Still pictures of the event's feeds (GET /api/events/{event}/thumbnails/{theatre}/{feed}),
 // refreshed every 10 s while a feed is live. Fetched with the link's token (an <img src> cannot
 // send it) and shown from blob: URLs.

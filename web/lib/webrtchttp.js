@@ -1,3 +1,4 @@
+// @ts-check
 // WHIP/WHEP client: one POST with a complete offer, DELETE to leave (RFC 9725, WHEP draft).
 
 const GATHER_TIMEOUT_MS = 2000;
