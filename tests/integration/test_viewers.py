@@ -83,7 +83,7 @@ async def test_slow_viewer_does_not_slow_others(server: RunningServer) -> None:
     assert stalled.frames_dropped >= 0.85 * 4 * 30 - 10, stalled.frames_dropped
     assert stalled.overflows >= 1
     assert stream.info().frames_dropped == stalled.frames_dropped
-    assert sum(c.frames_dropped for c in stream.video.readers if c is not stalled) == 0
+    assert sum(getattr(r, "frames_dropped", 0) for r in stream.video.readers if r is not stalled) == 0
     # it recovers on a keyframe once it reads again: the queue restarts at a keyframe
     frame = await asyncio.wait_for(stalled.recv(), 5)
     assert frame.keyframe or not stalled.waiting_for_keyframe
