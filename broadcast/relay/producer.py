@@ -98,6 +98,8 @@ class Producer:
         self.keyframes_in = 0
         self.keyframe_requests_sent = 0
         self.retired_bytes_out = 0
+        self.frames_held = 0     # frames not forwarded after an incoming loss, until a keyframe
+        self._broken = False
         self.retired_frames_dropped = 0
         self._closed = False
 
@@ -113,6 +115,7 @@ class Producer:
         self.codec = codec
         self.source = source
         self._rebase = True
+        self._broken = False
         self._kf_last_sent = -KEYFRAME_RETRY  # a new source is asked at once
         self.clock.reset()
         for reader in list(self.readers):
@@ -131,10 +134,24 @@ class Producer:
             self.source = None
 
     # -- media -------------------------------------------------------------------------
-    def push(self, source: Source, data: bytes, timestamp: int) -> None:
-        """Take one encoded frame from `source` (timestamp in this producer's clock units)."""
+    def push(self, source: Source, data: bytes, timestamp: int, after_loss: bool = False) -> None:
+        """Take one encoded frame from `source` (timestamp in this producer's clock units).
+
+        `after_loss`: the source dropped frames it could not complete right before this one. A
+        video frame that is not a keyframe then cannot be decoded cleanly; the feed's pictures
+        hold (nothing goes to readers) until the keyframe asked for arrives.
+        """
         if self._closed or source is not self.source or not data or self.codec is None:
             return
+        if self.kind == "video" and (after_loss or self._broken):
+            if not is_keyframe(self.codec, data):
+                if not self._broken:
+                    logger.info("%s: frames lost on the way in; pictures hold until a keyframe", self.path)
+                self._broken = True
+                self.frames_held += 1
+                self.request_keyframe()
+                return
+            self._broken = False
         now = time.monotonic()
         if self._rebase:
             if self._last_out is None:

@@ -5,8 +5,9 @@ pre-packetized frames to a sender, so the relay hooks in at four private points:
 
 * `RTCRtpReceiver.__decoder_queue`: replaced before `receive()` starts the decoder thread,
   so depacketized frames come to us instead of to FFmpeg (no decode).
-* `RTCRtpReceiver.__jitter_buffer`: audio gets a buffer without the 4-frame prefetch
-  (80 ms of latency that only a decoder needs).
+* `RTCRtpReceiver.__jitter_buffer`: replaced by the buffers of `framebuffer.py`, which hand
+  a video frame on as soon as its last packet is in (aiortc's waits for the next frame's
+  first packet: one frame interval) and audio packet by packet (aiortc's prefetches 4: 80 ms).
 * `RTCRtpSender.__encoder`: set to a packetizer that splits each shared frame into RTP
   payloads once for all viewers (no encode, no per-viewer split).
 * `RTCRtpSender._send_keyframe`: a viewer's PLI/FIR is forwarded upstream instead of
@@ -36,7 +37,7 @@ import aiortc
 import aiortc.clock
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
-from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsTransport
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
@@ -46,6 +47,7 @@ from aiortc.rtp import RtcpSrPacket
 from broadcast.lifecycle import call_listener
 from broadcast.relay.frame import EncodedFrame
 from broadcast.relay.mediaclock import NTP_UNIX_OFFSET
+from broadcast.webrtc.framebuffer import AudioPacketBuffer, VideoFrameBuffer
 
 logger = logging.getLogger(__name__)
 
@@ -137,14 +139,22 @@ class EncodedFrameTap:
     """Stands in for the receiver's decoder queue.
 
     `put()` is called on the event loop by `_handle_rtp_packet` with each depacketized
-    frame; it goes straight to `sink`. aiortc's decoder thread still starts and blocks in
-    `get()` until the receiver stops (put(None)), then ends the remote track as usual.
+    frame; it goes straight to `sink`, followed by any frame the same packet completed behind
+    it (a retransmission that fills a hole completes several). aiortc's decoder thread still
+    starts and blocks in `get()` until the receiver stops (put(None)), then ends the remote
+    track as usual.
     """
 
     def __init__(self, sink: FrameSink, on_end: Callable[[], None]) -> None:
         self._sink = sink
         self._on_end = on_end
         self._ended = threading.Event()
+        self._buffer: VideoFrameBuffer | AudioPacketBuffer | None = None
+        self._map_timestamp: Callable[[int], int] = lambda ts: ts
+
+    def attach(self, buffer: VideoFrameBuffer | AudioPacketBuffer, map_timestamp: Callable[[int], int]) -> None:
+        self._buffer = buffer
+        self._map_timestamp = map_timestamp
 
     def put(self, item: tuple[RTCRtpCodecParameters, JitterFrame] | None) -> None:
         if item is None:
@@ -154,6 +164,11 @@ class EncodedFrameTap:
             return
         # a bad frame must never stop the publisher's receive path
         call_listener(self._sink, *item, what="the encoded frame tap (one frame dropped)")
+        if self._buffer is not None and self._buffer.ready:
+            codec = item[0]
+            for frame in self._buffer.drain():
+                frame.timestamp = self._map_timestamp(frame.timestamp)
+                call_listener(self._sink, codec, frame, what="the encoded frame tap (one frame dropped)")
 
     def get(self, block: bool = True, timeout: float | None = None) -> None:
         # Called from aiortc's decoder thread only; returning None ends that thread.
@@ -173,9 +188,9 @@ def install_receiver_tap(receiver: RTCRtpReceiver, tap: EncodedFrameTap, kind: s
             "the encoded relay cannot tap this receiver"
         )
     setattr(receiver, _RX_QUEUE, tap)
-    if kind == "audio":
-        # Opus packets stand alone: the 4-packet prefetch only adds 80 ms of latency.
-        setattr(receiver, _RX_JITTER, JitterBuffer(capacity=16, prefetch=0))
+    buffer = AudioPacketBuffer() if kind == "audio" else VideoFrameBuffer()
+    setattr(receiver, _RX_JITTER, buffer)
+    tap.attach(buffer, getattr(receiver, _RX_TS_MAPPER).map)
 
 
 SenderReportSink = Callable[[int, int, int], None]  # ssrc, 64-bit NTP time, RTP timestamp

@@ -38,7 +38,7 @@ class ReceiverSource:
 
     def _on_frame(self, codec: RTCRtpCodecParameters, frame: JitterFrame) -> None:
         if codec_name(codec) == self.codec:
-            self.producer.push(self, frame.data, frame.timestamp)
+            self.producer.push(self, frame.data, frame.timestamp, after_loss=getattr(frame, "after_loss", False))
 
     def on_sender_report(self, ssrc: int, ntp: int, rtp_timestamp: int) -> None:
         self.producer.sender_report(self, ntp_to_unix(ntp), rtp_timestamp)

@@ -187,3 +187,23 @@ async def test_egress_counts_only_readers_that_send_over_the_network() -> None:
     producer.remove_reader(gone)  # twice: counted once
     assert producer.bytes_out == 2 * len(KEY) + len(DELTA)
     producer.close()
+
+
+async def test_pictures_hold_after_an_incoming_loss_until_a_keyframe() -> None:
+    producer = Producer("course/or1/endoscope", "video")
+    source = FakeSource(producer, answer=False)
+    producer.attach(source, "VP8")
+    reader = Reader(waiting=False)
+    producer.add_reader(reader)
+    producer.push(source, KEY, 0)
+    producer.push(source, DELTA, 3000)
+    asked = source.requests
+    producer.push(source, DELTA, 9000, after_loss=True)  # frame 6000 could not be completed
+    producer.push(source, DELTA, 12000)  # still undecodable: it refers to what was lost
+    assert [f.timestamp for f in reader.frames] == [0, 3000]
+    assert producer.frames_held == 2
+    await until(lambda: source.requests > asked, 1.0)  # a keyframe is asked for
+    producer.push(source, KEY, 15000)
+    producer.push(source, DELTA, 18000)
+    assert [f.timestamp for f in reader.frames] == [0, 3000, 15000, 18000]
+    producer.close()
