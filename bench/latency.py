@@ -354,8 +354,10 @@ def main() -> None:
                      f"{r['added_p99_ms']:.1f} | {r['relay_p50_ms']:.1f} | {r['direct_p50_ms']:.1f} | "
                      f"{r['relay_missing']} / {r['direct_missing']} |")
     lines += ["", "| codec | viewers joining at once | joined | join p50 / p95 / max ms |", "|---|---|---|---|"]
+    def fmt(v: float | None) -> str:
+        return "-" if v is None else f"{v:.0f}"
+
     for r in results["joins"]:
-        fmt = (lambda v: "-" if v is None else f"{v:.0f}")
         lines.append(f"| {r['codec']} | {r['joiners']} | {r['joined']} | {fmt(r['join_p50_ms'])} / "
                      f"{fmt(r['join_p95_ms'])} / {fmt(r['join_max_ms'])} |")
     table = "\n".join(lines)

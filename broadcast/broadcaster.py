@@ -54,6 +54,7 @@ class BroadcastSettings:
     recording: RecordingSettings = field(default_factory=RecordingSettings)
     qa: QaSettings = field(default_factory=QaSettings)
     udp_ports: UdpPortRange | None = None  # bind WebRTC's UDP sockets in this range
+    fast_send: bool = True  # viewers' RTP through the relay's own send path (False: aiortc's sender)
 
 
 class Broadcaster:
@@ -74,7 +75,7 @@ class Broadcaster:
 
     @property
     def session_settings(self) -> SessionSettings:
-        return SessionSettings(self.settings.ice_servers, self.settings.connect_timeout)
+        return SessionSettings(self.settings.ice_servers, self.settings.connect_timeout, self.settings.fast_send)
 
     def start(self) -> None:
         """Start the once-a-second rate sampler (call from a running loop)."""

@@ -83,6 +83,7 @@ def create_app(config: ServerConfig, broadcaster: Broadcaster | None = None) -> 
         max_publishers=config.max_publishers,
         connect_timeout=config.connect_timeout,
         retry_after=config.retry_after,
+        fast_send=config.relay_send_path == "fast",
         recording=recording_settings(config),
         qa=qa_settings(config, secret),
     ))

@@ -33,13 +33,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import aioice
 import aiortc
 import aiortc.clock
+from aiortc.codecs import is_rtx
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsTransport
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcdtlstransport import State as DtlsState
+from aiortc.rtcicetransport import RTCIceTransport
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpSendParameters
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtp import RtcpSrPacket
@@ -47,6 +51,7 @@ from aiortc.rtp import RtcpSrPacket
 from broadcast.lifecycle import call_listener
 from broadcast.relay.frame import EncodedFrame
 from broadcast.relay.mediaclock import NTP_UNIX_OFFSET
+from broadcast.webrtc.fastsender import FastSender, RtpParameters
 from broadcast.webrtc.framebuffer import AudioPacketBuffer, VideoFrameBuffer
 
 logger = logging.getLogger(__name__)
@@ -126,6 +131,19 @@ def check_internals() -> None:
         problems.append("RTCRtpReceiver._handle_rtcp_packet no longer handles sender reports")
     if "_handle_rtcp_packet" not in RTCDtlsTransport._handle_rtcp_data.__code__.co_names:
         problems.append("RTCDtlsTransport no longer routes RTCP through _handle_rtcp_packet")
+    send_names = RTCRtpSender._run_rtp.__code__.co_names + RTCRtpSender.__init__.__code__.co_names
+    for name in _TX_REPORT:
+        if name not in send_names:
+            problems.append(f"RTCRtpSender no longer keeps {name} for its sender reports")
+    if "_retransmit" not in RTCRtpSender._handle_rtcp_packet.__code__.co_names:
+        problems.append("RTCRtpSender no longer retransmits through _retransmit")
+    for name in ("_tx_srtp", "_state"):
+        if name not in RTCDtlsTransport.__init__.__code__.co_names:
+            problems.append(f"RTCDtlsTransport no longer sets {name}")
+    if "_nominated" not in aioice.Connection.__init__.__code__.co_names:
+        problems.append("aioice.Connection no longer keeps _nominated candidate pairs")
+    if "_connection" not in RTCIceTransport.__init__.__code__.co_names:
+        problems.append("RTCIceTransport no longer keeps its aioice _connection")
     if "put" not in RTCRtpReceiver._handle_rtp_packet.__code__.co_names:
         problems.append("RTCRtpReceiver._handle_rtp_packet no longer puts frames on a queue")
     if problems:
@@ -243,23 +261,118 @@ class SharedPacketizer:
     def pack(self, frame: Any) -> tuple[list[bytes], int | None]:
         if not isinstance(frame, EncodedFrame):
             return [], None
-        payloads = frame.payloads
-        if payloads is None:
-            try:
-                payloads = self._packetize(frame)
-            except Exception:
-                logger.exception("could not packetize a %s frame; dropped", frame.codec)
-                payloads = []
-            frame.payloads = payloads
-        return payloads, frame.timestamp
+        return packetize(frame), frame.timestamp
 
-    @staticmethod
-    def _packetize(frame: EncodedFrame) -> list[bytes]:
-        if frame.codec == "H264":
-            return list(H264Encoder._packetize(H264Encoder._split_bitstream(frame.data)))
-        if frame.codec == "VP8":
-            return list(Vp8Encoder._packetize(frame.data, frame.index % (1 << 15)))
-        return [frame.data]
+
+def packetize(frame: EncodedFrame) -> list[bytes]:
+    """The frame's RTP payloads, made by the first viewer to need them and kept on the frame
+    for the others. Never raises (a frame that cannot be packetized is dropped, and logged)."""
+    payloads = frame.payloads
+    if payloads is None:
+        try:
+            if frame.codec == "H264":
+                payloads = list(H264Encoder._packetize(H264Encoder._split_bitstream(frame.data)))
+            elif frame.codec == "VP8":
+                payloads = list(Vp8Encoder._packetize(frame.data, frame.index % (1 << 15)))
+            else:
+                payloads = [frame.data]
+        except Exception:
+            logger.exception("could not packetize a %s frame; dropped", frame.codec)
+            payloads = []
+        frame.payloads = payloads
+    return payloads
+
+
+# -- the fast send path's view of aiortc ------------------------------------------------
+_TX_REPORT = ("_RTCRtpSender__ntp_timestamp", "_RTCRtpSender__rtp_timestamp",
+              "_RTCRtpSender__packet_count", "_RTCRtpSender__octet_count")
+_URI_MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
+_URI_ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+
+
+def rtp_parameters(sender: RTCRtpSender, parameters: RTCRtpSendParameters) -> RtpParameters:
+    """What the viewer's answer fixed, in the form FastSender writes headers from."""
+    codec = parameters.codecs[0]
+    if codec.payloadType is None:
+        raise AiortcInternalsChanged("a negotiated codec without a payload type")
+    rtx = next((c.payloadType for c in parameters.codecs if is_rtx(c)
+                and c.parameters.get("apt") == codec.payloadType), None)
+    ids = {ext.uri: ext.id for ext in parameters.headerExtensions}
+    return RtpParameters(ssrc=sender._ssrc, payload_type=codec.payloadType, mid=parameters.muxId,
+                         mid_id=ids.get(_URI_MID), abs_send_time_id=ids.get(_URI_ABS_SEND_TIME),
+                         rtx_ssrc=sender._rtx_ssrc if rtx is not None else None, rtx_payload_type=rtx)
+
+
+class IcePairLink:
+    """A viewer's wire below aiortc: the DTLS transport's SRTP session and the socket of the
+    selected ICE candidate pair (a TURN allocation's transport works the same way)."""
+
+    def __init__(self, dtls: RTCDtlsTransport) -> None:
+        self._dtls = dtls
+        self._nominated: dict[int, Any] | None = None
+        self._pair: Any = None
+        self._protect: Callable[[bytes], bytes] = bytes
+        self._sendto: Callable[[bytes, Any], None] = lambda data, addr: None
+        self._addr: Any = None
+        self._backlog: Callable[[], int] = lambda: 0
+
+    def ready(self) -> bool:
+        nominated = self._nominated
+        if nominated is not None and nominated.get(1) is self._pair and self._dtls._state is DtlsState.CONNECTED:
+            return True
+        return self._resolve()
+
+    def _resolve(self) -> bool:
+        self._pair = None
+        srtp = self._dtls._tx_srtp
+        if self._dtls._state is not DtlsState.CONNECTED or srtp is None:
+            return False
+        connection = self._dtls.transport._connection
+        pair = connection._nominated.get(1)
+        transport = getattr(getattr(pair, "protocol", None), "transport", None)
+        if pair is None or transport is None:
+            return False
+        self._nominated = connection._nominated
+        self._pair = pair
+        self._protect = srtp.protect
+        self._sendto = transport.sendto
+        self._addr = pair.remote_addr
+        self._backlog = getattr(transport, "get_write_buffer_size", lambda: 0)
+        return True
+
+    def send(self, packet: bytes) -> None:
+        self._sendto(self._protect(packet), self._addr)
+
+    def backlog(self) -> int:
+        """Bytes the socket could not take yet (asyncio holds them): a viewer falling behind."""
+        return int(self._backlog())
+
+
+def install_fast_send(sender: RTCRtpSender, on_negotiated: Callable[[RtpParameters, IcePairLink], FastSender]) -> None:
+    """When aiortc starts `sender` (parameters fixed), hand its RTP to a FastSender: the
+    sender's NACK handling retransmits from the FastSender's history, and its RTCP sender
+    reports count what the FastSender sent (`report_sent`)."""
+    original_send = sender.send
+
+    async def send(parameters: RTCRtpSendParameters) -> None:
+        fast = on_negotiated(rtp_parameters(sender, parameters), IcePairLink(sender.transport))
+
+        async def retransmit(sequence_number: int) -> None:
+            fast.retransmit(sequence_number)
+
+        sender._retransmit = retransmit  # type: ignore[method-assign]
+        await original_send(parameters)
+
+    sender.send = send  # type: ignore[method-assign]
+
+
+def report_sent(sender: RTCRtpSender, ntp: int, fast: FastSender) -> None:
+    """What aiortc's RTCP loop puts in its sender reports, from the FastSender's counters."""
+    ntp_name, rtp_name, packets_name, octets_name = _TX_REPORT
+    setattr(sender, ntp_name, ntp)
+    setattr(sender, rtp_name, fast.last_timestamp)
+    setattr(sender, packets_name, fast.packets_sent)
+    setattr(sender, octets_name, fast.octets_sent)
 
 
 def install_sender_hooks(

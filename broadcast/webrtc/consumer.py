@@ -1,9 +1,17 @@
 """A Consumer: one viewer's outgoing track of one producer.
 
-It is an aiortc `MediaStreamTrack` whose `recv()` returns shared `EncodedFrame`s, which the
-viewer's sender packetizes through `SharedPacketizer` (no encode). Its queue is bounded:
-a viewer that falls behind drops to the next keyframe and counts what it dropped, so it
-never holds up the publisher or other viewers.
+On the fast path (the default) the producer's `deliver` sends each frame to the viewer at once,
+through its `FastSender`: written, protected and handed to the socket in the producer's
+fan-out loop. Until the viewer's connection is up, frames wait in a bounded queue from a
+keyframe on and go out the moment it is (the first picture without waiting for a keyframe).
+
+On aiortc's path (`[relay] send_path = "aiortc"`, kept for comparison) it is an aiortc
+`MediaStreamTrack` whose `recv()` returns the shared `EncodedFrame`s, which the viewer's
+sender packetizes through `SharedPacketizer` (no encode).
+
+Either way a viewer that falls behind (its queue, or on the fast path its socket's backlog,
+overflows) drops to the next keyframe and counts what it dropped, so it never holds up the
+publisher or other viewers.
 """
 
 from __future__ import annotations
@@ -15,10 +23,13 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from aiortc import RTCRtpSender
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from broadcast.lifecycle import call_listener
 from broadcast.relay.frame import EncodedFrame
+from broadcast.webrtc.aiortchooks import IcePairLink, fast_ntp_time, packetize, report_sent
+from broadcast.webrtc.fastsender import FastSender, RtpParameters
 
 if TYPE_CHECKING:
     from broadcast.relay.producer import Producer
@@ -28,6 +39,9 @@ logger = logging.getLogger(__name__)
 # About 2 s of video at 30 fps or 1 s of Opus: beyond that the viewer is not keeping up.
 VIDEO_QUEUE_FRAMES = 60
 AUDIO_QUEUE_FRAMES = 50
+# Bytes the viewer's socket has not taken yet (asyncio keeps them) before it counts as behind:
+# about 1 s of 2 Mbit/s video.
+MAX_SOCKET_BACKLOG = 256 * 1024
 
 
 class Consumer(MediaStreamTrack):
@@ -52,6 +66,9 @@ class Consumer(MediaStreamTrack):
         # told the join time (first frame sent - created) once, for metrics
         self.on_first_frame: Callable[[float], None] | None = None
         self._closed = False
+        self.fast: FastSender | None = None
+        self._link: IcePairLink | None = None
+        self._rtp_sender: RTCRtpSender | None = None
         producer.add_reader(self)
 
     # -- called by the producer, on the event loop --------------------------------------
@@ -65,6 +82,10 @@ class Consumer(MediaStreamTrack):
                 return
             self.waiting_for_keyframe = False
             self._recovering = False
+        link = self._link
+        if link is not None and link.ready():
+            self._send_now(frame, link)
+            return
         if len(self._queue) >= self.max_queue:
             dropped = len(self._queue) + 1
             self._queue.clear()
@@ -84,6 +105,50 @@ class Consumer(MediaStreamTrack):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    # -- the fast path ------------------------------------------------------------------
+    def use_fast_sender(self, sender: RTCRtpSender, params: RtpParameters, link: IcePairLink) -> FastSender:
+        """Called when aiortc starts the viewer's sender: from now on frames go out here."""
+        self._rtp_sender = sender
+        self._link = link
+        self.fast = FastSender(params, link)
+        return self.fast
+
+    def _send_now(self, frame: EncodedFrame, link: IcePairLink) -> None:
+        fast = self.fast
+        assert fast is not None and self._rtp_sender is not None
+        if self._queue:  # what waited for the connection, from a keyframe on
+            waiting = list(self._queue)
+            self._queue.clear()
+            for earlier in waiting:
+                self._send_frame(fast, earlier)
+        if link.backlog() > MAX_SOCKET_BACKLOG:
+            self.frames_dropped += 1
+            self.overflows += 1
+            if self.kind == "video" and not frame.keyframe:
+                self.waiting_for_keyframe = True
+                self._recovering = True
+                self.producer.request_keyframe()
+            return
+        self._send_frame(fast, frame)
+
+    def _send_frame(self, fast: FastSender, frame: EncodedFrame) -> None:
+        payloads = packetize(frame)
+        if not payloads:
+            return
+        ntp = fast_ntp_time()
+        fast.send_frame(payloads, frame.timestamp, ntp)
+        assert self._rtp_sender is not None
+        report_sent(self._rtp_sender, ntp, fast)
+        self._count_sent(frame)
+
+    def _count_sent(self, frame: EncodedFrame) -> None:
+        self.frames_sent += 1
+        self.bytes_sent += len(frame.data)
+        if self.first_frame_at is None:
+            self.first_frame_at = time.monotonic()  # join time, for metrics
+            if self.on_first_frame is not None and self.kind == "video":
+                call_listener(self.on_first_frame, self.first_frame_at - self.created_at, what="a join time listener")
+
     def producer_reset(self, codec_changed: bool) -> None:
         """The producer's source changed: wait for its first keyframe, drop stale frames.
         A new codec ends this consumer: its viewer negotiated the old one."""
@@ -97,7 +162,8 @@ class Consumer(MediaStreamTrack):
 
     # -- called by the viewer's RTCRtpSender --------------------------------------------
     async def recv(self) -> EncodedFrame:  # type: ignore[override]
-        while not self._queue:
+        # on the fast path aiortc's send loop waits here, idle, until the consumer stops
+        while self.fast is not None or not self._queue:
             if self._closed or self.readyState != "live":
                 raise MediaStreamError
             self._waiter = asyncio.get_running_loop().create_future()
@@ -106,12 +172,7 @@ class Consumer(MediaStreamTrack):
             finally:
                 self._waiter = None
         frame = self._queue.popleft()
-        self.frames_sent += 1
-        self.bytes_sent += len(frame.data)
-        if self.first_frame_at is None:
-            self.first_frame_at = time.monotonic()  # join time, for metrics
-            if self.on_first_frame is not None and self.kind == "video":
-                call_listener(self.on_first_frame, self.first_frame_at - self.created_at, what="a join time listener")
+        self._count_sent(frame)
         return frame
 
     @property

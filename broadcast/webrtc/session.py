@@ -69,6 +69,7 @@ class IceServer:
 class SessionSettings:
     ice_servers: list[IceServer] = field(default_factory=list)
     connect_timeout: float = 30.0
+    fast_send: bool = True  # a viewer's RTP through FastSender, not aiortc's RTCRtpSender loop
 
 
 class PeerSession:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 
 from broadcast.participant import Participant
 from broadcast.relay.stream import Stream
-from broadcast.webrtc.aiortchooks import install_sender_hooks
+from broadcast.webrtc.aiortchooks import install_fast_send, install_sender_hooks
 from broadcast.webrtc.consumer import Consumer
 from broadcast.webrtc.sdpoffer import ShapedOffer
 from broadcast.webrtc.session import PeerSession, SessionSettings
@@ -41,6 +42,8 @@ class ViewerSession(PeerSession):
             self.consumers.append(consumer)
             sender = self.pc.addTrack(consumer)
             install_sender_hooks(sender, producer.codec or "", consumer.request_keyframe)
+            if self.settings.fast_send:
+                install_fast_send(sender, functools.partial(consumer.use_fast_sender, sender))
 
     def _on_consumer_ended(self) -> None:
         # The producer closed it (codec change, stream closed): this viewer must renegotiate.

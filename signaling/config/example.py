@@ -49,6 +49,9 @@ delete_after_days = 0            # retention; 0 keeps recordings until deleted
 questions_per_minute = 5         # per author; 1-600
 max_questions = 10000            # per event
 
+[relay]
+send_path = "fast"               # "aiortc" sends through aiortc's RTCRtpSender (slower; for comparison)
+
 [metrics]
 # /metrics in the Prometheus format. Without token or port: a server-wide organizer link.
 # token = "a-long-random-string" # scrapers send Authorization: Bearer <token>

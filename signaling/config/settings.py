@@ -25,6 +25,9 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
 
 
+SEND_PATHS = ("fast", "aiortc")
+
+
 class ConfigError(ValueError):
     """One or more problems in the configuration, each naming its key."""
 
@@ -65,6 +68,7 @@ class ServerConfig:
     udp_ports: UdpPortRange | None = None  # WebRTC's UDP ports (default: any the system gives)
     questions_per_minute: int = 5          # Q&A: questions one author may ask per minute
     max_questions: int = 10_000            # Q&A: questions one event's board holds at most
+    relay_send_path: str = "fast"          # "fast" (ORcast's send path) or "aiortc" (its RTCRtpSender)
 
     @property
     def recordings_root(self) -> Path:
@@ -82,6 +86,7 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "recording": {"dir": str, "segment_minutes": (int, float), "min_free_gb": (int, float),
                   "delete_after_days": (int, float)},
     "qa": {"questions_per_minute": int, "max_questions": int},
+    "relay": {"send_path": str},
     "metrics": {"token": str, "port": int, "host": str},
     "logging": {"format": str, "level": str},
     "events": {},  # an array of tables, checked by _apply_events
@@ -157,6 +162,8 @@ def _apply(cfg: ServerConfig, section: str, key: str, value: Any, problems: list
                                              item.get("secret"), ttl))
     elif section == "logging":
         setattr(cfg, f"log_{key}", value)
+    elif section == "relay":
+        setattr(cfg, f"relay_{key}", value)
     elif section == "metrics":
         setattr(cfg, f"metrics_{key}", value)
     elif key == "data_dir":
@@ -232,6 +239,9 @@ def _validate(cfg: ServerConfig, problems: list[str]) -> None:
         problems.append(f"server.port: {cfg.port} is not a TCP port (1-65535)")
     if cfg.log_level not in LOG_LEVELS:
         problems.append(f"server.log_level / logging.level: must be one of {', '.join(LOG_LEVELS)}")
+    if cfg.relay_send_path not in SEND_PATHS:
+        problems.append(f"relay.send_path: must be one of {', '.join(SEND_PATHS)} "
+                        "(\"aiortc\" is the slower path, for comparison)")
     if cfg.max_sessions < 1:
         problems.append("limits.max_sessions: must be at least 1")
     if cfg.max_publishers < 1:

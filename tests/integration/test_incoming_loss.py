@@ -67,7 +67,7 @@ async def lose_one_packet(server: RunningServer, codec: str, for_good: bool) -> 
 
 
 async def test_a_packet_lost_for_good_holds_the_picture_until_a_keyframe(server: RunningServer) -> None:
-    pub, viewer, loss = await lose_one_packet(server, "VP8", for_good=True)
+    pub, viewer, _ = await lose_one_packet(server, "VP8", for_good=True)
     stream = server.broadcaster.streams[next(iter(server.broadcaster.streams))]
     asked = stream.video.keyframe_requests_sent
     at_loss = len(viewer.counters)
