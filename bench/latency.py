@@ -268,28 +268,8 @@ async def run_joiners(base: str, count: int, codec: str) -> None:
 
 
 async def publish_for_joiners(base: str, codec: str) -> None:
-    from bench.relay import run_publisher  # H.264 clip publisher; VP8 via the same code path
-    if codec == "H264":
-        await run_publisher(base, PATH)
-        return
-    from aiortc import RTCPeerConnection, RTCSessionDescription
-
-    from broadcast.sources.synthetic import ClipTrack, encode_clip
-    clip = encode_clip(codec, 1280, 720, 30, 4, 2_000_000)
-    pc = RTCPeerConnection()
-    track = ClipTrack(clip, "video")
-    t = pc.addTransceiver(track, direction="sendonly")
-    t.sender._send_keyframe = track.request_keyframe
-    codec_preferences(t, codec)
-    await pc.setLocalDescription(await pc.createOffer())
-    async with aiohttp.ClientSession() as http, http.post(
-            f"{base}/whip/{PATH}", data=pc.localDescription.sdp,
-            headers={"Content-Type": "application/sdp", **auth_headers()}) as resp:
-        assert resp.status == 201, await resp.text()
-        await pc.setRemoteDescription(RTCSessionDescription(await resp.text(), "answer"))
-    print("ready", flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-    await pc.close()
+    from bench.relay import run_publisher
+    await run_publisher(base, PATH, codec)
 
 
 def measure_joins(base: str, codec: str, joiners: int, per_worker: int = 5) -> dict[str, Any]:

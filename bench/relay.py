@@ -1,6 +1,13 @@
-"""Relay CPU per viewer: ORcast's encoded relay against aiortc's MediaRelay (decode + re-encode).
+"""Relay CPU per viewer: ORcast's send paths, the floor, and aiortc's MediaRelay (decode + re-encode).
 
-    python bench/relay.py [--viewers 1,10,50] [--baseline-viewers 1,2] [--seconds 10]
+    python bench/relay.py [--viewers 1,10,50] [--send-paths fast,aiortc] [--baseline-viewers 1,2]
+                          [--seconds 10] [--codec H264]
+
+ORcast runs once per send path: `fast` (its own: RTP written, protected and sent per frame in
+one loop) and `aiortc` (aiortc's RTCRtpSender, the path before). The floor is what no Python
+relay can go below: for each packet a viewer receives, one SRTP protect (AEAD-AES-128-GCM, what
+viewers negotiate) and one `sendto`, timed in a tight loop in this process; floor per viewer =
+packets per second per viewer × that cost.
 
 One publisher sends a pre-encoded 720p30 ~2 Mbps H.264 clip over WHIP. Viewers run in
 worker processes, tap encoded frames (no decoding, except each viewer's first keyframe
@@ -62,6 +69,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
 def free_port() -> int:
     import socket
     with socket.socket() as s:
@@ -70,19 +84,19 @@ def free_port() -> int:
 
 
 # ---------------------------------------------------------------- publisher process
-async def run_publisher(base: str, path: str = PATH) -> None:
+async def run_publisher(base: str, path: str = PATH, codec: str = "H264") -> None:
     from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
     from broadcast.sources.synthetic import ClipTrack, encode_clip
 
-    clip = encode_clip("H264", 1280, 720, 30, 4, 2_000_000)
+    clip = encode_clip(codec, 1280, 720, 30, 4, 2_000_000)
     pc = RTCPeerConnection()
     track = ClipTrack(clip, "video")
     t = pc.addTransceiver(track, direction="sendonly")
     # answer PLIs as an encoder would (aiortc only passes them to its own encoders)
     t.sender._send_keyframe = track.request_keyframe
     t.setCodecPreferences([c for c in RTCRtpSender.getCapabilities("video").codecs
-                           if c.mimeType == "video/H264"])
+                           if c.mimeType == f"video/{codec}"])
     await pc.setLocalDescription(await pc.createOffer())
     async with aiohttp.ClientSession() as http, http.post(
         f"{base}/whip/{path}", data=pc.localDescription.sdp,
@@ -122,7 +136,7 @@ class TapViewer:
         self.timestamps.append(frame.timestamp)
 
 
-async def run_viewers(base: str, count: int) -> None:
+async def run_viewers(base: str, count: int, codec: str = "H264") -> None:
     from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
     from broadcast.webrtc.aiortchooks import EncodedFrameTap, install_receiver_tap
@@ -135,7 +149,7 @@ async def run_viewers(base: str, count: int) -> None:
             pc = RTCPeerConnection()
             t = pc.addTransceiver("video", direction="recvonly")
             t.setCodecPreferences([c for c in RTCRtpSender.getCapabilities("video").codecs
-                                   if c.mimeType == "video/H264"])
+                                   if c.mimeType == f"video/{codec}"])
 
             @pc.on("track")
             def on_track(track: Any, pc: Any = pc, viewer: TapViewer = viewer) -> None:
@@ -269,16 +283,19 @@ def server_frames_in(base: str) -> int | None:
     return next((int(s["frames_in"]) for s in streams if s["path"] == PATH), None)
 
 
-def measure(server_pid: int, base: str, viewers: int, seconds: float, per_worker: int = 10) -> dict[str, Any]:
+def measure(server_pid: int, base: str, viewers: int, seconds: float, codec: str,
+            per_worker: int = 10) -> dict[str, Any]:
+    rss0 = rss_bytes(server_pid)
     workers = []
     remaining = viewers
     while remaining > 0:
         n = min(per_worker, remaining)
-        workers.append(spawn(__file__, "viewers", base, str(n)))
+        workers.append(spawn(__file__, "viewers", base, str(n), codec))
         remaining -= n
     for w in workers:
         assert wait_line(w, 120) == "ready"
     time.sleep(2.0)  # settle
+    rss1 = rss_bytes(server_pid)
     for w in workers:
         w.stdin.write("start\n"); w.stdin.flush()  # type: ignore[union-attr]  # noqa: E702
     frames0 = server_frames_in(base)
@@ -298,6 +315,7 @@ def measure(server_pid: int, base: str, viewers: int, seconds: float, per_worker
     joins = sorted(r["join_s"] for r in rows if r["join_s"] is not None)
     return {
         "viewers": viewers,
+        "rss_growth_per_viewer_mib": (rss1 - rss0) / viewers / 2**20,
         "server_cores": (cpu1 - cpu0) / (t1 - t0),
         "viewer_processes_cores": (clients1 - clients0) / (t1 - t0),
         # what reached the server: below 30 means frames were lost before the fan-out
@@ -310,16 +328,17 @@ def measure(server_pid: int, base: str, viewers: int, seconds: float, per_worker
     }
 
 
-def run_target(name: str, counts: list[int], seconds: float) -> dict[str, Any]:
+def run_target(name: str, counts: list[int], seconds: float, codec: str = "H264") -> dict[str, Any]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    if name == "orcast":
-        server = start_orcast(BENCH_CONFIG, port, "orcast-bench-")
+    if name.startswith("orcast-"):
+        send_path = name.removeprefix("orcast-")
+        server = start_orcast(BENCH_CONFIG + f'\n[relay]\nsend_path = "{send_path}"\n', port, "orcast-bench-")
     else:
         server = spawn(__file__, "baseline-server", str(port))
     try:
         wait_http(base)
-        publisher = spawn(__file__, "publisher", base)
+        publisher = spawn(__file__, "publisher", base, PATH, codec)
         assert wait_line(publisher, 120) == "ready"
         time.sleep(3.0)
         cpu0, t0 = cpu_seconds(server.pid), time.monotonic()
@@ -328,7 +347,7 @@ def run_target(name: str, counts: list[int], seconds: float) -> dict[str, Any]:
         print(f"[{name}] publisher only: {idle:.3f} cores", flush=True)
         results = []
         for n in counts:
-            row = measure(server.pid, base, n, seconds)
+            row = measure(server.pid, base, n, seconds, codec)
             row["per_viewer_cores"] = (row["server_cores"] - idle) / n
             print(f"[{name}] {n:>3} viewers: {row['server_cores']:.3f} cores, "
                   f"{row['per_viewer_cores']:.4f}/viewer, fps {row['fps_mean']:.1f}, "
@@ -342,51 +361,115 @@ def run_target(name: str, counts: list[int], seconds: float) -> dict[str, Any]:
         server.wait(30)
 
 
+def packets_per_second(codec: str) -> float:
+    """RTP packets per second a viewer of the bench clip receives (ORcast's own packetizer)."""
+    from broadcast.relay.frame import EncodedFrame
+    from broadcast.sources.synthetic import encode_clip
+    from broadcast.webrtc.aiortchooks import packetize
+
+    clip = encode_clip(codec, 1280, 720, 30, 4, 2_000_000)
+    packets = sum(len(packetize(EncodedFrame(codec, p.data, 0, p.keyframe, 90000, i)))
+                  for i, p in enumerate(clip.video))
+    return packets / (len(clip.video) / clip.fps)
+
+
+def floor_seconds_per_packet(payload: int = 1100, count: int = 20000) -> dict[str, float]:
+    """The cost of one SRTP protect + one sendto, per profile, in a tight loop (best of 3)."""
+    import socket
+
+    import pylibsrtp
+
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    sink.setblocking(False)
+    out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    out.setblocking(False)
+    addr = sink.getsockname()
+    results = {}
+    for name, profile, key_len in (("AEAD_AES_128_GCM", pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM, 28),
+                                   ("AES128_CM_SHA1_80", pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80, 30)):
+        policy = pylibsrtp.Policy(key=os.urandom(key_len), ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND,
+                                  srtp_profile=profile)
+        policy.allow_repeat_tx = True
+        session = pylibsrtp.Session(policy)
+        header = bytes([0x80, 96]) + b"\x00\x01" + b"\x00" * 8
+        body = os.urandom(payload)
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            for seq in range(count):
+                packet = header[:2] + (seq & 0xFFFF).to_bytes(2, "big") + header[4:] + body
+                try:
+                    out.sendto(session.protect(packet), addr)
+                except BlockingIOError:
+                    pass
+                if seq % 64 == 0:
+                    try:
+                        while True:
+                            sink.recv(2048)
+                    except BlockingIOError:
+                        pass
+            best = min(best, (time.perf_counter() - t0) / count)
+        results[name] = best
+    sink.close()
+    out.close()
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--viewers", default="1,10,50")
-    parser.add_argument("--baseline-viewers", default="1,2")
+    parser.add_argument("--send-paths", default="fast,aiortc")
+    parser.add_argument("--baseline-viewers", default="1,2", help="aiortc MediaRelay; 0 to skip it")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--codec", default="H264", choices=("H264", "VP8"))
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "relay.json")
     args = parser.parse_args()
     counts = [int(x) for x in args.viewers.split(",")]
-    base_counts = [int(x) for x in args.baseline_viewers.split(",")]
+    base_counts = [int(x) for x in args.baseline_viewers.split(",") if int(x) > 0]
     # the server and every client process share one signing secret (a fresh one per run)
     os.environ.setdefault("ORCAST_SECRET", secrets.token_hex(32))
-    print("encoded relay (ORcast) …", flush=True)
-    orcast = run_target("orcast", counts, args.seconds)
-    print("baseline: aiortc MediaRelay, decode once + encode per viewer …", flush=True)
-    baseline = run_target("baseline", base_counts, args.seconds)
-    base_per_viewer = statistics.mean(r["per_viewer_cores"] for r in baseline["runs"])
-    lines = ["| server | viewers | server cores | cores/viewer | ratio vs baseline | fps mean (min) "
-             "| frame gaps | join p50 / p95 ms | server fps in | viewer clients' cores |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for name, result in (("ORcast relay", orcast), ("aiortc MediaRelay", baseline)):
+    pps = packets_per_second(args.codec)
+    per_packet = floor_seconds_per_packet()
+    floor = pps * per_packet["AEAD_AES_128_GCM"]
+    print(f"floor: {pps:.0f} packets/s per viewer × {1e6 * per_packet['AEAD_AES_128_GCM']:.2f} µs "
+          f"(protect AES-128-GCM + sendto; AES-CM/SHA1 {1e6 * per_packet['AES128_CM_SHA1_80']:.2f} µs) "
+          f"= {floor:.4f} core per viewer", flush=True)
+    targets: dict[str, dict[str, Any]] = {}
+    for path in args.send_paths.split(","):
+        print(f"ORcast, {path} send path …", flush=True)
+        targets[f"ORcast {path}"] = run_target(f"orcast-{path}", counts, args.seconds, args.codec)
+    if base_counts:
+        print("baseline: aiortc MediaRelay, decode once + encode per viewer …", flush=True)
+        targets["aiortc MediaRelay"] = run_target("baseline", base_counts, args.seconds, args.codec)
+    lines = [f"| server ({args.codec}) | viewers | server cores | cores/viewer | × floor | fps mean (min) "
+             "| frame gaps | join p50 / p95 ms | server fps in | RSS MiB/viewer | viewer clients' cores |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines.append(f"| floor (protect + sendto) | - | - | {floor:.4f} | 1.0 | - | - | - | - | - | - |")
+    for name, result in targets.items():
         for r in result["runs"]:
-            ratio = base_per_viewer / r["per_viewer_cores"] if r["per_viewer_cores"] > 0 else float("inf")
-            r["ratio_vs_baseline"] = ratio
+            r["ratio_to_floor"] = r["per_viewer_cores"] / floor
             fps_in = "-" if r["server_fps_in"] is None else f"{r['server_fps_in']:.1f}"
             lines.append(
                 f"| {name} | {r['viewers']} | {r['server_cores']:.3f} | {r['per_viewer_cores']:.4f} | "
-                f"{ratio:.0f}x | {r['fps_mean']:.1f} ({r['fps_min']:.1f}) | {r['gaps_total']} | "
+                f"{r['ratio_to_floor']:.1f} | {r['fps_mean']:.1f} ({r['fps_min']:.1f}) | {r['gaps_total']} | "
                 f"{r['join_p50_ms']:.0f} / {r['join_p95_ms']:.0f} | {fps_in} | "
-                f"{r['viewer_processes_cores']:.2f} |")
+                f"{r['rss_growth_per_viewer_mib']:.2f} | {r['viewer_processes_cores']:.2f} |")
     table = "\n".join(lines)
     print(table)
-    print(f"publisher only: ORcast {orcast['publisher_only_cores']:.3f} cores, "
-          f"baseline {baseline['publisher_only_cores']:.3f} cores (baseline decodes even with no viewer)")
+    for name, result in targets.items():
+        print(f"publisher only, {name}: {result['publisher_only_cores']:.3f} cores")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"orcast": orcast, "baseline": baseline,
-                                    "baseline_cores_per_viewer": base_per_viewer,
-                                    "table": table}, indent=2))
+    args.out.write_text(json.dumps({"codec": args.codec, "packets_per_second": pps, "floor_s_per_packet": per_packet,
+                                    "floor_cores_per_viewer": floor, "targets": targets, "table": table}, indent=2))
     print(f"results written to {args.out}")
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "publisher":
-        asyncio.run(run_publisher(*sys.argv[2:4]))
+        asyncio.run(run_publisher(sys.argv[2], sys.argv[3], sys.argv[4]))
     elif len(sys.argv) > 1 and sys.argv[1] == "viewers":
-        asyncio.run(run_viewers(sys.argv[2], int(sys.argv[3])))
+        asyncio.run(run_viewers(sys.argv[2], int(sys.argv[3]), sys.argv[4]))
     elif len(sys.argv) > 1 and sys.argv[1] == "baseline-server":
         asyncio.run(run_baseline_server(int(sys.argv[2])))
     else:

@@ -51,13 +51,9 @@ class SendLink(Protocol):
     def backlog(self) -> int: ...
 
 
-@dataclass(slots=True)
-class SentPacket:
-    seq: int
-    timestamp: int
-    marker: int
-    payload: bytes
-    extensions: bytes
+# what the history keeps of a sent packet (a tuple: one is made per packet per viewer):
+# sequence number, timestamp, marker bit, payload (shared by all viewers), extensions
+SentPacket = tuple[int, int, int, bytes, bytes]
 
 
 class FastSender:
@@ -104,7 +100,7 @@ class FastSender:
         for i, payload in enumerate(payloads):
             marker = 0x80 if i == last else 0
             packet = pack(first, marker | pt, seq, ts, ssrc) + ext + payload
-            history[seq % HISTORY] = SentPacket(seq, ts, marker, payload, ext)
+            history[seq % HISTORY] = (seq, ts, marker, payload, ext)
             send(packet)
             sent += len(packet)
             self.octets_sent += len(payload)
@@ -118,17 +114,17 @@ class FastSender:
     def retransmit(self, seq: int) -> bool:
         """A NACK for `seq`: send it again (wrapped in RTX if negotiated). False if too old."""
         entry = self._history[seq % HISTORY]
-        if entry is None or entry.seq != seq or not self.link.ready():
+        if entry is None or entry[0] != seq or not self.link.ready():
             return False
+        _, timestamp, marker, payload, extensions = entry
         p = self.params
         if p.rtx_payload_type is not None and p.rtx_ssrc is not None:
-            packet = (_HEADER.pack(self._first_byte, entry.marker | p.rtx_payload_type, self.rtx_seq,
-                                   entry.timestamp, p.rtx_ssrc)
-                      + entry.extensions + _RTX_OSN.pack(seq) + entry.payload)
+            packet = (_HEADER.pack(self._first_byte, marker | p.rtx_payload_type, self.rtx_seq, timestamp, p.rtx_ssrc)
+                      + extensions + _RTX_OSN.pack(seq) + payload)
             self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
         else:
-            packet = (_HEADER.pack(self._first_byte, entry.marker | p.payload_type, seq, entry.timestamp, p.ssrc)
-                      + entry.extensions + entry.payload)
+            header = _HEADER.pack(self._first_byte, marker | p.payload_type, seq, timestamp, p.ssrc)
+            packet = header + extensions + payload
         self.link.send(packet)
         self.retransmitted += 1
         self.bytes_sent += len(packet)

@@ -160,3 +160,14 @@ async def test_the_aiortc_send_path_stays_selectable() -> None:
             await pub.pc.close()
     finally:
         await runner.cleanup()
+
+
+async def test_viewers_get_aead_aes_128_gcm(server: RunningServer) -> None:
+    pub = await publish(server.http, server.base, PATH, "VP8", audio=False)
+    viewer = await watch(server.http, server.base, PATH, audio=False)
+    await viewer.wait_frames(5)
+    session = next(s for s in server.broadcaster.sessions.values() if isinstance(s, ViewerSession))
+    dtls = next(t.sender.transport for t in session.pc.getTransceivers())
+    assert dtls._ssl.get_selected_srtp_profile() == b"SRTP_AEAD_AES_128_GCM"
+    await viewer.close(server.http)
+    await pub.pc.close()

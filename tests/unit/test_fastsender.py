@@ -1,0 +1,84 @@
+"""FastSender writes what aiortc would have: RTP headers a parser reads back with the viewer's
+own ids, RTX per RFC 4588 for a NACKed packet, nothing for one that left the history."""
+
+from __future__ import annotations
+
+import random
+
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+from aiortc.rtp import HeaderExtensionsMap, RtpPacket, unwrap_rtx
+
+from broadcast.webrtc.fastsender import HISTORY, FastSender, RtpParameters
+
+
+class Wire:
+    def __init__(self) -> None:
+        self.packets: list[bytes] = []
+        self.up = True
+
+    def ready(self) -> bool:
+        return self.up
+
+    def send(self, packet: bytes) -> None:
+        self.packets.append(packet)
+
+    def backlog(self) -> int:
+        return 0
+
+
+PARAMS = RtpParameters(ssrc=0x1234_5678, payload_type=111, mid="0", mid_id=5, abs_send_time_id=9,
+                       rtx_ssrc=0x0BAD_F00D, rtx_payload_type=112)
+
+
+def extension_map() -> HeaderExtensionsMap:
+    ids = HeaderExtensionsMap()
+    ids.configure(RTCRtpParameters(headerExtensions=[
+        RTCRtpHeaderExtensionParameters(id=5, uri="urn:ietf:params:rtp-hdrext:sdes:mid"),
+        RTCRtpHeaderExtensionParameters(id=9, uri="http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time")]))
+    return ids
+
+
+def test_headers_carry_the_viewers_ids_and_one_timeline() -> None:
+    wire = Wire()
+    sender = FastSender(PARAMS, wire, random.Random(1))
+    ntp = 0xE000_0000_8000_0000
+    sender.send_frame([b"a" * 1000, b"b" * 500, b"c" * 10], 3000, ntp)
+    sender.send_frame([b"d" * 700], 6000, ntp)
+    ids = extension_map()
+    packets = [RtpPacket.parse(p, ids) for p in wire.packets]
+    assert [p.payload_type for p in packets] == [111] * 4
+    assert [p.ssrc for p in packets] == [PARAMS.ssrc] * 4
+    assert [p.marker for p in packets] == [0, 0, 1, 1]
+    first = packets[0].sequence_number
+    assert [p.sequence_number for p in packets] == [(first + i) % 65536 for i in range(4)]
+    assert packets[3].timestamp - packets[0].timestamp == 3000
+    assert all(p.extensions.mid == "0" for p in packets)
+    assert packets[0].extensions.abs_send_time == (ntp >> 14) & 0xFFFFFF
+    assert packets[2].payload == b"c" * 10
+    assert (sender.packets_sent, sender.octets_sent) == (4, 2210)
+
+
+def test_a_nack_is_answered_with_rtx_and_an_old_one_with_nothing() -> None:
+    wire = Wire()
+    sender = FastSender(PARAMS, wire, random.Random(2))
+    sender.send_frame([b"x" * 100, b"y" * 100], 90, 0)
+    lost = RtpPacket.parse(wire.packets[1], extension_map())
+    assert sender.retransmit(lost.sequence_number)
+    rtx = RtpPacket.parse(wire.packets[-1], extension_map())
+    assert (rtx.payload_type, rtx.ssrc) == (112, PARAMS.rtx_ssrc)
+    original = unwrap_rtx(rtx, payload_type=111, ssrc=PARAMS.ssrc)
+    assert (original.sequence_number, original.payload, original.timestamp) == (
+        lost.sequence_number, b"y" * 100, lost.timestamp)
+    for _ in range(HISTORY):
+        sender.send_frame([b"z"], 180, 0)
+    assert not sender.retransmit(lost.sequence_number), "pushed out of the history"
+
+
+def test_without_rtx_the_same_packet_is_sent_again() -> None:
+    wire = Wire()
+    sender = FastSender(RtpParameters(ssrc=7, payload_type=96), wire, random.Random(3))
+    sender.send_frame([b"only"], 0, 0)
+    seq = RtpPacket.parse(wire.packets[0]).sequence_number
+    assert sender.retransmit(seq)
+    assert wire.packets[1] == wire.packets[0]
+    assert wire.packets[0][0] == 0x80, "no extension bit without extensions"
