@@ -31,35 +31,29 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.relay import auth_headers, free_port, spawn, start_orcast, wait_http, wait_line  # noqa: E402
+from bench.relay import (  # noqa: E402
+    BENCH_CONFIG,
+    auth_headers,
+    codec_preferences,
+    free_port,
+    spawn,
+    start_orcast,
+    wait_http,
+    wait_line,
+)
 
 PATH = "bench/or1/endoscope"
 TAIL = 16
-CONFIG = """
-[limits]
-sessions_per_token = 100000
-session_rate = 100000
-session_burst = 100000
-
-[[events]]
-slug = "bench"
-adhoc_theatres = true
-"""
 
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def codec_preferences(transceiver: Any, codec: str) -> None:
-    from aiortc import RTCRtpSender
-    transceiver.setCodecPreferences([c for c in RTCRtpSender.getCapabilities("video").codecs
-                                     if c.mimeType == f"video/{codec}"])
 
 
 class FanOut:
@@ -100,25 +94,19 @@ class FanOut:
         return best
 
 
-def queue_track() -> Any:
-    from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+class QueueTrack(MediaStreamTrack):
+    """A video track that sends what the pacer puts in its queue."""
 
-    class _QueueTrack(MediaStreamTrack):
-        kind = "video"
+    kind = "video"
 
-        def __init__(self) -> None:
-            super().__init__()
-            self.queue: asyncio.Queue[Any] = asyncio.Queue()
+    def __init__(self) -> None:
+        super().__init__()
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
 
-        async def recv(self) -> Any:
-            if self.readyState != "live":
-                raise MediaStreamError
-            return await self.queue.get()
-
-    return _QueueTrack()
-
-
-QueueTrack = Any
+    async def recv(self) -> Any:
+        if self.readyState != "live":
+            raise MediaStreamError
+        return await self.queue.get()
 
 
 class Arrivals:
@@ -161,7 +149,7 @@ async def measure_latency(base: str, codec: str, seconds: float) -> dict[str, An
 
     async with aiohttp.ClientSession() as http:
         # relay path: WHIP publisher → ORcast → WHEP viewer
-        relay_track, direct_track = queue_track(), queue_track()
+        relay_track, direct_track = QueueTrack(), QueueTrack()
         fan.tracks += [relay_track, direct_track]
         publisher = await sender(relay_track)
         await publisher.setLocalDescription(await publisher.createOffer())
@@ -313,7 +301,7 @@ def main() -> None:
         for kind in ("latency", "joins"):
             port = free_port()
             base = f"http://127.0.0.1:{port}"
-            server = start_orcast(CONFIG, port, "orcast-latency-")
+            server = start_orcast(BENCH_CONFIG, port, "orcast-latency-")
             try:
                 wait_http(base)
                 if kind == "latency":

@@ -55,6 +55,12 @@ adhoc_theatres = true
 """
 
 
+def codec_preferences(transceiver: Any, codec: str) -> None:
+    from aiortc import RTCRtpSender
+    transceiver.setCodecPreferences([c for c in RTCRtpSender.getCapabilities("video").codecs
+                                     if c.mimeType == f"video/{codec}"])
+
+
 def auth_headers() -> dict[str, str]:
     """A server-wide organizer token, signed with the secret the bench hands the server."""
     from broadcast.participant import ALL_EVENTS, Role
@@ -85,7 +91,7 @@ def free_port() -> int:
 
 # ---------------------------------------------------------------- publisher process
 async def run_publisher(base: str, path: str = PATH, codec: str = "H264") -> None:
-    from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+    from aiortc import RTCPeerConnection, RTCSessionDescription
 
     from broadcast.sources.synthetic import ClipTrack, encode_clip
 
@@ -95,8 +101,7 @@ async def run_publisher(base: str, path: str = PATH, codec: str = "H264") -> Non
     t = pc.addTransceiver(track, direction="sendonly")
     # answer PLIs as an encoder would (aiortc only passes them to its own encoders)
     t.sender._send_keyframe = track.request_keyframe
-    t.setCodecPreferences([c for c in RTCRtpSender.getCapabilities("video").codecs
-                           if c.mimeType == f"video/{codec}"])
+    codec_preferences(t, codec)
     await pc.setLocalDescription(await pc.createOffer())
     async with aiohttp.ClientSession() as http, http.post(
         f"{base}/whip/{path}", data=pc.localDescription.sdp,
@@ -137,7 +142,7 @@ class TapViewer:
 
 
 async def run_viewers(base: str, count: int, codec: str = "H264") -> None:
-    from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+    from aiortc import RTCPeerConnection, RTCSessionDescription
 
     from broadcast.webrtc.aiortchooks import EncodedFrameTap, install_receiver_tap
 
@@ -148,8 +153,7 @@ async def run_viewers(base: str, count: int, codec: str = "H264") -> None:
             viewer = TapViewer()
             pc = RTCPeerConnection()
             t = pc.addTransceiver("video", direction="recvonly")
-            t.setCodecPreferences([c for c in RTCRtpSender.getCapabilities("video").codecs
-                                   if c.mimeType == f"video/{codec}"])
+            codec_preferences(t, codec)
 
             @pc.on("track")
             def on_track(track: Any, pc: Any = pc, viewer: TapViewer = viewer) -> None:

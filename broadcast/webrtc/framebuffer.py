@@ -54,7 +54,7 @@ class VideoFrameBuffer(JitterBuffer):
     def __init__(self, capacity: int = VIDEO_CAPACITY, gap_wait_s: float = GAP_WAIT_S,
                  clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(capacity, is_video=True)
-        self._ring: list[RtpPacket | None] = [None] * capacity
+        self._ring: list[RtpPacket | None] = self._packets  # the base class's ring, used our way
         self._mask = capacity - 1
         self._start: int | None = None  # sequence number where the next frame to hand on begins
         self._newest: int | None = None
@@ -192,7 +192,7 @@ class VideoFrameBuffer(JitterBuffer):
 
     def _drop_all(self, seq: int) -> bool:
         had = any(p is not None for p in self._ring)
-        self._ring = [None] * self.capacity
+        self._ring[:] = [None] * self.capacity
         self._start = self._newest = seq
         self._scanned = 0
         self._gap_since = None
