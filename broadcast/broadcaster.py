@@ -10,9 +10,11 @@ import asyncio
 import dataclasses
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiortc import RTCDataChannel
 
@@ -39,8 +41,14 @@ from broadcast.webrtc.sdpoffer import (
 from broadcast.webrtc.session import IceServer, PeerSession, SessionSettings
 from broadcast.webrtc.udpports import UdpPortRange, restrict_udp_ports
 from broadcast.webrtc.viewer import ViewerSession
+from broadcast.workers.pool import PUBLISHER_LOAD, WorkerPool, WorkerProcess, WorkerSettings
+from broadcast.workers.remotesession import RemoteViewerSession
+from broadcast.workers.wire import ChannelClosed
 
 logger = logging.getLogger(__name__)
+
+# a viewer session held here or in a worker process; publishers and Q&A are always here
+Session = PeerSession | RemoteViewerSession
 
 
 @dataclass
@@ -55,6 +63,7 @@ class BroadcastSettings:
     qa: QaSettings = field(default_factory=QaSettings)
     udp_ports: UdpPortRange | None = None  # bind WebRTC's UDP sockets in this range
     fast_send: bool = True  # viewers' RTP through the relay's own send path (False: aiortc's sender)
+    workers: WorkerSettings = field(default_factory=WorkerSettings)  # processes that hold viewers
 
 
 class Broadcaster:
@@ -63,7 +72,7 @@ class Broadcaster:
         install_fast_clock()
         self.settings = settings or BroadcastSettings()
         self.streams: dict[StreamPath, Stream] = {}
-        self.sessions: dict[str, PeerSession] = {}
+        self.sessions: dict[str, Session] = {}
         self.recordings = RecordingManager(self.settings.recording, self.streams)
         self.thumbnails = Thumbnails()
         # told each viewer's join time (WHEP answer → first video frame sent), e.g. for metrics
@@ -72,6 +81,9 @@ class Broadcaster:
         self._sampler: asyncio.Task[None] | None = None
         self._publish_locks: dict[StreamPath, asyncio.Lock] = {}
         self._closed = False
+        self.workers: WorkerPool | None = (
+            WorkerPool(self.settings.workers, lambda: self.session_settings)
+            if self.settings.workers.count > 1 else None)
 
     @property
     def session_settings(self) -> SessionSettings:
@@ -80,8 +92,9 @@ class Broadcaster:
     def start(self) -> None:
         """Start the once-a-second rate sampler (call from a running loop)."""
         if self._sampler is None:
-            if self.settings.udp_ports is not None:
-                restrict_udp_ports(asyncio.get_running_loop(), self.settings.udp_ports)
+            ports = self.workers.front_ports if self.workers is not None else self.settings.udp_ports
+            if ports is not None:
+                restrict_udp_ports(asyncio.get_running_loop(), ports)
             self._sampler = start_every(1.0, self._sample_rates, "sampling the feeds' rates", first_after=0.0)
 
     async def open(self, record_policy: Callable[[str], bool] | None = None,
@@ -96,6 +109,8 @@ class Broadcaster:
             self.qa.accepts_theatre = accepts_theatre
         self.qa.store  # noqa: B018 -- opens the database now
         await self.recordings.start()
+        if self.workers is not None:
+            self.workers.start()
 
     def _sample_rates(self) -> None:
         for stream in list(self.streams.values()):
@@ -219,7 +234,7 @@ class Broadcaster:
 
     # -- playing ------------------------------------------------------------------------
     async def play(self, path: StreamPath, offer_sdp: str, protocol: str = "whep",
-                   participant: Participant | None = None) -> ViewerSession:
+                   participant: Participant | None = None) -> ViewerSession | RemoteViewerSession:
         """Start a viewer session on `path`.
 
         A feed whose publisher is reconnecting (the stream still has viewers or was live
@@ -233,10 +248,40 @@ class Broadcaster:
                 self.settings.retry_after,
             )
         shaped = shape_play_offer(offer_sdp, stream.video.codec, stream.h264_profile)
+        # an offer with a data channel stays here, with the Q&A board it talks to
+        worker = (self.workers.choose(self._front_load())
+                  if self.workers is not None and "m=application" not in shaped.sdp else None)
+        if worker is not None:
+            try:
+                return await self._play_in_worker(worker, stream, shaped, protocol, participant)
+            except (ChannelClosed, TimeoutError) as exc:
+                logger.warning("%s: worker %d could not take a viewer (%s); the front takes it",
+                               path, worker.index, exc or type(exc).__name__)
         session = ViewerSession(stream, self.session_settings, protocol, participant)
         session.on_joined = self._joined
         stream.viewers.add(session)
         await self._start(session, shaped)
+        return session
+
+    def _front_load(self) -> int:
+        viewers = sum(isinstance(s, ViewerSession) for s in self.sessions.values())
+        return viewers + PUBLISHER_LOAD * len(self.publishers)
+
+    async def _play_in_worker(self, worker: WorkerProcess, stream: Stream, shaped: ShapedOffer,
+                              protocol: str, participant: Participant | None) -> RemoteViewerSession:
+        session = RemoteViewerSession(worker, stream, protocol, participant)
+        stream.viewers.add(session)  # the feed's viewer while it negotiates: the stream stays
+        try:
+            await worker.play(session, shaped)
+        except BaseException:
+            stream.viewers.discard(session)
+            self._forget_if_idle(stream)
+            raise
+        session.on_joined = self._joined
+        self.sessions[session.id] = session
+        session.on_closed.append(self._on_session_closed)
+        if session.closed:  # it ended before it was registered
+            self._on_session_closed(session)
         return session
 
     def _joined(self, seconds: float) -> None:
@@ -285,7 +330,7 @@ class Broadcaster:
         session.on_closed.append(self._on_session_closed)
         session.on_datachannel = self._on_datachannel
 
-    def _on_session_closed(self, session: PeerSession) -> None:
+    def _on_session_closed(self, session: Session) -> None:
         self.sessions.pop(session.id, None)
         stream = self.streams.get(session.path) if session.path is not None else None
         if stream is None:
@@ -304,11 +349,20 @@ class Broadcaster:
             del self.streams[stream.path]
             stream.close()
 
-    def get_session(self, session_id: str) -> PeerSession:
+    def get_session(self, session_id: str) -> Session:
         session = self.sessions.get(session_id)
         if session is None:
             raise SessionNotFound("no such session (it may have ended); start a new one")
         return session
+
+    def worker_rows(self) -> list[dict[str, Any]]:
+        """Each process that holds viewers, the front (index 0) first: for /readyz and metrics."""
+        rows: list[dict[str, Any]] = [{"index": 0, "pid": os.getpid(), "ready": True, "restarts": 0,
+                                       "viewers": sum(isinstance(s, ViewerSession) for s in self.sessions.values())}]
+        for worker in self.workers.workers if self.workers is not None else []:
+            rows.append({"index": worker.index, "pid": worker.pid, "ready": worker.ready and worker.alive,
+                         "restarts": worker.restarts, "viewers": worker.load})
+        return rows
 
     def stream_infos(self) -> list[StreamInfo]:
         infos = []
@@ -330,6 +384,8 @@ class Broadcaster:
         await stop_task(self._sampler)
         await asyncio.gather(*(s.close(CloseReason.SHUTDOWN) for s in list(self.sessions.values())),
                              return_exceptions=True)
+        if self.workers is not None:
+            await self.workers.close()
         for stream in list(self.streams.values()):
             stream.close()
         self.streams.clear()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from broadcast.qa.board import BoardLimits
 from broadcast.qa.boards import QaSettings
 from broadcast.qa.store import DB_FILE as QA_DB_FILE
 from broadcast.recording.manager import RecordingSettings
+from broadcast.workers.pool import WorkerSettings
 from signaling.auth.access import Access
 from signaling.auth.tickets import MediaTickets
 from signaling.auth.tokens import TokenIssuer, load_secret
@@ -44,6 +46,12 @@ def recording_settings(config: ServerConfig) -> RecordingSettings:
     return RecordingSettings(
         root=config.recordings_root, segment_s=config.segment_minutes * 60,
         min_free_bytes=int(config.min_free_gb * 1e9), delete_after_days=config.delete_after_days)
+
+
+def worker_settings(config: ServerConfig) -> WorkerSettings:
+    argv = [sys.executable, "-m", "signaling.worker", "--log-level", config.log_level,
+            "--log-format", config.log_format]
+    return WorkerSettings(count=config.workers, argv=argv, udp_ports=config.udp_ports)
 
 
 def qa_settings(config: ServerConfig, secret: bytes) -> QaSettings:
@@ -84,6 +92,7 @@ def create_app(config: ServerConfig, broadcaster: Broadcaster | None = None) -> 
         connect_timeout=config.connect_timeout,
         retry_after=config.retry_after,
         fast_send=config.relay_send_path == "fast",
+        workers=worker_settings(config),
         recording=recording_settings(config),
         qa=qa_settings(config, secret),
     ))

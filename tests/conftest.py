@@ -65,7 +65,8 @@ def mint(app: web.Application, role: Role | str, event: str, theatre: str | None
 
 def make_config(**overrides: object) -> ServerConfig:
     data_dir = Path(tempfile.mkdtemp(prefix="orcast-test-"))
-    config = ServerConfig(data_dir=data_dir, events=[TEST_EVENT])
+    # one process unless a test asks for workers (tests/integration/test_workers.py does)
+    config = ServerConfig(data_dir=data_dir, events=[TEST_EVENT], workers=1)
     return replace(config, **overrides)  # type: ignore[arg-type]
 
 

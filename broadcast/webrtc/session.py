@@ -108,6 +108,10 @@ class PeerSession:
         return self._closed
 
     @property
+    def connection_state(self) -> str:
+        return str(self.pc.connectionState)
+
+    @property
     def log_extra(self) -> dict[str, str]:
         """Structured fields for this session's log lines (JSON logs show them as keys)."""
         return {"path": str(self.path or self.event), "session": self.id[:6]}

@@ -14,6 +14,8 @@ log_level = "info"               # debug, info, warning, error (same as [logging
 cors_origins = []                # example: ["https://hall.hospital.example"] for other sites' pages
 # public_url = "https://orcast.hospital.example"   # the base of printed links behind a proxy
 trusted_proxies = []             # example: ["10.0.0.5"]: honour its X-Forwarded-For
+# workers = 4                    # processes holding viewers (default: the number of CPU cores);
+                                 # 1 keeps every viewer in this one process (see README, "Workers")
 
 [tls]                            # serve HTTPS (browsers grant cameras only on https:// or localhost)
 # cert = "/etc/orcast/fullchain.pem"
@@ -37,7 +39,8 @@ session_burst = 100              # … with this burst (a hospital NAT holds man
 # hands out time-limited credentials (see README, "TURN").
 servers = []
 # example: servers = [{ urls = ["turn:turn.hospital.example:3478?transport=udp"], secret = "…" }]
-# udp_ports = "40000-40199"      # bind WebRTC's UDP sockets in this range (one port per session)
+# udp_ports = "40000-40199"      # bind WebRTC's UDP sockets in this range (one port per session),
+                                 # split in equal parts between the server's workers
 
 [recording]
 # dir = "/srv/orcast/recordings" # default: {data_dir}/recordings

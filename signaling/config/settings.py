@@ -26,6 +26,7 @@ LOG_FORMATS = ("text", "json")
 
 
 SEND_PATHS = ("fast", "aiortc")
+MAX_WORKERS = 64
 
 
 class ConfigError(ValueError):
@@ -69,6 +70,7 @@ class ServerConfig:
     questions_per_minute: int = 5          # Q&A: questions one author may ask per minute
     max_questions: int = 10_000            # Q&A: questions one event's board holds at most
     relay_send_path: str = "fast"          # "fast" (ORcast's send path) or "aiortc" (its RTCRtpSender)
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # processes holding viewers
 
     @property
     def recordings_root(self) -> Path:
@@ -77,7 +79,7 @@ class ServerConfig:
 
 _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "server": {"host": str, "port": int, "data_dir": str, "log_level": str,
-               "cors_origins": list, "public_url": str, "trusted_proxies": list},
+               "cors_origins": list, "public_url": str, "trusted_proxies": list, "workers": int},
     "tls": {"cert": str, "key": str},
     "auth": {"default_ttl": str},
     "limits": {"max_sessions": int, "max_publishers": int, "connect_timeout": (int, float), "retry_after": int,
@@ -242,6 +244,12 @@ def _validate(cfg: ServerConfig, problems: list[str]) -> None:
     if cfg.relay_send_path not in SEND_PATHS:
         problems.append(f"relay.send_path: must be one of {', '.join(SEND_PATHS)} "
                         "(\"aiortc\" is the slower path, for comparison)")
+    if not 1 <= cfg.workers <= MAX_WORKERS:
+        problems.append(f"server.workers: must be 1-{MAX_WORKERS} (default: the number of CPU cores; "
+                        "1 keeps every viewer in the one server process)")
+    if cfg.udp_ports is not None and cfg.udp_ports.size < cfg.workers:
+        problems.append(f"ice.udp_ports: {cfg.udp_ports.size} port(s) cannot be split between "
+                        f"{cfg.workers} server.workers; widen the range or lower workers")
     if cfg.max_sessions < 1:
         problems.append("limits.max_sessions: must be at least 1")
     if cfg.max_publishers < 1:

@@ -121,7 +121,8 @@ async def list_sessions(request: web.Request) -> web.Response:
         rows.append(_session_row(
             session.role, session.id, session.participant,
             path=str(session.path) if session.path else None,
-            state=session.pc.connectionState, seconds=round(now - session.created_at, 1)))
+            state=session.connection_state, seconds=round(now - session.created_at, 1),
+            worker=getattr(session, "worker_index", 0)))
     for conn in request.app[WS_HUB].connections:
         if conn.event == slug:
             rows.append(_session_row("websocket", conn.id, conn.participant, path=None, state="connected",

@@ -47,7 +47,7 @@ async def readyz(request: web.Request) -> web.Response:
     ready = all(checks.values())
     return web.json_response(
         {"ready": ready, "checks": checks, "event_loop_lag_ms": round(health.loop_lag_s * 1000, 1),
-         "sessions": len(broadcaster.sessions)},
+         "sessions": len(broadcaster.sessions), "workers": broadcaster.worker_rows()},
         status=200 if ready else 503, headers={"Cache-Control": "no-store"})
 
 

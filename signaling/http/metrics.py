@@ -99,10 +99,22 @@ class MediaCollector(Collector):
     def _sessions(self) -> Iterator[Metric]:
         sessions = GaugeMetricFamily("orcast_peer_connections", "WebRTC sessions by kind and connection state",
                                      labels=["kind", "state"])
-        counts = Counter((s.role, s.pc.connectionState) for s in self.broadcaster.sessions.values())
+        counts = Counter((s.role, s.connection_state) for s in self.broadcaster.sessions.values())
         for (kind, state), count in sorted(counts.items()):
             sessions.add_metric([kind, state], count)
         yield sessions
+        workers = GaugeMetricFamily("orcast_worker_viewer_sessions", "Viewer sessions each process holds "
+                                    "(worker 0 is the front, which also holds publishers and the Q&A)",
+                                    labels=["worker"])
+        up = GaugeMetricFamily("orcast_worker_up", "1 while the worker process takes viewers", labels=["worker"])
+        restarts = CounterMetricFamily("orcast_worker_restarts", "Times a worker process was restarted",
+                                       labels=["worker"])
+        for row in self.broadcaster.worker_rows():
+            index = str(row["index"])
+            workers.add_metric([index], row["viewers"])
+            up.add_metric([index], 1 if row["ready"] else 0)
+            restarts.add_metric([index], row["restarts"])
+        yield from (workers, up, restarts)
 
 
 def make_registry(broadcaster: Broadcaster) -> CollectorRegistry:

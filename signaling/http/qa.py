@@ -17,9 +17,9 @@ from typing import Any
 
 from aiohttp import web
 
+from broadcast.broadcaster import Session
 from broadcast.participant import Capability, Participant
 from broadcast.qa.question import Question
-from broadcast.webrtc.session import PeerSession
 from signaling.auth.access import Identity
 from signaling.http.params import query_choice
 from signaling.http.webrtcsession import create_session, delete_session, options_handler, patch_session
@@ -37,7 +37,7 @@ def _admit(request: web.Request) -> Identity:
     return request.app[ACCESS].admit_qa(request, request.match_info["event"])
 
 
-async def _join(request: web.Request, offer: str, who: Participant) -> PeerSession:
+async def _join(request: web.Request, offer: str, who: Participant) -> Session:
     return await request.app[BROADCASTER].join_qa(request.match_info["event"], offer, participant=who)
 
 

@@ -8,11 +8,12 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from broadcast.broadcaster import Session
 from broadcast.errors import BroadcastError, SessionNotFound
 from broadcast.lifecycle import CloseReason
 from broadcast.participant import Participant
 from broadcast.webrtc.sdpoffer import MAX_SDP_BYTES
-from broadcast.webrtc.session import IceServer, PeerSession
+from broadcast.webrtc.session import IceServer
 from signaling.auth.access import Identity
 from signaling.http.bodies import read_text
 from signaling.http.errors import http_error
@@ -58,7 +59,7 @@ def options_handler(methods: str) -> Callable[[web.Request], Awaitable[web.Respo
 
 
 Admitter = Callable[[web.Request], Identity]
-Starter = Callable[[web.Request, str, Participant], Awaitable[PeerSession]]
+Starter = Callable[[web.Request, str, Participant], Awaitable[Session]]
 
 
 async def create_session(request: web.Request, admit: Admitter, start: Starter, kind: str) -> web.Response:
@@ -85,7 +86,7 @@ async def create_session(request: web.Request, admit: Admitter, start: Starter, 
     return web.Response(status=201, text=session.answer_sdp, headers=headers)
 
 
-def _session(request: web.Request) -> PeerSession:
+def _session(request: web.Request) -> Session:
     """The session named by the URL, for its own link or an organizer of its event."""
     event = request.match_info["event"]
     path = stream_path(request) if "feed" in request.match_info else None  # None: a Q&A session

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from broadcast.broadcaster import Session
 from broadcast.participant import Participant
-from broadcast.webrtc.session import PeerSession
 from signaling.auth.access import Identity
 from signaling.http.params import stream_path
 from signaling.http.webrtcsession import create_session, delete_session, options_handler, patch_session
@@ -23,7 +23,7 @@ def _admit(request: web.Request) -> Identity:
     return request.app[ACCESS].admit_viewer(request, stream_path(request))
 
 
-async def _play(request: web.Request, offer: str, who: Participant) -> PeerSession:
+async def _play(request: web.Request, offer: str, who: Participant) -> Session:
     return await request.app[BROADCASTER].play(stream_path(request), offer, protocol="whep", participant=who)
 
 

@@ -12,8 +12,7 @@ import pytest
 from broadcast.participant import Role
 from broadcast.qa.messages import QaError, parse
 from broadcast.webrtc.session import IceServer
-from signaling.config.settings import ServerConfig
-from tests.conftest import RunningServer, organizer_session, start_server
+from tests.conftest import RunningServer, make_config, organizer_session, start_server
 from tests.support.peers import make_offer_sdp, post_offer, publish, watch
 
 PATH = "course/or3/overhead"
@@ -143,7 +142,7 @@ async def test_session_patch_and_delete(server: RunningServer) -> None:
 
 
 async def test_overload_is_503_with_retry_after() -> None:
-    runner, base, app = await start_server(ServerConfig(max_sessions=1))
+    runner, base, app = await start_server(make_config(max_sessions=1))
     async with organizer_session(app) as http:
         pub = await publish(http, base, PATH, "VP8")  # publishers are counted apart
         first = await watch(http, base, PATH)
@@ -158,7 +157,7 @@ async def test_overload_is_503_with_retry_after() -> None:
 
 
 async def test_ice_servers_are_advertised_in_link_headers() -> None:
-    config = ServerConfig(ice_servers=[IceServer(["stun:stun.hospital.example:3478"])])
+    config = make_config(ice_servers=[IceServer(["stun:stun.hospital.example:3478"])])
     runner, base, _app = await start_server(config)
     async with aiohttp.ClientSession() as http, http.options(f"{base}/whip/{PATH}") as resp:
         assert resp.headers["Link"] == '<stun:stun.hospital.example:3478>; rel="ice-server"'
