@@ -77,12 +77,15 @@ class Broadcaster:
         self.thumbnails = Thumbnails()
         # told each viewer's join time (WHEP answer → first video frame sent), e.g. for metrics
         self.join_listeners: list[Callable[[float], None]] = []
+        # told the sessions a dead worker process took with it, so their pages can come back at once
+        self.lost_listeners: list[Callable[[list[RemoteViewerSession]], None]] = []
         self.qa = QaBoards(self.settings.qa)
         self._sampler: asyncio.Task[None] | None = None
         self._publish_locks: dict[StreamPath, asyncio.Lock] = {}
         self._closed = False
         self.workers: WorkerPool | None = (
-            WorkerPool(self.settings.workers, lambda: self.session_settings)
+            WorkerPool(self.settings.workers, lambda: self.session_settings,
+                       lambda lost: notify(self.lost_listeners, lost, what="a lost-sessions listener"))
             if self.settings.workers.count > 1 else None)
 
     @property

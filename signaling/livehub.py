@@ -18,6 +18,7 @@ from broadcast.broadcaster import Broadcaster
 from broadcast.lifecycle import CloseReason, describe, start_every, stop_task
 from broadcast.participant import Participant
 from broadcast.relay.stream import StreamInfo
+from broadcast.workers.remotesession import RemoteViewerSession
 from signaling.views import visible_streams
 
 if TYPE_CHECKING:
@@ -68,6 +69,8 @@ class WsHub:
         self.broadcaster = broadcaster
         self.connections: set[WsConnection] = set()
         self._task: asyncio.Task[None] | None = None
+        self._sends: set[asyncio.Task[None]] = set()
+        broadcaster.lost_listeners.append(self.sessions_lost)
 
     def start(self) -> None:
         self._task = start_every(PUSH_INTERVAL_S, self.push, "pushing the live state to pages")
@@ -80,6 +83,22 @@ class WsHub:
         """On shutdown, before aiohttp cancels the handlers: pages reconnect to the next server."""
         await asyncio.gather(*(c.close(CloseReason.SHUTDOWN, "it is restarting") for c in list(self.connections)),
                              return_exceptions=True)
+
+    def sessions_lost(self, sessions: list[RemoteViewerSession]) -> None:
+        """A worker process died with these sessions: tell their links' pages, which reconnect now
+        instead of waiting for ICE to notice (seconds). A session's id is its URL's secret, so
+        only pages of the same link hear it (guests of a public event share no link: ICE tells them)."""
+        by_link: dict[str, list[str]] = {}
+        for session in sessions:
+            who = session.participant
+            if who is not None and not who.guest:
+                by_link.setdefault(who.token_id, []).append(session.id)
+        for conn in list(self.connections):
+            ids = by_link.get(conn.participant.token_id)
+            if ids and not conn.participant.guest:
+                task = asyncio.get_running_loop().create_task(conn.send({"type": "media-lost", "sessions": ids}))
+                self._sends.add(task)
+                task.add_done_callback(self._sends.discard)
 
     async def push(self) -> None:
         infos = self.broadcaster.stream_infos()  # once for every connection

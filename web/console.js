@@ -336,6 +336,7 @@ async function start() {
       setStatus(conn, s === "connected" ? "server connected" : "server reconnecting …", s === "connected" ? "ok" : "warn");
       if (again) [...cards.map((c) => c.publisher), ...[...talkback.values()].map((t) => t.player), qa].forEach((x) => x?.retryNow());
     },
+    onMediaLost: (ids) => [...talkback.values()].forEach((t) => t.player.sessionsLost(ids)),
     onClosing: (reason, kind) => {
       socket.close();
       clearInterval(healthTimer);

@@ -120,6 +120,7 @@ async function start() {
   openEventSocket(event, token, {
     onStreams,
     onState: (_state, again) => { if (again) [...tiles.map((t) => t.player), qa].forEach((x) => x?.retryNow()); },
+    onMediaLost: (ids) => tiles.forEach((t) => t.player.sessionsLost(ids)),
     onClosing: (reason, kind) => {
       clearInterval(watchdogTimer);
       for (const tile of tiles) tile.player.drop();

@@ -360,6 +360,7 @@ async function start() {
       }
       if (again) [main, ...tiles.map((t) => t.player), qa, talk].forEach((x) => x?.retryNow());
     },
+    onMediaLost: (ids) => [main, ...tiles.map((t) => t.player)].forEach((x) => x?.sessionsLost(ids)),
     onClosing: (reason, kind) => {
       socket.close();
       shutdown();

@@ -240,9 +240,12 @@ class WorkerProcess:
         if self.sessions:
             logger.warning("worker %d (pid %s) is gone with %d viewer session(s); their pages reconnect",
                            self.index, self.pid, len(self.sessions))
-        for session in list(self.sessions.values()):
+        lost = list(self.sessions.values())
+        for session in lost:
             session.ended(CloseReason.CONNECTION_LOST, f"worker {self.index} ended")
         self.sessions.clear()
+        if lost and self.pool.on_lost is not None:
+            self.pool.on_lost(lost)
         if not self.pool.closing:
             self.pool.restart_later(self)
 
@@ -300,8 +303,10 @@ def _no_frames(feed: int, flags: int, timestamp: int, data: bytes) -> None:
 
 
 class WorkerPool:
-    def __init__(self, settings: WorkerSettings, session_settings: Callable[[], SessionSettings]) -> None:
+    def __init__(self, settings: WorkerSettings, session_settings: Callable[[], SessionSettings],
+                 on_lost: Callable[[list[RemoteViewerSession]], None] | None = None) -> None:
         self.settings = settings
+        self.on_lost = on_lost
         self._session_settings = session_settings
         self.workers = [WorkerProcess(self, i) for i in range(1, max(1, settings.count))]
         self.port_ranges: list[UdpPortRange] = (

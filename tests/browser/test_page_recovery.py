@@ -7,6 +7,8 @@ and a kicked page that says so and stays closed."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -198,3 +200,45 @@ async def test_a_kicked_page_says_so_and_stays_closed(server: RunningServer) -> 
         await picture_moves(viewer, "main", 20)
         assert errors == [], errors
     await pub.pc.close()
+
+
+async def test_viewer_page_whose_worker_is_killed_reconnects_by_itself(tmp_path: Path) -> None:
+    """A worker process holding the page's viewer session dies (SIGKILL): the page comes back by
+    itself, on another process or on the restarted worker, with no console error."""
+    server = start_demo(tmp_path, config="[server]\nworkers = 2\n")
+    organizer = bearer(server.token("organizer"))
+    try:
+        async with chromium() as browser, aiohttp.ClientSession(headers=organizer) as http:
+            async def holders() -> list[tuple[str, int]]:
+                async with http.get(f"{server.base}/api/events/demo/sessions") as r:
+                    return [(s["id"], s["worker"]) for s in (await r.json())["sessions"] if s["kind"] == "viewer"]
+
+            async def worker_pid() -> int:
+                async with http.get(f"{server.base}/readyz") as r:
+                    return int(next(w["pid"] for w in (await r.json())["workers"] if w["index"] == 1 and w["ready"]))
+
+            deadline = time.monotonic() + 30
+            while True:  # the worker starts in the background; until then the front takes viewers
+                try:
+                    pid = await worker_pid()
+                    break
+                except StopIteration:
+                    assert time.monotonic() < deadline, "the worker did not start"
+                    await asyncio.sleep(0.2)
+            page, errors = await open_page(browser, server.links["viewer"].replace("localhost", "127.0.0.1"))
+            await picture_moves(page, "main", 20)
+            before = await holders()
+            assert [w for _, w in before] == [1], before  # the front holds the feed: the worker takes the viewer
+            os.kill(pid, signal.SIGKILL)
+            killed_at = time.monotonic()
+            await page.wait_for_function("window.orcast.peer && window.orcast.peer.connectionState !== 'connected'",
+                                         timeout=20000)
+            back = await picture_moves(page, "main", 30)
+            after = await holders()
+            print(f"picture back {time.monotonic() - killed_at:.1f} s after the worker was killed "
+                  f"(moving {back:.1f} s after the page noticed); now on worker {after}")
+            assert len(after) == 1 and after[0][0] != before[0][0]
+            assert not errors, errors
+    finally:
+        log = server.stop()
+    assert "worker 1 (pid" in log and "restarting it" in log

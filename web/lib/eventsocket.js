@@ -10,10 +10,11 @@ const FATAL = new Set([4400, 4401, 4403, 4404]);
  * @property {(streams: any[]) => void} [onStreams]
  * @property {(reason: string, kind: string) => void} [onClosing]
  * @property {(state: string, again?: boolean) => void} [onState]
+ * @property {(sessions: string[]) => void} [onMediaLost] the server lost these media sessions (a worker died)
  */
 
 /** @param {string} event @param {string} token @param {EventSocketHandlers} handlers */
-export function openEventSocket(event, token, { onHello, onStreams, onClosing, onState }) {
+export function openEventSocket(event, token, { onHello, onStreams, onClosing, onState, onMediaLost }) {
   let socket = null;
   let delay = 1000;
   let stopped = false;
@@ -38,6 +39,8 @@ export function openEventSocket(event, token, { onHello, onStreams, onClosing, o
         onHello?.(data);
       } else if (data.type === "streams") {
         onStreams?.(data.streams);
+      } else if (data.type === "media-lost" && Array.isArray(data.sessions)) {
+        onMediaLost?.(data.sessions.filter((id) => typeof id === "string"));
       } else if (data.type === "closing" && data.reconnect) {
         onState?.("reconnecting");  // a server restart: the close that follows is not final
       } else if (data.type === "closing") {

@@ -54,6 +54,19 @@ export class Reconnecting {
     }
   }
 
+  // The server says these sessions are gone (the process that held them died): if this
+  // connection's is one, come back now, without a DELETE the server could only refuse.
+  /** @param {string[]} ids */
+  sessionsLost(ids) {
+    const mine = this._session && ids.some((id) => this._session.endsWith(`/${id}`));
+    if (!mine || !this.wanted()) return;
+    this._session = null;
+    clearTimeout(this._timer);
+    this._delay = 1000;
+    this._teardown();
+    this._connect();
+  }
+
   _set(state, text) {
     this.state = state;
     this.onState(state, text);
