@@ -41,6 +41,7 @@ from bench.relay import (  # noqa: E402
     auth_headers,
     codec_preferences,
     free_port,
+    server_pids,
     spawn,
     start_orcast,
     wait_http,
@@ -293,6 +294,8 @@ def main() -> None:
     parser.add_argument("--codec", default="H264,VP8")
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--joiners", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="[server] workers: with more than 1, viewers are held by worker processes")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latency.json")
     args = parser.parse_args()
     os.environ.setdefault("ORCAST_SECRET", secrets.token_hex(32))
@@ -301,9 +304,13 @@ def main() -> None:
         for kind in ("latency", "joins"):
             port = free_port()
             base = f"http://127.0.0.1:{port}"
-            server = start_orcast(BENCH_CONFIG, port, "orcast-latency-")
+            server = start_orcast(BENCH_CONFIG, port, "orcast-latency-", args.workers)
             try:
                 wait_http(base)
+                deadline = time.monotonic() + 60
+                while len(server_pids(server.pid, base)) < args.workers:  # viewers go to workers once up
+                    assert time.monotonic() < deadline, "the server's workers did not start"
+                    time.sleep(0.2)
                 if kind == "latency":
                     print(f"[{codec}] relay-added latency over {args.seconds:.0f} s …", flush=True)
                     row = asyncio.run(measure_latency(base, codec, args.seconds))
@@ -315,6 +322,7 @@ def main() -> None:
             finally:
                 server.terminate()
                 server.wait(30)
+    print(f"server workers: {args.workers}")
     lines = ["| codec | frames compared | relay-added p50 / p95 / p99 ms | relay path p50 ms | direct path p50 ms "
              "| frames missing (relay / direct) |", "|---|---|---|---|---|---|"]
     for r in results["latency"]:
@@ -331,6 +339,7 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    results["workers"] = args.workers
     args.out.write_text(json.dumps({**results, "table": table}, indent=2))
     print(f"results written to {args.out}")
 

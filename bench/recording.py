@@ -84,13 +84,13 @@ def main() -> None:
         recording = window(server.pid, args.seconds)
         per_recording = (recording - idle) / args.feeds
         print(f"B + {args.feeds} recordings: {recording:.3f} cores ({per_recording:.4f} per recording)", flush=True)
-        with_rec = measure(server.pid, base, args.viewers, args.seconds)
+        with_rec = measure([server.pid], base, args.viewers, args.seconds)
         print(f"C + {args.viewers} viewers, recording: {with_rec['server_cores']:.3f} cores, "
               f"fps {with_rec['fps_mean']:.1f}, gaps {with_rec['gaps_total']}", flush=True)
         state = api(base, "GET", "/api/events/bench/recording")
         api(base, "POST", "/api/events/bench/recording", {"action": "stop"})
         time.sleep(2.0)
-        without_rec = measure(server.pid, base, args.viewers, args.seconds)
+        without_rec = measure([server.pid], base, args.viewers, args.seconds)
         print(f"D + {args.viewers} viewers, not recording: {without_rec['server_cores']:.3f} cores, "
               f"fps {without_rec['fps_mean']:.1f}, gaps {without_rec['gaps_total']}", flush=True)
         recs = api(base, "GET", "/api/recordings?event=bench")["recordings"]

@@ -1,7 +1,7 @@
 """Relay CPU per viewer: ORcast's send paths, the floor, and aiortc's MediaRelay (decode + re-encode).
 
     python bench/relay.py [--viewers 1,10,50] [--send-paths fast,aiortc] [--baseline-viewers 1,2]
-                          [--seconds 10] [--codec H264]
+                          [--seconds 10] [--codec H264] [--workers 1]
 
 ORcast runs once per send path: `fast` (its own: RTP written, protected and sent per frame in
 one loop) and `aiortc` (aiortc's RTCRtpSender, the path before). The floor is what no Python
@@ -14,6 +14,9 @@ worker processes, tap encoded frames (no decoding, except each viewer's first ke
 to time the join), and report fps, frame gaps and join time. The server runs in its own
 process; its CPU is read from /proc (utime+stime, what getrusage reports for it).
 Per-viewer CPU = (server CPU with N viewers - server CPU with the publisher alone) / N.
+With `--workers N` the server runs `[server] workers = N` (the front and N-1 worker processes
+holding viewers): its CPU is the sum over them, and each process's share is printed (the
+busiest one's share says how evenly the cores are used).
 Results print as a table and go to bench/results/relay.json.
 """
 
@@ -236,10 +239,10 @@ async def run_baseline_server(port: int) -> None:
 
 
 # ---------------------------------------------------------------- orchestration
-def start_orcast(config: str, port: int, prefix: str) -> subprocess.Popen[str]:
-    """`orcast serve` in its own process with `config` and a fresh data dir."""
+def start_orcast(config: str, port: int, prefix: str, workers: int = 1) -> subprocess.Popen[str]:
+    """`orcast serve` in its own process with `config`, `[server] workers` and a fresh data dir."""
     data_dir = Path(tempfile.mkdtemp(prefix=prefix))
-    (data_dir / "bench.toml").write_text(config)
+    (data_dir / "bench.toml").write_text(config + f"\n[server]\nworkers = {workers}\n")
     return subprocess.Popen([sys.executable, "-m", "signaling.cli", "serve", "--port", str(port),
                              "--log-level", "warning", "--config", str(data_dir / "bench.toml"),
                              "--data-dir", str(data_dir)], cwd=ROOT, text=True)
@@ -287,9 +290,25 @@ def server_frames_in(base: str) -> int | None:
     return next((int(s["frames_in"]) for s in streams if s["path"] == PATH), None)
 
 
-def measure(server_pid: int, base: str, viewers: int, seconds: float, codec: str,
+def server_pids(front: int, base: str) -> list[int]:
+    """The front's pid and its ready workers' (from /readyz)."""
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"{base}/readyz", timeout=2) as resp:
+            rows = json.load(resp).get("workers", [])
+    except urllib.error.HTTPError as exc:
+        rows = json.load(exc).get("workers", [])
+    return [front] + [int(w["pid"]) for w in rows if w["index"] > 0 and w["ready"]]
+
+
+def cpu_of(pids: list[int]) -> list[float]:
+    return [cpu_seconds(pid) for pid in pids]
+
+
+def measure(pids: list[int], base: str, viewers: int, seconds: float, codec: str,
             per_worker: int = 10) -> dict[str, Any]:
-    rss0 = rss_bytes(server_pid)
+    rss0 = sum(rss_bytes(pid) for pid in pids)
     workers = []
     remaining = viewers
     while remaining > 0:
@@ -299,14 +318,14 @@ def measure(server_pid: int, base: str, viewers: int, seconds: float, codec: str
     for w in workers:
         assert wait_line(w, 120) == "ready"
     time.sleep(2.0)  # settle
-    rss1 = rss_bytes(server_pid)
+    rss1 = sum(rss_bytes(pid) for pid in pids)
     for w in workers:
         w.stdin.write("start\n"); w.stdin.flush()  # type: ignore[union-attr]  # noqa: E702
     frames0 = server_frames_in(base)
-    cpu0, t0 = cpu_seconds(server_pid), time.monotonic()
+    cpu0, t0 = cpu_of(pids), time.monotonic()
     clients0 = sum(cpu_seconds(w.pid) for w in workers)
     time.sleep(seconds)
-    cpu1, t1 = cpu_seconds(server_pid), time.monotonic()
+    cpu1, t1 = cpu_of(pids), time.monotonic()
     clients1 = sum(cpu_seconds(w.pid) for w in workers)
     frames1 = server_frames_in(base)
     for w in workers:
@@ -317,10 +336,12 @@ def measure(server_pid: int, base: str, viewers: int, seconds: float, codec: str
         w.stdin.close()  # type: ignore[union-attr]
         w.wait(30)
     joins = sorted(r["join_s"] for r in rows if r["join_s"] is not None)
+    per_process = [(b - a) / (t1 - t0) for a, b in zip(cpu0, cpu1, strict=True)]
     return {
+        "process_cores": per_process,  # the front first, then each worker
         "viewers": viewers,
         "rss_growth_per_viewer_mib": (rss1 - rss0) / viewers / 2**20,
-        "server_cores": (cpu1 - cpu0) / (t1 - t0),
+        "server_cores": sum(per_process),
         "viewer_processes_cores": (clients1 - clients0) / (t1 - t0),
         # what reached the server: below 30 means frames were lost before the fan-out
         "server_fps_in": (frames1 - frames0) / (t1 - t0) if frames0 is not None and frames1 is not None else None,
@@ -332,28 +353,36 @@ def measure(server_pid: int, base: str, viewers: int, seconds: float, codec: str
     }
 
 
-def run_target(name: str, counts: list[int], seconds: float, codec: str = "H264") -> dict[str, Any]:
+def run_target(name: str, counts: list[int], seconds: float, codec: str = "H264", workers: int = 1) -> dict[str, Any]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     if name.startswith("orcast-"):
         send_path = name.removeprefix("orcast-")
-        server = start_orcast(BENCH_CONFIG + f'\n[relay]\nsend_path = "{send_path}"\n', port, "orcast-bench-")
+        config = BENCH_CONFIG + f'\n[relay]\nsend_path = "{send_path}"\n'
+        server = start_orcast(config, port, "orcast-bench-", workers)
     else:
         server = spawn(__file__, "baseline-server", str(port))
     try:
         wait_http(base)
+        pids = [server.pid]
+        if workers > 1:
+            deadline = time.monotonic() + 60
+            while len(pids := server_pids(server.pid, base)) < workers:
+                assert time.monotonic() < deadline, "the server's workers did not start"
+                time.sleep(0.2)
         publisher = spawn(__file__, "publisher", base, PATH, codec)
         assert wait_line(publisher, 120) == "ready"
         time.sleep(3.0)
-        cpu0, t0 = cpu_seconds(server.pid), time.monotonic()
+        cpu0, t0 = sum(cpu_of(pids)), time.monotonic()
         time.sleep(seconds / 2)
-        idle = (cpu_seconds(server.pid) - cpu0) / (time.monotonic() - t0)
+        idle = (sum(cpu_of(pids)) - cpu0) / (time.monotonic() - t0)
         print(f"[{name}] publisher only: {idle:.3f} cores", flush=True)
         results = []
         for n in counts:
-            row = measure(server.pid, base, n, seconds, codec)
+            row = measure(pids, base, n, seconds, codec)
             row["per_viewer_cores"] = (row["server_cores"] - idle) / n
-            print(f"[{name}] {n:>3} viewers: {row['server_cores']:.3f} cores, "
+            shares = " / ".join(f"{c:.3f}" for c in row["process_cores"])
+            print(f"[{name}] {n:>3} viewers: {row['server_cores']:.3f} cores ({shares}), "
                   f"{row['per_viewer_cores']:.4f}/viewer, fps {row['fps_mean']:.1f}, "
                   f"viewer processes {row['viewer_processes_cores']:.2f} cores", flush=True)
             results.append(row)
@@ -420,6 +449,14 @@ def floor_seconds_per_packet(payload: int = 1100, count: int = 20000) -> dict[st
     return results
 
 
+def busiest(process_cores: list[float]) -> str:
+    """The busiest server process's share of the server's CPU ("-" for one process)."""
+    if len(process_cores) < 2 or sum(process_cores) <= 0:
+        return "-"
+    top = max(range(len(process_cores)), key=process_cores.__getitem__)
+    return f"{100 * process_cores[top] / sum(process_cores):.0f} % ({'front' if top == 0 else f'worker {top}'})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--viewers", default="1,10,50")
@@ -427,6 +464,8 @@ def main() -> None:
     parser.add_argument("--baseline-viewers", default="1,2", help="aiortc MediaRelay; 0 to skip it")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--codec", default="H264", choices=("H264", "VP8"))
+    parser.add_argument("--workers", type=int, default=1,
+                        help="[server] workers for ORcast: processes holding viewers, the front included")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "relay.json")
     args = parser.parse_args()
     counts = [int(x) for x in args.viewers.split(",")]
@@ -442,14 +481,16 @@ def main() -> None:
     targets: dict[str, dict[str, Any]] = {}
     for path in args.send_paths.split(","):
         print(f"ORcast, {path} send path …", flush=True)
-        targets[f"ORcast {path}"] = run_target(f"orcast-{path}", counts, args.seconds, args.codec)
+        label = f"ORcast {path}" + (f", {args.workers} workers" if args.workers > 1 else "")
+        targets[label] = run_target(f"orcast-{path}", counts, args.seconds, args.codec, args.workers)
     if base_counts:
         print("baseline: aiortc MediaRelay, decode once + encode per viewer …", flush=True)
         targets["aiortc MediaRelay"] = run_target("baseline", base_counts, args.seconds, args.codec)
     lines = [f"| server ({args.codec}) | viewers | server cores | cores/viewer | × floor | fps mean (min) "
-             "| frame gaps | join p50 / p95 ms | server fps in | RSS MiB/viewer | viewer clients' cores |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    lines.append(f"| floor (protect + sendto) | - | - | {floor:.4f} | 1.0 | - | - | - | - | - | - |")
+             "| frame gaps | join p50 / p95 ms | server fps in | RSS MiB/viewer | viewer clients' cores "
+             "| busiest process |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines.append(f"| floor (protect + sendto) | - | - | {floor:.4f} | 1.0 | - | - | - | - | - | - | - |")
     for name, result in targets.items():
         for r in result["runs"]:
             r["ratio_to_floor"] = r["per_viewer_cores"] / floor
@@ -458,7 +499,8 @@ def main() -> None:
                 f"| {name} | {r['viewers']} | {r['server_cores']:.3f} | {r['per_viewer_cores']:.4f} | "
                 f"{r['ratio_to_floor']:.1f} | {r['fps_mean']:.1f} ({r['fps_min']:.1f}) | {r['gaps_total']} | "
                 f"{r['join_p50_ms']:.0f} / {r['join_p95_ms']:.0f} | {fps_in} | "
-                f"{r['rss_growth_per_viewer_mib']:.2f} | {r['viewer_processes_cores']:.2f} |")
+                f"{r['rss_growth_per_viewer_mib']:.2f} | {r['viewer_processes_cores']:.2f} | "
+                f"{busiest(r['process_cores'])} |")
     table = "\n".join(lines)
     print(table)
     for name, result in targets.items():

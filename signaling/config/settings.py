@@ -29,6 +29,16 @@ SEND_PATHS = ("fast", "aiortc")
 MAX_WORKERS = 64
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, e.g. `taskset` or a cpuset), capped
+    at MAX_WORKERS. A container's CPU quota is not visible here: set server.workers to it."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        count = os.cpu_count() or 1
+    return max(1, min(count, MAX_WORKERS))
+
+
 class ConfigError(ValueError):
     """One or more problems in the configuration, each naming its key."""
 
@@ -70,7 +80,7 @@ class ServerConfig:
     questions_per_minute: int = 5          # Q&A: questions one author may ask per minute
     max_questions: int = 10_000            # Q&A: questions one event's board holds at most
     relay_send_path: str = "fast"          # "fast" (ORcast's send path) or "aiortc" (its RTCRtpSender)
-    workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # processes holding viewers
+    workers: int = field(default_factory=lambda: usable_cores())  # processes holding viewers
 
     @property
     def recordings_root(self) -> Path:
