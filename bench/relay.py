@@ -4,7 +4,8 @@
                           [--seconds 10] [--codec H264] [--workers 1]
 
 ORcast runs once per send path: `fast` (its own: RTP written, protected and sent per frame in
-one loop) and `aiortc` (aiortc's RTCRtpSender, the path before). The floor is what no Python
+one loop, a frame's packets in one `sendmsg` per size with UDP GSO), `fast-sendto` (the same
+with one `sendto` per packet) and `aiortc` (aiortc's RTCRtpSender, the path before). The floor is what no Python
 relay can go below: for each packet a viewer receives, one SRTP protect (AEAD-AES-128-GCM, what
 viewers negotiate) and one `sendto`, timed in a tight loop in this process; floor per viewer =
 packets per second per viewer × that cost.
@@ -357,8 +358,9 @@ def run_target(name: str, counts: list[int], seconds: float, codec: str = "H264"
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     if name.startswith("orcast-"):
-        send_path = name.removeprefix("orcast-")
-        config = BENCH_CONFIG + f'\n[relay]\nsend_path = "{send_path}"\n'
+        send_path, _, variant = name.removeprefix("orcast-").partition("-")
+        gso = "false" if variant == "sendto" else "true"
+        config = BENCH_CONFIG + f'\n[relay]\nsend_path = "{send_path}"\nudp_gso = {gso}\n'
         server = start_orcast(config, port, "orcast-bench-", workers)
     else:
         server = spawn(__file__, "baseline-server", str(port))
@@ -460,7 +462,8 @@ def busiest(process_cores: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--viewers", default="1,10,50")
-    parser.add_argument("--send-paths", default="fast,aiortc")
+    parser.add_argument("--send-paths", default="fast,fast-sendto,aiortc",
+                        help="fast (with UDP GSO), fast-sendto (one sendto per packet), aiortc")
     parser.add_argument("--baseline-viewers", default="1,2", help="aiortc MediaRelay; 0 to skip it")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--codec", default="H264", choices=("H264", "VP8"))

@@ -63,6 +63,7 @@ class BroadcastSettings:
     qa: QaSettings = field(default_factory=QaSettings)
     udp_ports: UdpPortRange | None = None  # bind WebRTC's UDP sockets in this range
     fast_send: bool = True  # viewers' RTP through the relay's own send path (False: aiortc's sender)
+    udp_gso: bool = True    # the fast path batches a frame's packets with UDP GSO where it can
     workers: WorkerSettings = field(default_factory=WorkerSettings)  # processes that hold viewers
 
 
@@ -90,7 +91,8 @@ class Broadcaster:
 
     @property
     def session_settings(self) -> SessionSettings:
-        return SessionSettings(self.settings.ice_servers, self.settings.connect_timeout, self.settings.fast_send)
+        return SessionSettings(self.settings.ice_servers, self.settings.connect_timeout, self.settings.fast_send,
+                               self.settings.udp_gso)
 
     def start(self) -> None:
         """Start the once-a-second rate sampler (call from a running loop)."""

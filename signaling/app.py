@@ -92,6 +92,7 @@ def create_app(config: ServerConfig, broadcaster: Broadcaster | None = None) -> 
         connect_timeout=config.connect_timeout,
         retry_after=config.retry_after,
         fast_send=config.relay_send_path == "fast",
+        udp_gso=config.relay_udp_gso,
         workers=worker_settings(config),
         recording=recording_settings(config),
         qa=qa_settings(config, secret),

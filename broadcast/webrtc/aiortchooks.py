@@ -26,8 +26,13 @@ when an aiortc upgrade moves any of these; tests/integration/test_aiortc_interna
 
 from __future__ import annotations
 
+import asyncio
+import asyncio.selector_events
 import logging
 import queue
+import socket
+import struct
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -51,7 +56,7 @@ from aiortc.rtp import RtcpSrPacket
 from broadcast.lifecycle import call_listener
 from broadcast.relay.frame import EncodedFrame
 from broadcast.relay.mediaclock import NTP_UNIX_OFFSET
-from broadcast.webrtc.fastsender import FastSender, RtpParameters
+from broadcast.webrtc.fastsender import FastSender, RtpParameters, gso_runs
 from broadcast.webrtc.framebuffer import AudioPacketBuffer, VideoFrameBuffer
 
 logger = logging.getLogger(__name__)
@@ -64,6 +69,11 @@ _RX_TS_MAPPER = "_RTCRtpReceiver__timestamp_mapper"
 _TX_ENCODER = "_RTCRtpSender__encoder"
 _DTLS_CERT = "_RTCDtlsTransport__local_certificate"
 SSL_CB_ALERT = 0x4000
+UDP_SEGMENT = 103  # linux/udp.h: the segment size for UDP GSO, as a cmsg of SOL_UDP
+_GSO_SIZE = struct.Struct("=H")
+# asyncio's private transport classes (typeshed leaves them out): UDP GSO needs the raw socket
+_SELECTOR_TRANSPORT: Any = vars(asyncio.selector_events)["_SelectorTransport"]
+_DATAGRAM_TRANSPORT: type = vars(asyncio.selector_events)["_SelectorDatagramTransport"]
 
 # aiortc offers only ECDSA suites as DTLS client and server; RSA suites are added so that
 # encoders with RSA certificates (GStreamer's webrtcbin, some hardware boxes) can connect.
@@ -146,6 +156,8 @@ def check_internals() -> None:
         problems.append("RTCIceTransport no longer keeps its aioice _connection")
     if "put" not in RTCRtpReceiver._handle_rtp_packet.__code__.co_names:
         problems.append("RTCRtpReceiver._handle_rtp_packet no longer puts frames on a queue")
+    if "_sock" not in _SELECTOR_TRANSPORT.__init__.__code__.co_names:
+        problems.append("asyncio's selector transports no longer keep their socket as _sock (UDP GSO)")
     if problems:
         raise AiortcInternalsChanged("; ".join(problems))
 
@@ -305,10 +317,19 @@ def rtp_parameters(sender: RTCRtpSender, parameters: RTCRtpSendParameters) -> Rt
 
 class IcePairLink:
     """A viewer's wire below aiortc: the DTLS transport's SRTP session and the socket of the
-    selected ICE candidate pair (a TURN allocation's transport works the same way)."""
+    selected ICE candidate pair (a TURN allocation's transport works the same way).
 
-    def __init__(self, dtls: RTCDtlsTransport) -> None:
+    With `gso` (Linux), a frame's packets leave in one `sendmsg` per run of equal-sized packets
+    (UDP_SEGMENT: the kernel cuts them into datagrams), not one `sendto` each, when the pair is
+    a plain UDP socket and nothing waits in asyncio's buffer; a socket that refuses GSO (a
+    device without checksum offload answers EIO) falls back to `sendto` for good.
+    """
+
+    def __init__(self, dtls: RTCDtlsTransport, gso: bool = False) -> None:
         self._dtls = dtls
+        self._gso_wanted = gso and sys.platform == "linux"
+        self._gso: socket.socket | None = None
+        self.gso_sends = 0  # sendmsg calls that carried more than one packet
         self._nominated: dict[int, Any] | None = None
         self._pair: Any = None
         self._protect: Callable[[bytes], bytes] = bytes
@@ -338,24 +359,56 @@ class IcePairLink:
         self._sendto = transport.sendto
         self._addr = pair.remote_addr
         self._backlog = getattr(transport, "get_write_buffer_size", lambda: 0)
+        self._gso = None
+        if self._gso_wanted and isinstance(transport, _DATAGRAM_TRANSPORT):
+            raw = getattr(transport, "_sock", None)  # asyncio's own socket (a TURN pair has none)
+            if isinstance(raw, socket.socket) and raw.type == socket.SOCK_DGRAM:
+                self._gso = raw
         return True
 
     def send(self, packet: bytes) -> None:
         self._sendto(self._protect(packet), self._addr)
+
+    def send_many(self, packets: list[bytes]) -> None:
+        protect, sendto, addr = self._protect, self._sendto, self._addr
+        protected = [protect(p) for p in packets]
+        raw = self._gso
+        if raw is None or len(protected) < 2:
+            for packet in protected:
+                sendto(packet, addr)
+            return
+        for run in gso_runs(protected):
+            if len(run) == 1 or self._backlog():  # asyncio holds earlier packets: keep the order
+                for packet in run:
+                    sendto(packet, addr)
+                continue
+            try:
+                raw.sendmsg([b"".join(run)], [(socket.SOL_UDP, UDP_SEGMENT, _GSO_SIZE.pack(len(run[0])))], 0, addr)
+                self.gso_sends += 1
+            except BlockingIOError:
+                for packet in run:
+                    sendto(packet, addr)  # asyncio buffers them and sends when the socket can
+            except OSError as exc:
+                logger.info("UDP GSO refused on this socket (%s); sending packet by packet", exc)
+                self._gso = None
+                self._gso_wanted = False
+                for packet in run:
+                    sendto(packet, addr)
 
     def backlog(self) -> int:
         """Bytes the socket could not take yet (asyncio holds them): a viewer falling behind."""
         return int(self._backlog())
 
 
-def install_fast_send(sender: RTCRtpSender, on_negotiated: Callable[[RtpParameters, IcePairLink], FastSender]) -> None:
+def install_fast_send(sender: RTCRtpSender, on_negotiated: Callable[[RtpParameters, IcePairLink], FastSender],
+                      gso: bool = True) -> None:
     """When aiortc starts `sender` (parameters fixed), hand its RTP to a FastSender: the
     sender's NACK handling retransmits from the FastSender's history, and its RTCP sender
     reports count what the FastSender sent (`report_sent`)."""
     original_send = sender.send
 
     async def send(parameters: RTCRtpSendParameters) -> None:
-        fast = on_negotiated(rtp_parameters(sender, parameters), IcePairLink(sender.transport))
+        fast = on_negotiated(rtp_parameters(sender, parameters), IcePairLink(sender.transport, gso))
 
         async def retransmit(sequence_number: int) -> None:
             fast.retransmit(sequence_number)

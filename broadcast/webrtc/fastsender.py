@@ -41,6 +41,12 @@ class RtpParameters:
     rtx_payload_type: int | None = None
 
 
+# UDP GSO (Linux UDP_SEGMENT) takes up to 64 segments of one size (the last may be shorter)
+# in one system call, below the 64 KiB datagram limit.
+GSO_MAX_SEGMENTS = 64
+GSO_MAX_BYTES = 65000
+
+
 class SendLink(Protocol):
     """The wire below the sender: SRTP protect and the ICE pair's socket."""
 
@@ -48,7 +54,32 @@ class SendLink(Protocol):
 
     def send(self, packet: bytes) -> None: ...
 
+    def send_many(self, packets: list[bytes]) -> None: ...  # one frame's, in order (may be batched)
+
     def backlog(self) -> int: ...
+
+
+def gso_runs(packets: list[bytes]) -> list[list[bytes]]:
+    """`packets` cut into runs one UDP GSO send can take: every packet of a run as long as its
+    first, except the last, which may be shorter; at most GSO_MAX_SEGMENTS and GSO_MAX_BYTES."""
+    runs: list[list[bytes]] = []
+    run: list[bytes] = []
+    size = total = 0
+    for packet in packets:
+        n = len(packet)
+        if run and not (n <= size and len(run) < GSO_MAX_SEGMENTS and total + n <= GSO_MAX_BYTES):
+            runs.append(run)
+            run = []
+        if not run:
+            size, total = n, 0
+        run.append(packet)
+        total += n
+        if n < size:  # a shorter packet ends its run
+            runs.append(run)
+            run = []
+    if run:
+        runs.append(run)
+    return runs
 
 
 # what the history keeps of a sent packet (a tuple: one is made per packet per viewer):
@@ -93,18 +124,20 @@ class FastSender:
         ts = (timestamp + self.timestamp_origin) & 0xFFFFFFFF
         ext = self._extensions(ntp)
         first, pt, ssrc = self._first_byte, self.params.payload_type, self.params.ssrc
-        pack, send, history = _HEADER.pack, self.link.send, self._history
+        pack, history = _HEADER.pack, self._history
         seq = self.seq
         last = len(payloads) - 1
         sent = 0
+        packets = []
         for i, payload in enumerate(payloads):
             marker = 0x80 if i == last else 0
             packet = pack(first, marker | pt, seq, ts, ssrc) + ext + payload
             history[seq % HISTORY] = (seq, ts, marker, payload, ext)
-            send(packet)
+            packets.append(packet)
             sent += len(packet)
             self.octets_sent += len(payload)
             seq = (seq + 1) & 0xFFFF
+        self.link.send_many(packets)
         self.packets_sent += len(payloads)
         self.seq = seq
         self.bytes_sent += sent

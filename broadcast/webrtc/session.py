@@ -70,6 +70,7 @@ class SessionSettings:
     ice_servers: list[IceServer] = field(default_factory=list)
     connect_timeout: float = 30.0
     fast_send: bool = True  # a viewer's RTP through FastSender, not aiortc's RTCRtpSender loop
+    udp_gso: bool = True    # on the fast path, a frame's packets in one sendmsg per size (Linux)
 
 
 class PeerSession:

@@ -43,7 +43,7 @@ class ViewerSession(PeerSession):
             sender = self.pc.addTrack(consumer)
             install_sender_hooks(sender, producer.codec or "", consumer.request_keyframe)
             if self.settings.fast_send:
-                install_fast_send(sender, functools.partial(consumer.use_fast_sender, sender))
+                install_fast_send(sender, functools.partial(consumer.use_fast_sender, sender), self.settings.udp_gso)
 
     def _on_consumer_ended(self) -> None:
         # The producer closed it (codec change, stream closed): this viewer must renegotiate.

@@ -192,6 +192,7 @@ class WorkerProcess:
         session = self.pool.session_settings
         channel.send({"type": "hello", "ice_servers": encode_ice_servers(session.ice_servers),
                       "connect_timeout": session.connect_timeout, "fast_send": session.fast_send,
+                      "udp_gso": session.udp_gso,
                       "udp_ports": [ports.low, ports.high] if ports else None})
         await asyncio.wait_for(self._ready_event.wait(), START_TIMEOUT_S)
         logger.info("worker %d (pid %s) is ready", self.index, self.pid)

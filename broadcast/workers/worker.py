@@ -117,7 +117,8 @@ class WorkerServer:
 
     def _hello(self, message: dict[str, Any]) -> None:
         self.settings = SessionSettings(decode_ice_servers(message.get("ice_servers", [])),
-                                        float(message["connect_timeout"]), bool(message["fast_send"]))
+                                        float(message["connect_timeout"]), bool(message["fast_send"]),
+                                        bool(message.get("udp_gso", True)))
         ports = message.get("udp_ports")
         if ports is not None:
             restrict_udp_ports(asyncio.get_running_loop(), UdpPortRange(int(ports[0]), int(ports[1])))

@@ -54,6 +54,7 @@ max_questions = 10000            # per event
 
 [relay]
 send_path = "fast"               # "aiortc" sends through aiortc's RTCRtpSender (slower; for comparison)
+udp_gso = true                   # fast path: a frame's packets in one system call per size (Linux UDP GSO)
 
 [metrics]
 # /metrics in the Prometheus format. Without token or port: a server-wide organizer link.

@@ -80,6 +80,7 @@ class ServerConfig:
     questions_per_minute: int = 5          # Q&A: questions one author may ask per minute
     max_questions: int = 10_000            # Q&A: questions one event's board holds at most
     relay_send_path: str = "fast"          # "fast" (ORcast's send path) or "aiortc" (its RTCRtpSender)
+    relay_udp_gso: bool = True             # the fast path sends a frame's packets with UDP GSO (Linux)
     workers: int = field(default_factory=lambda: usable_cores())  # processes holding viewers
 
     @property
@@ -98,7 +99,7 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "recording": {"dir": str, "segment_minutes": (int, float), "min_free_gb": (int, float),
                   "delete_after_days": (int, float)},
     "qa": {"questions_per_minute": int, "max_questions": int},
-    "relay": {"send_path": str},
+    "relay": {"send_path": str, "udp_gso": bool},
     "metrics": {"token": str, "port": int, "host": str},
     "logging": {"format": str, "level": str},
     "events": {},  # an array of tables, checked by _apply_events

@@ -10,8 +10,11 @@ import re
 from dataclasses import replace
 from typing import Any
 
+import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
+from broadcast.relay.streampath import StreamPath
+from broadcast.sources.synthetic import SyntheticFeed, encode_clip
 from broadcast.webrtc.consumer import Consumer
 from broadcast.webrtc.viewer import ViewerSession
 from signaling.keys import BROADCASTER
@@ -77,16 +80,16 @@ async def test_a_nacked_packet_is_sent_again_and_no_frame_is_lost(server: Runnin
     consumer = next(c for c in consumers(server) if c.kind == "video")
     assert consumer.fast is not None and consumer._link is not None
     link = consumer._link
-    send = link.send
+    send_many = link.send_many
     dropped: list[int] = []
 
-    def lossy_send(packet: bytes) -> None:
+    def lossy_send_many(packets: list[bytes]) -> None:
         if not dropped and consumer.fast is not None and consumer.fast.packets_sent > 100:
-            dropped.append(int.from_bytes(packet[2:4], "big"))
-            return  # lost on the way: the viewer NACKs it
-        send(packet)
+            dropped.append(int.from_bytes(packets[0][2:4], "big"))
+            packets = packets[1:]  # lost on the way: the viewer NACKs it
+        send_many(packets)
 
-    link.send = lossy_send  # type: ignore[method-assign]
+    link.send_many = lossy_send_many  # type: ignore[method-assign]
     at = len(viewer.counters)
     await viewer.wait_until(lambda: len(viewer.counters) > at + 60, 10, "viewer stopped")
     assert dropped and consumer.fast.retransmitted >= 1, "the NACKed packet was not sent again"
@@ -171,3 +174,28 @@ async def test_viewers_get_aead_aes_128_gcm(server: RunningServer) -> None:
     assert dtls._ssl.get_selected_srtp_profile() == b"SRTP_AEAD_AES_128_GCM"
     await viewer.close(server.http)
     await pub.pc.close()
+
+
+@pytest.mark.parametrize("gso", [True, False])
+async def test_a_frames_packets_leave_in_one_system_call_per_size_with_udp_gso(gso: bool) -> None:
+    runner, base, app = await start_server(make_config(relay_udp_gso=gso))
+    # frames of several packets each (640×360 at 1.5 Mbit/s): what GSO batches
+    feed = SyntheticFeed(await asyncio.to_thread(encode_clip, "H264", 640, 360, 30, 1, 1_500_000), "synthetic")
+    stream = app[BROADCASTER].attach_source(StreamPath.parse(PATH), (feed, "H264"), feed)
+    feed.start(stream.video, stream.audio)
+    try:
+        async with organizer_session(app) as http:
+            server = RunningServer(base, app, http)
+            viewer = await watch(http, base, PATH, audio=True)
+            await viewer.wait_frames(60)
+            links = [c._link for c in consumers(server) if c._link is not None and c.kind == "video"]
+            assert links
+            gso_sends = sum(link.gso_sends for link in links)
+            assert (gso_sends > 30) is gso, gso_sends
+            assert viewer.sizes == {(640, 360)}
+            gaps = [b - a for a, b in zip(viewer.frame_times, viewer.frame_times[1:], strict=False)]
+            assert max(gaps) < 0.25, f"a frame came {max(gaps):.2f} s after the one before"
+            await viewer.close(http)
+    finally:
+        await feed.stop()
+        await runner.cleanup()

@@ -8,7 +8,7 @@ import random
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket, unwrap_rtx
 
-from broadcast.webrtc.fastsender import HISTORY, FastSender, RtpParameters
+from broadcast.webrtc.fastsender import GSO_MAX_SEGMENTS, HISTORY, FastSender, RtpParameters, gso_runs
 
 
 class Wire:
@@ -21,6 +21,9 @@ class Wire:
 
     def send(self, packet: bytes) -> None:
         self.packets.append(packet)
+
+    def send_many(self, packets: list[bytes]) -> None:
+        self.packets.extend(packets)
 
     def backlog(self) -> int:
         return 0
@@ -82,3 +85,18 @@ def test_without_rtx_the_same_packet_is_sent_again() -> None:
     assert sender.retransmit(seq)
     assert wire.packets[1] == wire.packets[0]
     assert wire.packets[0][0] == 0x80, "no extension bit without extensions"
+
+
+def test_gso_runs_hold_one_size_each_the_last_may_be_shorter() -> None:
+    sizes = lambda runs: [[len(p) for p in run] for run in runs]  # noqa: E731
+    packet = lambda n: bytes(n)  # noqa: E731
+    # an H.264 frame: FU-A fragments one byte apart, then a short last one
+    frame = [packet(1101)] * 3 + [packet(1100)] * 4 + [packet(300)]
+    assert sizes(gso_runs(frame)) == [[1101, 1101, 1101, 1100], [1100, 1100, 1100, 300]]
+    assert sizes(gso_runs([packet(200)])) == [[200]]
+    assert sizes(gso_runs([packet(100), packet(200), packet(200)])) == [[100], [200, 200]]
+    assert gso_runs([]) == []
+    keyframe = [packet(1100)] * 130
+    runs = gso_runs(keyframe)
+    assert all(len(r) <= GSO_MAX_SEGMENTS and sum(map(len, r)) <= 65000 for r in runs)
+    assert [p for r in runs for p in r] == keyframe  # every packet, in order
