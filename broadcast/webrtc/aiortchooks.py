@@ -66,6 +66,7 @@ _RX_QUEUE = "_RTCRtpReceiver__decoder_queue"
 _RX_JITTER = "_RTCRtpReceiver__jitter_buffer"
 _RX_THREAD = "_RTCRtpReceiver__decoder_thread"
 _RX_TS_MAPPER = "_RTCRtpReceiver__timestamp_mapper"
+_RX_BITRATE = "_RTCRtpReceiver__remote_bitrate_estimator"
 _TX_ENCODER = "_RTCRtpSender__encoder"
 _DTLS_CERT = "_RTCDtlsTransport__local_certificate"
 SSL_CB_ALERT = 0x4000
@@ -115,7 +116,7 @@ def check_internals() -> None:
     if aiortc.__version__ != AIORTC_VERSION:
         problems.append(f"aiortc {aiortc.__version__} installed, the relay is built for {AIORTC_VERSION}")
     init_names = RTCRtpReceiver.__init__.__code__.co_names
-    for name in (_RX_QUEUE, _RX_JITTER, _RX_THREAD, _RX_TS_MAPPER):
+    for name in (_RX_QUEUE, _RX_JITTER, _RX_THREAD, _RX_TS_MAPPER, _RX_BITRATE):
         if name not in init_names:
             problems.append(f"RTCRtpReceiver no longer sets {name}")
     if _TX_ENCODER not in RTCRtpSender.__init__.__code__.co_names:
@@ -441,6 +442,14 @@ def install_sender_hooks(
 
     # aiortc calls self._send_keyframe() on PLI/FIR; the instance attribute wins.
     sender._send_keyframe = send_keyframe  # type: ignore[method-assign]
+
+
+def drop_receive_estimator(receiver: RTCRtpReceiver) -> None:
+    """A viewer's connection only sends: its receiver never gets RTP, yet aiortc gives every video
+    receiver a bitrate estimator holding 1000 rate buckets (about 100 KB per viewer). Free it;
+    aiortc skips the estimate when there is none (as it does for audio)."""
+    if getattr(receiver, _RX_BITRATE, None) is not None:
+        setattr(receiver, _RX_BITRATE, None)
 
 
 _SRTP_ORDER = (b"SRTP_AEAD_AES_128_GCM", b"SRTP_AEAD_AES_256_GCM", b"SRTP_AES128_CM_SHA1_80")
