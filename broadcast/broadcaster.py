@@ -28,7 +28,7 @@ from broadcast.relay.producer import Source
 from broadcast.relay.stream import STALLED_AFTER_S, Stream, StreamInfo
 from broadcast.relay.streampath import StreamPath
 from broadcast.relay.thumbnailer import Thumbnails
-from broadcast.webrtc.aiortchooks import check_internals, install_fast_clock
+from broadcast.webrtc.aiortchooks import check_internals, install_cheap_joins, install_fast_clock
 from broadcast.webrtc.datasession import QaSession
 from broadcast.webrtc.publisher import PublisherSession
 from broadcast.webrtc.sdpoffer import (
@@ -71,6 +71,7 @@ class Broadcaster:
     def __init__(self, settings: BroadcastSettings | None = None) -> None:
         check_internals()
         install_fast_clock()
+        install_cheap_joins()
         self.settings = settings or BroadcastSettings()
         self.streams: dict[StreamPath, Stream] = {}
         self.sessions: dict[str, Session] = {}

@@ -39,8 +39,10 @@ from collections.abc import Callable
 from typing import Any
 
 import aioice
+import aioice.ice
 import aiortc
 import aiortc.clock
+import aiortc.rtcrtpreceiver
 from aiortc.codecs import is_rtx
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
@@ -66,7 +68,6 @@ _RX_QUEUE = "_RTCRtpReceiver__decoder_queue"
 _RX_JITTER = "_RTCRtpReceiver__jitter_buffer"
 _RX_THREAD = "_RTCRtpReceiver__decoder_thread"
 _RX_TS_MAPPER = "_RTCRtpReceiver__timestamp_mapper"
-_RX_BITRATE = "_RTCRtpReceiver__remote_bitrate_estimator"
 _TX_ENCODER = "_RTCRtpSender__encoder"
 _DTLS_CERT = "_RTCDtlsTransport__local_certificate"
 SSL_CB_ALERT = 0x4000
@@ -106,6 +107,54 @@ def install_fast_clock() -> None:
     aiortc.clock.current_ms = fast_ms
 
 
+class LazyBitrateEstimator:
+    """aiortc's RemoteBitrateEstimator, built when its receiver gets its first packet.
+
+    aiortc gives every video receiver one, holding 1000 rate buckets (about 4 ms to build here,
+    and ~100 KB): a viewer's connection only sends, so its receiver never needs it, and a crowd
+    joining at once pays it 20 times over before the first answer goes out."""
+
+    __slots__ = ("_real",)
+
+    def __init__(self) -> None:
+        self._real: Any = None
+
+    def add(self, *args: Any, **kwargs: Any) -> Any:
+        if self._real is None:
+            self._real = _BITRATE_ESTIMATOR()
+        return self._real.add(*args, **kwargs)
+
+
+_BITRATE_ESTIMATOR: Any = vars(aiortc.rtcrtpreceiver)["RemoteBitrateEstimator"]
+HOST_ADDRESSES_TTL_S = 10.0
+
+
+def _cached_host_addresses() -> Callable[[bool, bool], list[str]]:
+    """aioice lists the machine's interfaces (ifaddr, ~2 ms) for every connection it gathers
+    for; a server's addresses change rarely: keep the list HOST_ADDRESSES_TTL_S."""
+    original = _HOST_ADDRESSES
+    cache: dict[tuple[bool, bool], tuple[float, list[str]]] = {}
+
+    def get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        now = time.monotonic()
+        hit = cache.get((use_ipv4, use_ipv6))
+        if hit is None or now - hit[0] > HOST_ADDRESSES_TTL_S:
+            hit = cache[(use_ipv4, use_ipv6)] = (now, original(use_ipv4, use_ipv6))
+        return list(hit[1])
+
+    return get_host_addresses
+
+
+_HOST_ADDRESSES = aioice.ice.get_host_addresses
+
+
+def install_cheap_joins() -> None:
+    """What each new connection costs before its answer, made lighter (idempotent)."""
+    setattr(aiortc.rtcrtpreceiver, "RemoteBitrateEstimator", LazyBitrateEstimator)  # noqa: B010 -- not exported
+    if aioice.ice.get_host_addresses is _HOST_ADDRESSES:
+        aioice.ice.get_host_addresses = _cached_host_addresses()  # type: ignore[assignment]
+
+
 class AiortcInternalsChanged(RuntimeError):
     """The aiortc internals the encoded relay depends on are not where 1.16.0 had them."""
 
@@ -116,7 +165,7 @@ def check_internals() -> None:
     if aiortc.__version__ != AIORTC_VERSION:
         problems.append(f"aiortc {aiortc.__version__} installed, the relay is built for {AIORTC_VERSION}")
     init_names = RTCRtpReceiver.__init__.__code__.co_names
-    for name in (_RX_QUEUE, _RX_JITTER, _RX_THREAD, _RX_TS_MAPPER, _RX_BITRATE):
+    for name in (_RX_QUEUE, _RX_JITTER, _RX_THREAD, _RX_TS_MAPPER):
         if name not in init_names:
             problems.append(f"RTCRtpReceiver no longer sets {name}")
     if _TX_ENCODER not in RTCRtpSender.__init__.__code__.co_names:
@@ -157,6 +206,11 @@ def check_internals() -> None:
         problems.append("RTCIceTransport no longer keeps its aioice _connection")
     if "put" not in RTCRtpReceiver._handle_rtp_packet.__code__.co_names:
         problems.append("RTCRtpReceiver._handle_rtp_packet no longer puts frames on a queue")
+    if "RemoteBitrateEstimator" not in RTCRtpReceiver.__init__.__code__.co_names or not callable(
+            getattr(_BITRATE_ESTIMATOR, "add", None)):
+        problems.append("RTCRtpReceiver no longer makes its RemoteBitrateEstimator (with add) by name")
+    if "get_host_addresses" not in aioice.Connection.gather_candidates.__code__.co_names:
+        problems.append("aioice no longer lists host addresses through ice.get_host_addresses")
     if "_sock" not in _SELECTOR_TRANSPORT.__init__.__code__.co_names:
         problems.append("asyncio's selector transports no longer keep their socket as _sock (UDP GSO)")
     if problems:
@@ -442,14 +496,6 @@ def install_sender_hooks(
 
     # aiortc calls self._send_keyframe() on PLI/FIR; the instance attribute wins.
     sender._send_keyframe = send_keyframe  # type: ignore[method-assign]
-
-
-def drop_receive_estimator(receiver: RTCRtpReceiver) -> None:
-    """A viewer's connection only sends: its receiver never gets RTP, yet aiortc gives every video
-    receiver a bitrate estimator holding 1000 rate buckets (about 100 KB per viewer). Free it;
-    aiortc skips the estimate when there is none (as it does for audio)."""
-    if getattr(receiver, _RX_BITRATE, None) is not None:
-        setattr(receiver, _RX_BITRATE, None)
 
 
 _SRTP_ORDER = (b"SRTP_AEAD_AES_128_GCM", b"SRTP_AEAD_AES_256_GCM", b"SRTP_AES128_CM_SHA1_80")

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from broadcast.participant import Participant
 from broadcast.relay.stream import Stream
-from broadcast.webrtc.aiortchooks import drop_receive_estimator, install_fast_send, install_sender_hooks
+from broadcast.webrtc.aiortchooks import install_fast_send, install_sender_hooks
 from broadcast.webrtc.consumer import Consumer
 from broadcast.webrtc.sdpoffer import ShapedOffer
 from broadcast.webrtc.session import PeerSession, SessionSettings
@@ -40,7 +40,6 @@ class ViewerSession(PeerSession):
             consumer.on_first_frame = self.on_joined
             consumer.on("ended", self._on_consumer_ended)
             self.consumers.append(consumer)
-            drop_receive_estimator(transceiver.receiver)
             sender = self.pc.addTrack(consumer)
             install_sender_hooks(sender, producer.codec or "", consumer.request_keyframe)
             if self.settings.fast_send:

@@ -20,7 +20,7 @@ from broadcast.errors import BroadcastError
 from broadcast.lifecycle import CloseReason, start_every, stop_task
 from broadcast.relay.stream import Stream
 from broadcast.relay.streampath import StreamPath
-from broadcast.webrtc.aiortchooks import check_internals, install_fast_clock
+from broadcast.webrtc.aiortchooks import check_internals, install_cheap_joins, install_fast_clock
 from broadcast.webrtc.session import PeerSession, SessionSettings
 from broadcast.webrtc.udpports import UdpPortRange, restrict_udp_ports
 from broadcast.webrtc.viewer import ViewerSession
@@ -213,6 +213,7 @@ async def serve(sock: socket.socket, index: int) -> None:
     """Run a worker on `sock` (its end of the socket pair) until the front says stop or goes."""
     check_internals()
     install_fast_clock()
+    install_cheap_joins()
     server = WorkerServer(index)
     loop = asyncio.get_running_loop()
     await loop.create_unix_connection(lambda: server.channel, sock=sock)
