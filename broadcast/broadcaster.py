@@ -279,9 +279,10 @@ class Broadcaster:
         stream.viewers.add(session)  # the feed's viewer while it negotiates: the stream stays
         try:
             await worker.play(session, shaped)
-        except BaseException:
+        except BaseException as exc:
             stream.viewers.discard(session)
-            self._forget_if_idle(stream)
+            if not isinstance(exc, (ChannelClosed, TimeoutError)):  # those: the front takes the viewer
+                self._forget_if_idle(stream)
             raise
         session.on_joined = self._joined
         self.sessions[session.id] = session
