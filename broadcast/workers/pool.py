@@ -49,6 +49,9 @@ class WorkerSettings:
     count: int = 1  # processes holding viewers, the front included: 1 = the front alone
     argv: list[str] = field(default_factory=list)  # the worker program; the pool adds --fd and --index
     udp_ports: UdpPortRange | None = None  # split between the front and the workers
+    # a worker that leaves a request unanswered this long is hung: it is killed and restarted
+    # (its viewers' pages reconnect) and the viewer it was asked to take goes to the front
+    request_timeout_s: float = 5.0
 
 
 def split_ports(ports: UdpPortRange, parts: int) -> list[UdpPortRange]:
@@ -168,7 +171,21 @@ class WorkerProcess:
     async def request(self, message: dict[str, Any]) -> dict[str, Any]:
         if self.channel is None:
             raise ChannelClosed(f"worker {self.index} is not running")
-        return await self.channel.request(message)
+        wait_s = self.pool.settings.request_timeout_s
+        try:
+            return await self.channel.request(message, wait_s)
+        except TimeoutError:
+            logger.warning("worker %d (pid %s) left a %s request unanswered for %.0f s; it is hung: "
+                           "killing and restarting it", self.index, self.pid, message.get("type"), wait_s)
+            self.kill()
+            raise
+
+    def kill(self) -> None:
+        """SIGKILL the process (a hung worker): its link closes, which ends its sessions."""
+        self.ready = False
+        if self.process is not None and self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
 
     # -- the process --------------------------------------------------------------------
     async def start(self) -> None:
@@ -286,9 +303,9 @@ class WorkerProcess:
 
     async def stop(self) -> None:
         """Ask the worker to end its sessions and exit; kill it if it does not."""
-        if self.alive:
+        if self.alive and self.channel is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.request({"type": "shutdown"}), 3.0)
+                await self.channel.request({"type": "shutdown"}, 3.0)
         if self.channel is not None:
             self.channel.close()
         if self.process is not None and self.process.returncode is None:

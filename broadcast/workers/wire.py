@@ -147,8 +147,9 @@ class Channel(asyncio.Protocol):
                                    FRAME_HEAD.pack(feed, flags, timestamp), data))
         self.frames_sent += 1
 
-    async def request(self, message: dict[str, Any]) -> dict[str, Any]:
-        """Send `message` and wait for its reply; a refused request raises RemoteError."""
+    async def request(self, message: dict[str, Any], wait_s: float = REQUEST_TIMEOUT_S) -> dict[str, Any]:
+        """Send `message` and wait up to `wait_s` for its reply (TimeoutError after); a refused
+        request raises RemoteError."""
         if self.closed:
             raise ChannelClosed(f"the {self.name} process is gone")
         rid = next(self._rids)
@@ -156,7 +157,7 @@ class Channel(asyncio.Protocol):
         self._pending[rid] = future
         self.send({**message, "rid": rid})
         try:
-            reply = await asyncio.wait_for(future, REQUEST_TIMEOUT_S)
+            reply = await asyncio.wait_for(future, wait_s)
         finally:
             self._pending.pop(rid, None)
         if "error" in reply:

@@ -7,6 +7,7 @@ real sockets; a worker is killed with SIGKILL, as a crash would.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -179,3 +180,33 @@ async def test_shutdown_ends_the_workers() -> None:
     assert not server.broadcaster.sessions
     await viewer.close()
     await pub.pc.close()
+
+
+async def test_a_hung_worker_is_replaced_and_its_viewer_goes_to_the_front() -> None:
+    server, runner = await start_with_workers(2)
+    pool = server.broadcaster.workers
+    assert pool is not None
+    pool.settings.request_timeout_s = 1.0  # 5 s in service; the test need not wait that long
+    hung = worker(server, 1)
+    old_pid = hung.pid
+    assert old_pid is not None
+    pub = await publish(server.http, server.base, PATH, "VP8", audio=False)
+    os.kill(old_pid, signal.SIGSTOP)  # alive, its socket open, answering nothing
+    try:
+        viewer = await watch(server.http, server.base, PATH, audio=False)
+        await viewer.wait_frames(20)
+        assert_consecutive(viewer.counters, "the viewer the hung worker could not take")
+        assert not remote_sessions(server)  # the front holds it
+        await wait_until(lambda: hung.ready and hung.pid != old_pid, 20, lambda: "the hung worker was not replaced")
+        other = await watch(server.http, server.base, PATH, audio=False)  # the new worker takes the next one
+        await other.wait_frames(20)
+        assert [s.worker_index for s in remote_sessions(server)] == [1]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(old_pid, signal.SIGCONT)
+    for v in (viewer, other):
+        await v.close()
+    await pub.pc.close()
+    await server.http.close()
+    await runner.cleanup()
+    shutil.rmtree(server.app[ACCESS].config.data_dir, ignore_errors=True)
