@@ -95,7 +95,7 @@ class WsHub:
                 by_link.setdefault(who.token_id, []).append(session.id)
         for conn in list(self.connections):
             ids = by_link.get(conn.participant.token_id)
-            if ids and not conn.participant.guest:
+            if ids:
                 task = asyncio.get_running_loop().create_task(conn.send({"type": "media-lost", "sessions": ids}))
                 self._sends.add(task)
                 task.add_done_callback(self._sends.discard)

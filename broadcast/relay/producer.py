@@ -134,17 +134,21 @@ class Producer:
             self.source = None
 
     # -- media -------------------------------------------------------------------------
-    def push(self, source: Source, data: bytes, timestamp: int, after_loss: bool = False) -> None:
+    def push(self, source: Source, data: bytes, timestamp: int, after_loss: bool = False,
+             keyframe: bool | None = None) -> None:
         """Take one encoded frame from `source` (timestamp in this producer's clock units).
 
         `after_loss`: the source dropped frames it could not complete right before this one. A
         video frame that is not a keyframe then cannot be decoded cleanly; the feed's pictures
         hold (nothing goes to readers) until the keyframe asked for arrives.
+        `keyframe`: already known (a worker's feed, read once by the front); else read here.
         """
         if self._closed or source is not self.source or not data or self.codec is None:
             return
+        if keyframe is None:
+            keyframe = is_keyframe(self.codec, data)
         if self.kind == "video" and (after_loss or self._broken):
-            if not is_keyframe(self.codec, data):
+            if not keyframe:
                 if not self._broken:
                     logger.info("%s: frames lost on the way in; pictures hold until a keyframe", self.path)
                 self._broken = True
@@ -172,7 +176,6 @@ class Producer:
         self.clock.on_frame(out_ts, time.time())
 
         codec = self.codec
-        keyframe = is_keyframe(codec, data)
         if keyframe and self.kind == "video":
             if codec == "H264":
                 data = self._h264.complete(data)

@@ -243,11 +243,10 @@ class WorkerProcess:
             figures = by_feed.get(str(link.feed))
             if figures is not None:
                 link.report(figures)
-        for sid, (state, dropped) in message.get("sessions", {}).items():
+        for sid, state in message.get("sessions", {}).items():
             session = self.sessions.get(sid)
             if session is not None:
                 session.state_changed(str(state))
-                session.frames_dropped = int(dropped)
 
     def _on_lost(self) -> None:
         """The link closed: the process exited or was killed. Its sessions are gone with it."""

@@ -61,7 +61,6 @@ class RemoteViewerSession:
         self.created_at = time.monotonic()
         self.connected_at: float | None = None
         self.answer_sdp = ""
-        self.frames_dropped = 0
         self.close_reason = CloseReason.OTHER
         self.close_detail = ""
         self.on_closed: list[Callable[[RemoteViewerSession], None]] = []
@@ -69,7 +68,6 @@ class RemoteViewerSession:
         self._state = "new"
         self._closed = False
         self._ended = asyncio.Event()
-        self._close_task: asyncio.Task[None] | None = None
 
     @property
     def closed(self) -> bool:
@@ -118,10 +116,6 @@ class RemoteViewerSession:
             raise local_error(exc) from None
         except (ChannelClosed, TimeoutError):
             raise errors.SessionNotFound("the session ended with its worker process; start a new one") from None
-
-    def close_soon(self, reason: CloseReason = CloseReason.CONNECTION_LOST) -> None:
-        if not self._closed and self._close_task is None:
-            self._close_task = asyncio.get_running_loop().create_task(self.close(reason))
 
     async def close(self, reason: CloseReason = CloseReason.OTHER, detail: str = "") -> None:
         """Idempotent: asks the worker to close the session and returns when it has (or after

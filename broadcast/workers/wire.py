@@ -77,20 +77,23 @@ class Channel(asyncio.Protocol):
         buffer += data
         start = 0
         end = len(buffer)
-        while end - start >= HEADER.size:
-            length, kind = HEADER.unpack_from(buffer, start)
-            if length > MAX_BODY:
-                logger.error("%s: a message of %d bytes on the worker link; closing it", self.name, length)
-                self.close()
-                return
-            body_at = start + HEADER.size
-            if end - body_at < length:
-                break
-            body = bytes(buffer[body_at:body_at + length])
-            start = body_at + length
-            self._dispatch(kind, body)
-            if self._closed:
-                return
+        view = memoryview(buffer)  # a frame's bytes are copied once, out of the buffer
+        try:
+            while end - start >= HEADER.size:
+                length, kind = HEADER.unpack_from(buffer, start)
+                if length > MAX_BODY:
+                    logger.error("%s: a message of %d bytes on the worker link; closing it", self.name, length)
+                    self.close()
+                    return
+                body_at = start + HEADER.size
+                if end - body_at < length:
+                    break
+                start = body_at + length
+                self._dispatch(kind, view, body_at, start)
+                if self._closed:
+                    return
+        finally:
+            view.release()
         del buffer[:start]
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -106,14 +109,16 @@ class Channel(asyncio.Protocol):
                 logger.exception("%s: the link's loss listener failed", self.name)
 
     # -- receiving ----------------------------------------------------------------------
-    def _dispatch(self, kind: int, body: bytes) -> None:
+    def _dispatch(self, kind: int, view: memoryview, body_at: int, body_end: int) -> None:
         try:
             if kind == FRAME:
-                feed, flags, timestamp = FRAME_HEAD.unpack_from(body)
+                if body_end - body_at < FRAME_HEAD.size:
+                    raise ValueError("a frame message shorter than its header")
+                feed, flags, timestamp = FRAME_HEAD.unpack_from(view, body_at)
                 self.frames_received += 1
-                self.on_frame(feed, flags, timestamp, body[FRAME_HEAD.size:])
+                self.on_frame(feed, flags, timestamp, bytes(view[body_at + FRAME_HEAD.size:body_end]))
             elif kind == CONTROL:
-                message = json.loads(body)
+                message = json.loads(bytes(view[body_at:body_end]))
                 if not isinstance(message, dict):
                     raise ValueError("a control message is a JSON object")
                 rid = message.get("re")

@@ -30,7 +30,7 @@ from broadcast.workers.messages import (
     decode_shaped_offer,
     feed_figures,
 )
-from broadcast.workers.wire import VIDEO_FLAG, Channel
+from broadcast.workers.wire import KEYFRAME_FLAG, VIDEO_FLAG, Channel
 
 logger = logging.getLogger(__name__)
 
@@ -105,10 +105,11 @@ class WorkerServer:
         mirror = self.feeds.get(feed)
         if mirror is None:
             return  # unsubscribed while the frame was on its way
+        keyframe = bool(flags & KEYFRAME_FLAG)  # the front read it once, for every worker
         if flags & VIDEO_FLAG:
-            mirror.stream.video.push(mirror.video_source, data, timestamp)
+            mirror.stream.video.push(mirror.video_source, data, timestamp, keyframe=keyframe)
         else:
-            mirror.stream.audio.push(mirror.audio_source, data, timestamp)
+            mirror.stream.audio.push(mirror.audio_source, data, timestamp, keyframe=True)
 
     def _on_lost(self) -> None:
         if not self.done.is_set():
@@ -172,9 +173,8 @@ class WorkerServer:
     def _close_session(self, message: dict[str, Any]) -> None:
         session = self.sessions.get(str(message["session"]))
         if session is not None:
-            session.close_reason = CloseReason[str(message.get("reason", "OTHER"))]
-            asyncio.get_running_loop().create_task(
-                session.close(session.close_reason, str(message.get("detail", ""))))
+            reason = CloseReason.__members__.get(str(message.get("reason")), CloseReason.OTHER)
+            asyncio.get_running_loop().create_task(session.close(reason, str(message.get("detail", ""))))
 
     async def _shutdown(self, message: dict[str, Any]) -> dict[str, Any]:
         await self._end(CloseReason.SHUTDOWN)
@@ -195,7 +195,7 @@ class WorkerServer:
         self.channel.send({
             "type": "stats",
             "feeds": {str(feed): feed_figures(m.stream) for feed, m in self.feeds.items()},
-            "sessions": {sid: [s.connection_state, s.frames_dropped] for sid, s in self.sessions.items()},
+            "sessions": {sid: s.connection_state for sid, s in self.sessions.items()},
         })
 
     async def _end(self, reason: CloseReason) -> None:

@@ -47,10 +47,7 @@ export class Reconnecting {
   retryNow() {
     const lost = this.pc && this.pc.connectionState !== "connected" && this.state !== "connecting";
     if (this.wanted() && (lost || (this._timer && ["reconnecting", "stalled"].includes(this.state)))) {
-      clearTimeout(this._timer);
-      this._delay = 1000;
-      this._teardown();
-      this._connect();
+      this._reconnectNow();
     }
   }
 
@@ -61,6 +58,10 @@ export class Reconnecting {
     const mine = this._session && ids.some((id) => this._session.endsWith(`/${id}`));
     if (!mine || !this.wanted()) return;
     this._session = null;
+    this._reconnectNow();
+  }
+
+  _reconnectNow() {
     clearTimeout(this._timer);
     this._delay = 1000;
     this._teardown();
