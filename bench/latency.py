@@ -40,6 +40,7 @@ from bench.relay import (  # noqa: E402
     BENCH_CONFIG,
     auth_headers,
     codec_preferences,
+    cpu_seconds,
     free_port,
     server_pids,
     spawn,
@@ -261,7 +262,10 @@ async def publish_for_joiners(base: str, codec: str) -> None:
     await run_publisher(base, PATH, codec)
 
 
-def measure_joins(base: str, codec: str, joiners: int, per_worker: int = 5) -> dict[str, Any]:
+def measure_joins(base: str, codec: str, joiners: int, pids: list[int], per_worker: int = 5) -> dict[str, Any]:
+    """`joiners` viewers POST at once; also the CPU the burst took, in the joiners' processes
+    and in the server's: on a machine where both share the cores, (their sum) / cores is a
+    lower bound for the last join whatever the server does."""
     publisher = spawn(__file__, "publisher", base, codec)
     assert wait_line(publisher, 120) == "ready"
     time.sleep(3.0)
@@ -274,11 +278,16 @@ def measure_joins(base: str, codec: str, joiners: int, per_worker: int = 5) -> d
     for w in workers:
         assert wait_line(w, 60) == "ready"
     buckets0 = join_buckets(base)
+    clients0, server0 = sum(cpu_seconds(w.pid) for w in workers), sum(cpu_seconds(p) for p in pids)
     for w in workers:
         w.stdin.write("go\n"); w.stdin.flush()  # type: ignore[union-attr]  # noqa: E702
     times: list[float | None] = []
+    clients1 = 0.0
     for w in workers:
         times.extend(json.loads(wait_line(w, 60)))
+        clients1 += cpu_seconds(w.pid)  # when it has its last picture, before it closes
+    server1 = sum(cpu_seconds(p) for p in pids)
+    for w in workers:
         w.stdin.close()  # type: ignore[union-attr]
         w.wait(30)
     publisher.stdin.close()  # type: ignore[union-attr]
@@ -290,7 +299,10 @@ def measure_joins(base: str, codec: str, joiners: int, per_worker: int = 5) -> d
             "join_p50_ms": statistics.median(ok) if ok else None,
             "join_p95_ms": percentile(ok, 0.95) if ok else None,
             "join_max_ms": max(ok) if ok else None,
-            "server_join_p95_le_ms": bucket_quantile(server_side, 0.95)}
+            "server_join_p95_le_ms": bucket_quantile(server_side, 0.95),
+            "joiners_cpu_ms_per_join": 1000 * (clients1 - clients0) / joiners,
+            "server_cpu_ms_per_join": 1000 * (server1 - server0) / joiners,
+            "cpu_bound_ms": 1000 * (clients1 - clients0 + server1 - server0) / len(os.sched_getaffinity(0))}
 
 
 def join_buckets(base: str) -> dict[float, int]:
@@ -345,7 +357,7 @@ def main() -> None:
                     row = asyncio.run(measure_latency(base, codec, args.seconds))
                 else:
                     print(f"[{codec}] {args.joiners} viewers joining at once …", flush=True)
-                    row = measure_joins(base, codec, args.joiners)
+                    row = measure_joins(base, codec, args.joiners, server_pids(server.pid, base))
                     row["codec"] = codec
                 results[kind].append(row)
             finally:
@@ -358,14 +370,16 @@ def main() -> None:
         lines.append(f"| {r['codec']} | {r['frames_compared']} | {r['added_p50_ms']:.1f} / {r['added_p95_ms']:.1f} / "
                      f"{r['added_p99_ms']:.1f} | {r['relay_p50_ms']:.1f} | {r['direct_p50_ms']:.1f} | "
                      f"{r['relay_missing']} / {r['direct_missing']} |")
-    lines += ["", "| codec | viewers joining at once | joined | join p50 / p95 / max ms | server side p95 ≤ ms |",
-              "|---|---|---|---|---|"]
+    lines += ["", "| codec | viewers joining at once | joined | join p50 / p95 / max ms | server side p95 ≤ ms "
+              "| CPU per join: joiners / server ms | all that CPU / cores ms |", "|---|---|---|---|---|---|---|"]
     def fmt(v: float | None) -> str:
         return "-" if v is None else f"{v:.0f}"
 
     for r in results["joins"]:
         lines.append(f"| {r['codec']} | {r['joiners']} | {r['joined']} | {fmt(r['join_p50_ms'])} / "
-                     f"{fmt(r['join_p95_ms'])} / {fmt(r['join_max_ms'])} | {fmt(r['server_join_p95_le_ms'])} |")
+                     f"{fmt(r['join_p95_ms'])} / {fmt(r['join_max_ms'])} | {fmt(r['server_join_p95_le_ms'])} | "
+                     f"{r['joiners_cpu_ms_per_join']:.1f} / {r['server_cpu_ms_per_join']:.1f} | "
+                     f"{fmt(r['cpu_bound_ms'])} |")
     table = "\n".join(lines)
     print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)

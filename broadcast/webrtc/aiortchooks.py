@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import asyncio.selector_events
+import errno
 import logging
 import queue
 import socket
@@ -44,7 +45,6 @@ import aiortc
 import aiortc.clock
 import aiortc.rtcrtpreceiver
 from aiortc.codecs import is_rtx
-from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsTransport
@@ -60,6 +60,7 @@ from broadcast.relay.frame import EncodedFrame
 from broadcast.relay.mediaclock import NTP_UNIX_OFFSET
 from broadcast.webrtc.fastsender import FastSender, RtpParameters, gso_runs
 from broadcast.webrtc.framebuffer import AudioPacketBuffer, VideoFrameBuffer
+from broadcast.webrtc.packetizer import h264_payloads
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,8 @@ _TX_ENCODER = "_RTCRtpSender__encoder"
 _DTLS_CERT = "_RTCDtlsTransport__local_certificate"
 SSL_CB_ALERT = 0x4000
 UDP_SEGMENT = 103  # linux/udp.h: the segment size for UDP GSO, as a cmsg of SOL_UDP
+# what a socket or device that cannot segment answers to UDP_SEGMENT
+_GSO_REFUSED = frozenset((errno.EIO, errno.EINVAL, errno.ENOPROTOOPT, errno.EOPNOTSUPP))
 _GSO_SIZE = struct.Struct("=H")
 # asyncio's private transport classes (typeshed leaves them out): UDP GSO needs the raw socket
 _SELECTOR_TRANSPORT: Any = vars(asyncio.selector_events)["_SelectorTransport"]
@@ -176,8 +179,6 @@ def check_internals() -> None:
         (RTCRtpReceiver, "_handle_rtp_packet"),
         (RTCCertificate, "_create_ssl_context"),
         (RTCDtlsTransport, "_set_role"),
-        (H264Encoder, "_split_bitstream"),
-        (H264Encoder, "_packetize"),
         (Vp8Encoder, "_packetize"),
     ):
         if not callable(getattr(owner, attr, None)):
@@ -338,7 +339,7 @@ def packetize(frame: EncodedFrame) -> list[bytes]:
     if payloads is None:
         try:
             if frame.codec == "H264":
-                payloads = list(H264Encoder._packetize(H264Encoder._split_bitstream(frame.data)))
+                payloads = h264_payloads(frame.data)
             elif frame.codec == "VP8":
                 payloads = list(Vp8Encoder._packetize(frame.data, frame.index % (1 << 15)))
             else:
@@ -425,30 +426,39 @@ class IcePairLink:
         self._sendto(self._protect(packet), self._addr)
 
     def send_many(self, packets: list[bytes]) -> None:
-        protect, sendto, addr = self._protect, self._sendto, self._addr
+        protect = self._protect
         protected = [protect(p) for p in packets]
         raw = self._gso
-        if raw is None or len(protected) < 2:
+        if raw is None or self._backlog():  # asyncio holds earlier packets: queue behind them
+            sendto, addr = self._sendto, self._addr
             for packet in protected:
                 sendto(packet, addr)
             return
-        for run in gso_runs(protected):
-            if len(run) == 1 or self._backlog():  # asyncio holds earlier packets: keep the order
-                for packet in run:
-                    sendto(packet, addr)
-                continue
+        addr = self._addr
+        runs = gso_runs(protected) if len(protected) > 1 else [protected]
+        for i, run in enumerate(runs):
             try:
-                raw.sendmsg([b"".join(run)], [(socket.SOL_UDP, UDP_SEGMENT, _GSO_SIZE.pack(len(run[0])))], 0, addr)
-                self.gso_sends += 1
+                if len(run) == 1:
+                    raw.sendto(run[0], addr)  # the socket itself: asyncio's checks cost more than the call
+                else:
+                    raw.sendmsg([b"".join(run)], [(socket.SOL_UDP, UDP_SEGMENT, _GSO_SIZE.pack(len(run[0])))],
+                                0, addr)
+                    self.gso_sends += 1
             except BlockingIOError:
-                for packet in run:
-                    sendto(packet, addr)  # asyncio buffers them and sends when the socket can
+                self._hand_to_asyncio(runs[i:])  # it buffers them and sends when the socket can
+                return
             except OSError as exc:
-                logger.info("UDP GSO refused on this socket (%s); sending packet by packet", exc)
-                self._gso = None
-                self._gso_wanted = False
-                for packet in run:
-                    sendto(packet, addr)
+                if len(run) > 1 and exc.errno in _GSO_REFUSED:
+                    logger.info("UDP GSO refused on this socket (%s); sending packet by packet", exc)
+                    self._gso = None
+                    self._gso_wanted = False
+                self._hand_to_asyncio([run])  # asyncio reports any other error to the connection
+
+    def _hand_to_asyncio(self, runs: list[list[bytes]]) -> None:
+        sendto, addr = self._sendto, self._addr
+        for run in runs:
+            for packet in run:
+                sendto(packet, addr)
 
     def backlog(self) -> int:
         """Bytes the socket could not take yet (asyncio holds them): a viewer falling behind."""
