@@ -18,16 +18,17 @@ from typing import Any
 
 from aiortc import RTCDataChannel
 
-from broadcast.errors import Overloaded, SessionNotFound, StreamBusy, StreamNotLive
+from broadcast.errors import InvalidSource, Overloaded, SessionNotFound, StreamBusy, StreamNotLive
 from broadcast.lifecycle import CloseReason, notify, start_every, stop_task
 from broadcast.participant import Participant
 from broadcast.qa.boards import QaBoards, QaSettings
 from broadcast.recording.manager import RecordingManager, RecordingSettings
 from broadcast.relay.connection import Connection
-from broadcast.relay.producer import Source
+from broadcast.relay.producer import Producer, Source
 from broadcast.relay.stream import STALLED_AFTER_S, Stream, StreamInfo
 from broadcast.relay.streampath import StreamPath
 from broadcast.relay.thumbnailer import Thumbnails
+from broadcast.sources.pulled import PulledSource, PullSettings, check_url
 from broadcast.webrtc.aiortchooks import check_internals, install_cheap_joins, install_fast_clock
 from broadcast.webrtc.datasession import QaSession
 from broadcast.webrtc.publisher import PublisherSession
@@ -74,6 +75,7 @@ class Broadcaster:
         install_cheap_joins()
         self.settings = settings or BroadcastSettings()
         self.streams: dict[StreamPath, Stream] = {}
+        self.pulled: dict[StreamPath, PulledSource] = {}  # feeds ORcast fetches (IP cameras)
         self.sessions: dict[str, Session] = {}
         self.recordings = RecordingManager(self.settings.recording, self.streams)
         self.thumbnails = Thumbnails()
@@ -238,6 +240,41 @@ class Broadcaster:
             self._went_offline(stream)
             self._forget_if_idle(stream)
 
+    # -- pulled sources (IP cameras) ---------------------------------------------------
+    def add_pulled_source(self, settings: PullSettings) -> PulledSource:
+        """Start pulling `settings.url` into its feed; the feed goes live with the camera's
+        first frames and stays attached through reconnections. Raises StreamBusy."""
+        try:
+            path = StreamPath.parse(settings.path)
+        except ValueError as exc:
+            raise InvalidSource(str(exc)) from None
+        check_url(settings.url)
+        if path in self.pulled:
+            raise StreamBusy(f"{path} is already pulled from {self.pulled[path].settings.shown_url}; "
+                             "remove that source first")
+        stream = self.streams.get(path)
+        if stream is not None and (stream.live or stream.publisher is not None):
+            raise StreamBusy(f"{path} is live from a publisher; stop it or pull into another feed name")
+
+        def attach(source: PulledSource, codec: str, has_audio: bool) -> tuple[Producer, Producer]:
+            stream = self.attach_source(path, (source, codec), source if has_audio else None, kind="rtsp")
+            return stream.video, stream.audio
+
+        source = PulledSource(settings, attach)
+        self.pulled[path] = source
+        source.start()
+        return source
+
+    async def remove_pulled_source(self, path: StreamPath) -> bool:
+        source = self.pulled.pop(path, None)
+        if source is None:
+            return False
+        await source.close()
+        stream = self.streams.get(path)
+        if stream is not None and stream.local_source is source:
+            self.detach_source(path)
+        return True
+
     # -- playing ------------------------------------------------------------------------
     async def play(self, path: StreamPath, offer_sdp: str, protocol: str = "whep",
                    participant: Participant | None = None) -> ViewerSession | RemoteViewerSession:
@@ -385,6 +422,7 @@ class Broadcaster:
         if self._closed:
             return
         self._closed = True
+        await asyncio.gather(*(self.remove_pulled_source(p) for p in list(self.pulled)), return_exceptions=True)
         self.qa.say_goodbye("the server is restarting; the Q&A comes back by itself")
         await self.recordings.close()
         self.thumbnails.close()

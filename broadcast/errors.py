@@ -47,3 +47,7 @@ class SessionNotFound(BroadcastError):
 
 class InsufficientStorage(BroadcastError):
     """The recordings disk has less free space than the configured minimum (HTTP 507)."""
+
+
+class InvalidSource(BroadcastError):
+    """A pulled source's settings cannot work: a bad URL, an unknown scheme (HTTP 400)."""

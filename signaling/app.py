@@ -14,6 +14,7 @@ from broadcast.qa.board import BoardLimits
 from broadcast.qa.boards import QaSettings
 from broadcast.qa.store import DB_FILE as QA_DB_FILE
 from broadcast.recording.manager import RecordingSettings
+from broadcast.relay.streampath import StreamPath
 from broadcast.workers.pool import WorkerSettings
 from signaling.auth.access import Access
 from signaling.auth.tickets import MediaTickets
@@ -38,6 +39,14 @@ async def _broadcaster_ctx(app: web.Application) -> AsyncIterator[None]:
         record_policy=lambda slug: (event := store.get(slug)) is not None and event.record,
         accepts_theatre=lambda slug, theatre: (event := store.get(slug)) is not None and event.accepts_theatre(theatre),
     )
+    for settings in app[CONFIG].sources:
+        event = StreamPath.parse(settings.path).event
+        if store.get(event) is None:
+            logger.error("the source for %s names event %r, which does not exist; add it to [[events]] or "
+                         "create it on the organizer page, then restart", settings.path, event)
+            continue
+        broadcaster.add_pulled_source(settings)
+        logger.info("pulling %s from %s (%s)", settings.path, settings.shown_url, settings.transport)
     yield
     await broadcaster.close()
 

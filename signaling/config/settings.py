@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from broadcast.errors import InvalidSource
 from broadcast.plaintext import single_line
-from broadcast.relay.streampath import is_slug
+from broadcast.relay.streampath import StreamPath, is_slug
+from broadcast.sources.pulled import TRANSPORTS, PullSettings, check_url
 from broadcast.webrtc.session import IceServer
 from broadcast.webrtc.udpports import UdpPortRange
 from signaling.auth.tokens import parse_ttl
@@ -68,6 +70,7 @@ class ServerConfig:
     session_rate: float = 5.0              # new sessions per second per client address …
     session_burst: int = 100               # … with this burst (a hospital NAT holds many viewers)
     events: list[Event] = field(default_factory=list)
+    sources: list[PullSettings] = field(default_factory=list)  # feeds pulled from IP cameras
     recording_dir: Path | None = None      # default: {data_dir}/recordings
     segment_minutes: float = 10.0
     min_free_gb: float = 1.0               # refuse to start a recording below this
@@ -103,7 +106,9 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "metrics": {"token": str, "port": int, "host": str},
     "logging": {"format": str, "level": str},
     "events": {},  # an array of tables, checked by _apply_events
+    "sources": {},  # an array of tables, checked by _apply_sources
 }
+_SOURCE_KEYS: dict[str, type | tuple[type, ...]] = {"path": str, "url": str, "transport": str, "on_demand": bool}
 _EVENT_KEYS: dict[str, type | tuple[type, ...]] = {
     "slug": str, "title": str, "theatres": list, "record": bool, "public": bool,
     "adhoc_theatres": bool, "starts_at": str, "ends_at": str}
@@ -127,6 +132,9 @@ def parse_config(data: dict[str, Any]) -> ServerConfig:
             continue
         if section == "events":
             _apply_events(cfg, values, problems)
+            continue
+        if section == "sources":
+            _apply_sources(cfg, values, problems)
             continue
         if not isinstance(values, dict):
             problems.append(f"{section}: must be a table")
@@ -247,6 +255,48 @@ def _apply_events(cfg: ServerConfig, value: Any, problems: list[str]) -> None:
                 ends_at=item.get("ends_at"), source="config"))
 
 
+def _apply_sources(cfg: ServerConfig, value: Any, problems: list[str]) -> None:
+    """[[sources]]: feeds pulled from a URL (IP cameras). A problem names the source by its
+    index and path, never by its URL, which may hold a password."""
+    if not isinstance(value, list):
+        problems.append("sources: write each pulled source as a [[sources]] table")
+        return
+    for i, item in enumerate(value):
+        where = f"sources[{i}]"
+        if not isinstance(item, dict):
+            problems.append(f"{where}: must be a table")
+            continue
+        for key in sorted(set(item) - set(_SOURCE_KEYS)):
+            problems.append(f"{where}.{key}: unknown key (known: {', '.join(_SOURCE_KEYS)})")
+        if not all(_check_type(f"{where}.{k}", v, _SOURCE_KEYS[k], problems) for k, v in item.items()
+                   if k in _SOURCE_KEYS):
+            continue
+        try:
+            path = str(StreamPath.parse(item.get("path", "")))
+        except ValueError:
+            problems.append(f"{where}.path: needs the feed it fills, like \"hpb-2026/or3/room\" (event/theatre/feed)")
+            continue
+        where = f"sources[{path}]"
+        try:
+            check_url(item.get("url", ""))
+        except InvalidSource as exc:
+            problems.append(f"{where}.url: {exc}")
+            continue
+        transport = item.get("transport", "tcp")
+        if transport not in TRANSPORTS:
+            problems.append(f"{where}.transport: must be one of {', '.join(TRANSPORTS)} (tcp: RTSP interleaved, "
+                            "the default, passes firewalls; udp: lower latency on a clean network)")
+            continue
+        if item.get("on_demand", False):
+            problems.append(f"{where}.on_demand: pulling only while someone watches is not built yet; "
+                            "leave it out (the camera is pulled while the server runs, so it records)")
+            continue
+        if any(s.path == path for s in cfg.sources):
+            problems.append(f"{where}: defined twice (one source per feed)")
+            continue
+        cfg.sources.append(PullSettings(path=path, url=item["url"], transport=transport))
+
+
 def _validate(cfg: ServerConfig, problems: list[str]) -> None:
     if not 0 < cfg.port < 65536:
         problems.append(f"server.port: {cfg.port} is not a TCP port (1-65535)")
@@ -309,7 +359,7 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError([f"{path}: not valid TOML ({exc})"]) from None
     problems: list[str] = []
-    schema = {section: keys for section, keys in _SCHEMA.items() if section != "events"}
+    schema = {section: keys for section, keys in _SCHEMA.items() if section not in ("events", "sources")}
     overrides = environment_overrides(os.environ if environ is None else environ, schema, problems)
     try:
         config = parse_config(merge(data, overrides))

@@ -10,6 +10,7 @@ from broadcast.errors import (
     BroadcastError,
     InsufficientStorage,
     InvalidOffer,
+    InvalidSource,
     Overloaded,
     SessionNotFound,
     StreamBusy,
@@ -21,6 +22,7 @@ from signaling.store.eventstore import AlreadyExists, NotFound, StoreError
 # most specific first
 STATUS: tuple[tuple[type[Exception], int], ...] = (
     (InvalidOffer, 400),
+    (InvalidSource, 400),
     (UnsupportedOffer, 422),
     (StreamNotLive, 409),
     (StreamBusy, 409),

@@ -15,6 +15,8 @@ _PATTERNS = (
     (re.compile(r"(?i)((?:token|ticket)=)[^&\s\"']+"), r"\1<token>"),
     (re.compile(r"(a=ice-pwd:)\S+"), r"\1<redacted>"),
     (re.compile(r"(?i)(credential=\"?)[^\";\s]+"), r"\1<redacted>"),
+    # a password in a URL (rtsp://user:password@camera): FFmpeg quotes URLs in its errors
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@"), r"\1***@"),
 )
 
 

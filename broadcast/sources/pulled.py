@@ -1,0 +1,366 @@
+"""A pulled source: a feed that ORcast fetches from a URL (an IP camera over RTSP) instead of
+one a publisher pushes.
+
+FFmpeg's demuxer (PyAV) runs in a thread of its own, never on the event loop: opening a
+camera that does not answer, or a read that blocks, holds only that thread. Encoded video
+goes to the relay as it comes (H.264, VP8: no decode); audio that is not Opus (IP cameras
+send AAC) is transcoded once per feed to Opus in the same thread. When the camera drops, the
+thread reconnects with a backoff (1 s doubling to 30 s) while the feed stays attached: its
+viewers stay connected and resume on the camera's first keyframe.
+
+The URL's password never leaves this module: every state, log line and error shows the URL
+through `redact_url`, and FFmpeg's error texts (which quote the URL) go through `scrub`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import logging
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from broadcast.errors import BroadcastError, InvalidSource
+from broadcast.relay.frame import AUDIO_CLOCK_RATE, VIDEO_CLOCK_RATE
+from broadcast.relay.producer import Producer
+
+logger = logging.getLogger(__name__)
+
+SCHEMES = ("rtsp", "rtsps")
+TRANSPORTS = ("tcp", "udp")
+BACKOFF_FIRST_S = 1.0
+BACKOFF_MAX_S = 30.0
+OPEN_TIMEOUT_S = 10.0
+READ_TIMEOUT_S = 5.0
+OPUS_FRAME = 960  # 20 ms at 48 kHz
+PASSTHROUGH_VIDEO = {"h264": "H264", "vp8": "VP8"}
+
+
+def redact_url(url: str) -> str:
+    """`url` with its password (and any query string, which may carry a token) masked."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "<an unreadable URL>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:***@{host}" if ":" in userinfo else f"{user}@{host}"
+    query = "***" if parts.query else ""
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def scrub(text: str, url: str) -> str:
+    """`text` (an FFmpeg error, which quotes the URL) without the URL's secrets."""
+    text = text.replace(url, redact_url(url))
+    try:
+        password = urllib.parse.urlsplit(url).password
+    except ValueError:
+        password = None
+    if password:
+        text = text.replace(password, "***").replace(urllib.parse.quote(password, safe=""), "***")
+    return text
+
+
+def check_url(url: str) -> str:
+    """The URL, or InvalidSource saying what is wrong with it (without echoing a password)."""
+    if not isinstance(url, str) or not url or len(url) > 2048:
+        raise InvalidSource("a source needs a url: rtsp://[user:password@]host[:port]/path (at most 2048 characters)")
+    if any(c.isspace() or ord(c) < 32 for c in url):
+        raise InvalidSource(f"the source url {redact_url(url)} has spaces or control characters; percent-encode them")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise InvalidSource(f"the source url {redact_url(url)} is not a valid URL (check its port)") from None
+    if parts.scheme not in SCHEMES:
+        raise InvalidSource(f"the source url {redact_url(url)} has scheme {parts.scheme or 'none'!r}; "
+                             f"pulled sources take {', '.join(s + '://' for s in SCHEMES)}")
+    if not parts.hostname:
+        raise InvalidSource(f"the source url {redact_url(url)} names no host")
+    del port
+    return url
+
+
+@dataclass(frozen=True)
+class PullSettings:
+    path: str          # event/theatre/feed
+    url: str
+    transport: str = "tcp"   # RTSP over TCP (interleaved) or UDP
+    on_demand: bool = False
+
+    @property
+    def shown_url(self) -> str:
+        return redact_url(self.url)
+
+
+class PulledSource:
+    """One pulled feed. `start()` begins pulling into the stream `attach` gives it; `close()`
+    stops it (idempotent). Its state is "connecting", "live", "reconnecting" or "stopped";
+    `error` says what went wrong last (a person can act on it), None once frames flow."""
+
+    def __init__(self, settings: PullSettings,
+                 attach: Callable[[PulledSource, str, bool], tuple[Producer, Producer]]) -> None:
+        self.settings = settings
+        self.name = f"pull {settings.shown_url}"
+        self.state = "connecting"
+        self.error: str | None = None
+        self.codec: str | None = None
+        self.audio_transcoded_from: str | None = None
+        self.connects = 0
+        self.reconnects = 0
+        self._attach = attach
+        self._video: Producer | None = None
+        self._audio: Producer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop = threading.Event()
+        self._drop = threading.Event()  # the loop could not attach the camera: hang up, retry later
+        self._thread: threading.Thread | None = None
+
+    async def request_keyframe(self) -> bool:
+        return False  # RTSP has no way to ask; cameras send one every GOP
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._run, name=f"pull {self.settings.path}", daemon=True)
+        self._thread.start()
+
+    async def close(self) -> None:
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            # a blocked read ends within READ_TIMEOUT_S
+            await asyncio.to_thread(thread.join, OPEN_TIMEOUT_S + READ_TIMEOUT_S)
+        self.state = "stopped"
+
+    def status(self) -> dict[str, Any]:
+        return {"path": self.settings.path, "url": self.settings.shown_url, "transport": self.settings.transport,
+                "on_demand": self.settings.on_demand, "state": self.state, "error": self.error,
+                "video_codec": self.codec, "audio_transcoded_from": self.audio_transcoded_from,
+                "reconnects": self.reconnects}
+
+    # -- the pulling thread --------------------------------------------------------------
+    def _run(self) -> None:
+        backoff = BACKOFF_FIRST_S
+        while not self._stop.is_set():
+            flowed = False
+            try:
+                flowed = self._pull_once()
+            except Exception as exc:  # anything FFmpeg or a camera does: a state, never a crash
+                self._set_error(self._describe(exc))
+            if self._stop.is_set():
+                break
+            if flowed:
+                backoff = BACKOFF_FIRST_S
+                if self.error is None:
+                    self._set_error("the camera stopped sending; reconnecting")
+            self._set_state("reconnecting" if self.connects else "connecting")
+            logger.info("%s: %s; trying again in %.0f s", self.settings.path, self.error, backoff)
+            self._stop.wait(backoff)
+            backoff = min(BACKOFF_MAX_S, backoff * 2)
+
+    def _describe(self, exc: Exception) -> str:
+        import av
+        if isinstance(exc, SourceProblem):
+            return str(exc)
+        text = scrub(str(exc), self.settings.url)
+        if isinstance(exc, av.error.HTTPUnauthorizedError) or "401" in text:
+            return "the camera refused the user name or password in the source url (401); correct them"
+        if isinstance(exc, av.error.HTTPForbiddenError) or "403" in text:
+            return "the camera refused access to this stream (403); check the account's rights on the camera"
+        if isinstance(exc, av.error.HTTPNotFoundError) or "404" in text:
+            return "the camera has no stream at this url's path (404); check the path in its settings"
+        if isinstance(exc, ConnectionRefusedError | av.error.ConnectionRefusedError):
+            return f"nothing answers at {self.settings.shown_url} (connection refused); is the camera on?"
+        if isinstance(exc, TimeoutError | av.error.TimeoutError) or "timed out" in text.lower():
+            return f"the camera did not answer in time at {self.settings.shown_url}; check the address and network"
+        return f"the camera's stream could not be read ({type(exc).__name__}: {text})"
+
+    def _pull_once(self) -> bool:
+        import av
+        options = {"rtsp_transport": self.settings.transport, "rtsp_flags": "prefer_tcp"}
+        if self.settings.transport == "udp":
+            options.pop("rtsp_flags")
+        container = av.open(self.settings.url, options=options, timeout=(OPEN_TIMEOUT_S, READ_TIMEOUT_S))
+        flowed = False
+        try:
+            video = next((s for s in container.streams if s.type == "video"), None)
+            audio = next((s for s in container.streams if s.type == "audio"), None)
+            if video is None:
+                raise SourceProblem("the camera's stream has no video track")
+            codec = PASSTHROUGH_VIDEO.get(video.codec_context.name)
+            if codec is None:
+                raise SourceProblem(f"the camera sends {video.codec_context.name.upper()} video; ORcast relays "
+                                    "H.264 or VP8 without transcoding: set the camera's encoder to H.264")
+            transcoder = AudioTranscoder(audio) if audio is not None else None
+            annexb = AnnexB(video.codec_context.extradata)
+            self._call(self._connected, codec, transcoder is not None,
+                       audio.codec_context.name if audio is not None else None)
+            wanted = [s for s in (video, audio) if s is not None]
+            for packet in container.demux(*wanted):
+                if self._stop.is_set():
+                    break
+                if self._drop.is_set():
+                    self._drop.clear()
+                    raise SourceProblem("the feed is live from another publisher; the camera waits for it to stop")
+                if packet.size == 0 or packet.pts is None or packet.time_base is None:
+                    continue
+                if packet.stream is video:
+                    if packet.dts is not None and packet.dts != packet.pts:
+                        raise SourceProblem("the camera sends B-frames, which WebRTC viewers cannot play; set "
+                                            "its H.264 profile to baseline or its B-frames to 0")
+                    ts = int(packet.pts * packet.time_base * VIDEO_CLOCK_RATE)
+                    self._call(self._push_video, annexb.convert(bytes(packet)), ts)
+                    if not flowed:
+                        flowed = True
+                        self._call(self._flowing)
+                elif transcoder is not None:
+                    for data, ts in transcoder.encode(packet):
+                        self._call(self._push_audio, data, ts)
+        finally:
+            container.close()
+        return flowed
+
+    # -- on the event loop ---------------------------------------------------------------
+    def _call(self, fn: Callable[..., None], *args: Any) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(fn, *args)
+            except RuntimeError:  # the loop closed between the check and the call
+                pass
+
+    def _set_state(self, state: str) -> None:
+        self._call(setattr, self, "state", state)
+
+    def _set_error(self, error: str) -> None:
+        self._call(setattr, self, "error", error)
+
+    def _connected(self, codec: str, has_audio: bool, audio_codec: str | None) -> None:
+        if self._stop.is_set():
+            return
+        self.codec = codec
+        self.audio_transcoded_from = audio_codec if has_audio and audio_codec != "opus" else None
+        if self._video is None or self._audio is None:
+            try:
+                self._video, self._audio = self._attach(self, codec, has_audio)
+            except BroadcastError as exc:  # a publisher took the feed meanwhile: try again later
+                self.error = f"the feed cannot take the camera: {exc}"
+                self._drop.set()
+                return
+        else:
+            self._video.attach(self, codec)  # a new timeline from the camera: rebased, viewers wait for a keyframe
+            if has_audio:
+                self._audio.attach(self, "opus")
+        if self.connects:
+            self.reconnects += 1
+        self.connects += 1
+        if self.audio_transcoded_from:
+            logger.info("%s: audio is %s, transcoded to Opus for WebRTC (video relayed as is)",
+                        self.settings.path, self.audio_transcoded_from.upper())
+
+    def _flowing(self) -> None:
+        if self._stop.is_set():
+            return
+        self.state = "live"
+        self.error = None
+        logger.info("%s: pulling %s (%s)", self.settings.path, self.settings.shown_url, self.codec)
+
+    def _push_video(self, data: bytes, ts: int) -> None:
+        if self._video is not None:
+            self._video.push(self, data, ts)
+
+    def _push_audio(self, data: bytes, ts: int) -> None:
+        if self._audio is not None:
+            self._audio.push(self, data, ts)
+
+
+class SourceProblem(Exception):
+    """What a camera sends that ORcast cannot relay, said so that its settings can be changed."""
+
+
+class AnnexB:
+    """H.264 packets as Annex B: FFmpeg's RTSP demuxer gives Annex B already; an AVCC stream
+    (length-prefixed, its parameter sets in the extradata) is converted."""
+
+    def __init__(self, extradata: bytes | None) -> None:
+        self.length_size = 0
+        self.parameter_sets = b""
+        if extradata and extradata[0] == 1 and len(extradata) >= 7:  # avcC
+            self.length_size = (extradata[4] & 0x03) + 1
+            self.parameter_sets = avcc_parameter_sets(extradata)
+
+    def convert(self, data: bytes) -> bytes:
+        if not self.length_size:
+            return data
+        out = bytearray()
+        i, n = 0, self.length_size
+        keyframe = False
+        while i + n <= len(data):
+            size = int.from_bytes(data[i:i + n], "big")
+            unit = data[i + n:i + n + size]
+            keyframe = keyframe or (bool(unit) and unit[0] & 0x1F == 5)
+            out += b"\x00\x00\x00\x01" + unit
+            i += n + size
+        return (self.parameter_sets + bytes(out)) if keyframe else bytes(out)
+
+
+def avcc_parameter_sets(extradata: bytes) -> bytes:
+    """SPS and PPS of an avcC record, as Annex B."""
+    out = bytearray()
+    i = 5
+    try:
+        for count_mask in (0x1F, 0xFF):
+            count = extradata[i] & count_mask
+            i += 1
+            for _ in range(count):
+                size = int.from_bytes(extradata[i:i + 2], "big")
+                out += b"\x00\x00\x00\x01" + extradata[i + 2:i + 2 + size]
+                i += 2 + size
+    except IndexError:
+        pass  # a truncated record: what was read
+    return bytes(out)
+
+
+class AudioTranscoder:
+    """A camera's audio (AAC, G.711 …) decoded and encoded once to 20 ms Opus packets at 48 kHz."""
+
+    def __init__(self, stream: Any) -> None:
+        import av
+        self.decoder = av.CodecContext.create(stream.codec_context.name, "r")
+        if stream.codec_context.extradata:
+            self.decoder.extradata = stream.codec_context.extradata
+        self.encoder: Any = av.CodecContext.create("libopus", "w")
+        self.encoder.sample_rate = AUDIO_CLOCK_RATE
+        self.encoder.layout = "stereo"
+        self.encoder.format = "s16"
+        self.encoder.bit_rate = 64_000
+        self.encoder.time_base = fractions.Fraction(1, AUDIO_CLOCK_RATE)
+        self.resampler = av.AudioResampler(format="s16", layout="stereo", rate=AUDIO_CLOCK_RATE)
+        self.fifo = av.AudioFifo()
+        self.samples_out = 0
+        self.started = time.monotonic()
+
+    def encode(self, packet: Any) -> list[tuple[bytes, int]]:
+        out: list[tuple[bytes, int]] = []
+        for frame in self.decoder.decode(packet):
+            frame.pts = None
+            for resampled in self.resampler.resample(frame):
+                self.fifo.write(resampled)
+        while self.fifo.samples >= OPUS_FRAME:
+            chunk = self.fifo.read(OPUS_FRAME)
+            if chunk is None:
+                break
+            chunk.pts = self.samples_out
+            chunk.time_base = self.encoder.time_base
+            for encoded in self.encoder.encode(chunk):
+                out.append((bytes(encoded), self.samples_out))
+            self.samples_out += OPUS_FRAME
+        return out

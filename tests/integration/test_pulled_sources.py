@@ -1,0 +1,143 @@
+"""Pulled sources: an IP camera (GStreamer's RTSP server, a live x264 picture with AAC audio and
+a password) pulled into a feed from the config file, watched over WHEP, restarted while the
+viewer watches; wrong passwords and unreachable cameras; the password in no log line."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from broadcast.participant import Role
+from broadcast.relay.streampath import StreamPath
+from broadcast.sources.pulled import PulledSource, PullSettings, redact_url, scrub
+from signaling.keys import ACCESS, BROADCASTER
+from tests.conftest import RunningServer, make_config, organizer_session, start_server
+from tests.support.logcheck import LogCapture
+from tests.support.peers import wait_until, watch
+
+ROOT = Path(__file__).resolve().parents[2]
+PATH = "course/or3/room"
+PASSWORD = "cam-" + secrets.token_hex(6)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Camera:
+    """The RTSP camera in its own process (Debian's python3 with GStreamer's bindings)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(["/usr/bin/python3", str(ROOT / "tests/support/rtspcamera.py"),
+                                      str(self.port), "cam", PASSWORD], stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        assert self.proc.stdout.readline().strip() == "ready", "the RTSP camera did not start"
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def url(self, password: str = PASSWORD) -> str:
+        return f"rtsp://cam:{password}@127.0.0.1:{self.port}/stream1"
+
+
+@pytest.fixture
+def camera() -> Iterator[Camera]:
+    cam = Camera(free_port())
+    cam.start()
+    yield cam
+    cam.kill()
+
+
+@pytest.fixture
+def debug_logs() -> Iterator[LogCapture]:
+    """Every line at DEBUG, through the server's log filter as `orcast serve` writes them."""
+    LogCapture.secrets.add(PASSWORD)
+    with LogCapture(logging.DEBUG, redact=True) as capture:
+        yield capture
+    LogCapture.secrets.discard(PASSWORD)
+    raw = [line for line in capture.lines if PASSWORD in line]
+    assert not raw, f"the camera's password reached the logs: {raw[:3]}"
+
+
+@contextlib.asynccontextmanager
+async def running(sources: list[PullSettings]) -> AsyncIterator[RunningServer]:
+    runner, base, app = await start_server(make_config(sources=sources))
+    async with organizer_session(app) as http:
+        yield RunningServer(base, app, http)
+    await runner.cleanup()
+    shutil.rmtree(app[ACCESS].config.data_dir, ignore_errors=True)
+
+
+def source_of(server: RunningServer, path: str = PATH) -> PulledSource:
+    return server.app[BROADCASTER].pulled[StreamPath.parse(path)]
+
+
+async def test_a_camera_from_the_config_is_watched_and_survives_a_restart(
+        camera: Camera, debug_logs: LogCapture) -> None:
+    logging.getLogger("aioice").setLevel(logging.WARNING)
+    async with running([PullSettings(PATH, camera.url())]) as server:
+        source = source_of(server)
+        await wait_until(lambda: source.state == "live", 20.0, lambda: f"camera not live: {source.status()}")
+        assert source.status()["url"] == f"rtsp://cam:***@127.0.0.1:{camera.port}/stream1"
+        assert source.audio_transcoded_from == "aac"
+        async with server.http.get(f"{server.base}/api/streams") as resp:
+            assert resp.status == 200
+            text = await resp.text()
+        assert PASSWORD not in text and '"rtsp"' in text
+        viewer = await watch(server.http, server.base, PATH, token=server.token(Role.VIEWER))
+        await viewer.wait_frames(30, timeout=20.0)
+        await viewer.wait_until(lambda: viewer.audio_frames > 20 and viewer.audio_energy > 0, 10.0,
+                                "no audio from the camera (AAC transcoded to Opus)")
+        assert (640, 360) in viewer.sizes
+
+        camera.kill()  # the camera goes away while the viewer watches …
+        await wait_until(lambda: source.state == "reconnecting", 20.0, lambda: f"not reconnecting: {source.status()}")
+        assert source.error
+        seen = len(viewer.counters)
+        camera.start()  # … and comes back on the same address
+        await wait_until(lambda: source.state == "live", 40.0, lambda: f"camera not back: {source.status()}")
+        await viewer.wait_until(lambda: len(viewer.counters) > seen + 30, 20.0,
+                                "the viewer saw no picture after the camera came back")
+        assert viewer.pc.connectionState == "connected"
+        assert source.reconnects == 1
+        await viewer.close(server.http)
+
+
+async def test_wrong_password_and_unreachable_camera_are_clear_errors(
+        camera: Camera, debug_logs: LogCapture) -> None:
+    wrong = PullSettings("course/or3/ceiling", camera.url("not-" + PASSWORD))
+    nobody = PullSettings("course/or3/light", f"rtsp://cam:{PASSWORD}@127.0.0.1:{free_port()}/stream1")
+    async with running([wrong, nobody]) as server:
+        refused, absent = source_of(server, wrong.path), source_of(server, nobody.path)
+        await wait_until(lambda: bool(refused.error and absent.error), 30.0,
+                         lambda: f"{refused.status()} {absent.status()}")
+        assert "password" in (refused.error or "") and refused.state == "connecting"
+        assert "connection refused" in (absent.error or "") or "did not answer" in (absent.error or "")
+        assert PASSWORD not in repr(refused.status()) + repr(absent.status())
+        # the server still serves, and the feeds are not live
+        viewer = await watch(server.http, server.base, wrong.path, expect=409, token=server.token(Role.VIEWER))
+        del viewer
+
+
+def test_urls_are_shown_without_their_secrets() -> None:
+    url = "rtsp://admin:p%40ss:w@10.1.3.20:554/stream1?token=abc"
+    assert redact_url(url) == "rtsp://admin:***@10.1.3.20:554/stream1?***"
+    assert redact_url("rtsp://10.1.3.20/s") == "rtsp://10.1.3.20/s"
+    assert "p%40ss" not in scrub(f"Server returned 401 for '{url}' (p@ss:w)", url)

@@ -1,0 +1,53 @@
+"""An IP camera for tests: GStreamer's RTSP server with a live x264 picture, AAC audio and a
+password. Runs under Debian's python3 (python3-gi, gir1.2-gst-rtsp-server-1.0):
+
+    /usr/bin/python3 tests/support/rtspcamera.py PORT USER PASSWORD [WIDTHxHEIGHT]
+
+Serves rtsp://USER:PASSWORD@127.0.0.1:PORT/stream1 and prints "ready" when it listens.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import gi
+
+gi.require_version("Gst", "1.0")
+gi.require_version("GstRtspServer", "1.0")
+from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+
+
+def main() -> None:
+    port, user, password = sys.argv[1], sys.argv[2], sys.argv[3]
+    width, height = (int(x) for x in (sys.argv[4] if len(sys.argv) > 4 else "640x360").split("x"))
+    Gst.init(None)
+    server = GstRtspServer.RTSPServer()
+    server.set_address("127.0.0.1")
+    server.set_service(port)
+    factory = GstRtspServer.RTSPMediaFactory()
+    factory.set_launch(
+        f"( videotestsrc is-live=true pattern=ball ! video/x-raw,width={width},height={height},framerate=30/1 "
+        "! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 bframes=0 bitrate=800 "
+        "! video/x-h264,profile=baseline ! rtph264pay name=pay0 pt=96 config-interval=-1 "
+        "audiotestsrc is-live=true wave=sine ! audio/x-raw,rate=48000,channels=1 ! audioconvert "
+        "! avenc_aac ! rtpmp4gpay name=pay1 pt=97 )")
+    factory.set_shared(True)
+    auth = GstRtspServer.RTSPAuth()
+    token = GstRtspServer.RTSPToken()
+    token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "user")
+    auth.add_basic(GstRtspServer.RTSPAuth.make_basic(user, password), token)
+    server.set_auth(auth)
+    permissions = GstRtspServer.RTSPPermissions()
+    permissions.add_role_from_structure(Gst.Structure.from_string(
+        "user, media.factory.access=(boolean)true, media.factory.construct=(boolean)true")[0])
+    factory.set_permissions(permissions)
+    server.get_mount_points().add_factory("/stream1", factory)
+    if server.attach(None) == 0:
+        print("could not listen", flush=True)
+        sys.exit(1)
+    print("ready", flush=True)
+    GLib.MainLoop().run()
+
+
+if __name__ == "__main__":
+    main()
