@@ -42,6 +42,7 @@ from broadcast.webrtc.sdpoffer import (
 from broadcast.webrtc.session import IceServer, PeerSession, SessionSettings
 from broadcast.webrtc.udpports import UdpPortRange, restrict_udp_ports
 from broadcast.webrtc.viewer import ViewerSession
+from broadcast.webrtc.wheppull import Hangup, Signal, WhepPull
 from broadcast.workers.pool import PUBLISHER_LOAD, WorkerPool, WorkerProcess, WorkerSettings
 from broadcast.workers.remotesession import RemoteViewerSession
 from broadcast.workers.wire import ChannelClosed
@@ -75,7 +76,9 @@ class Broadcaster:
         install_cheap_joins()
         self.settings = settings or BroadcastSettings()
         self.streams: dict[StreamPath, Stream] = {}
-        self.pulled: dict[StreamPath, PulledSource] = {}  # feeds ORcast fetches (IP cameras)
+        self.pulled: dict[StreamPath, PulledSource | WhepPull] = {}  # feeds ORcast fetches (cameras, servers)
+        # the control plane's WHEP client, for pulls from another server: settings → (signal, hangup)
+        self.whep_client: Callable[[PullSettings], tuple[Signal, Hangup]] | None = None
         self.sessions: dict[str, Session] = {}
         self.recordings = RecordingManager(self.settings.recording, self.streams)
         self.thumbnails = Thumbnails()
@@ -241,7 +244,7 @@ class Broadcaster:
             self._forget_if_idle(stream)
 
     # -- pulled sources (IP cameras) ---------------------------------------------------
-    def add_pulled_source(self, settings: PullSettings) -> PulledSource:
+    def add_pulled_source(self, settings: PullSettings) -> PulledSource | WhepPull:
         """Start pulling `settings.url` into its feed; the feed goes live with the camera's
         first frames and stays attached through reconnections. Raises StreamBusy."""
         try:
@@ -256,11 +259,18 @@ class Broadcaster:
         if stream is not None and (stream.live or stream.publisher is not None):
             raise StreamBusy(f"{path} is live from a publisher; stop it or pull into another feed name")
 
-        def attach(source: PulledSource, codec: str, has_audio: bool) -> tuple[Producer, Producer]:
-            stream = self.attach_source(path, (source, codec), source if has_audio else None, kind="rtsp")
+        def attach(source: Any, codec: str, has_audio: bool) -> tuple[Producer, Producer]:
+            stream = self.attach_source(path, (source, codec), source if has_audio else None, kind=settings.kind)
             return stream.video, stream.audio
 
-        source = PulledSource(settings, attach)
+        source: PulledSource | WhepPull
+        if settings.kind == "whep":
+            if self.whep_client is None:
+                raise InvalidSource("this server cannot pull WHEP urls (no HTTP client was given to the media plane)")
+            signal, hangup = self.whep_client(settings)
+            source = WhepPull(settings, attach, signal, hangup)
+        else:
+            source = PulledSource(settings, attach)
         self.pulled[path] = source
         source.start()
         return source

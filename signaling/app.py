@@ -14,19 +14,19 @@ from broadcast.qa.board import BoardLimits
 from broadcast.qa.boards import QaSettings
 from broadcast.qa.store import DB_FILE as QA_DB_FILE
 from broadcast.recording.manager import RecordingSettings
-from broadcast.relay.streampath import StreamPath
 from broadcast.workers.pool import WorkerSettings
 from signaling.auth.access import Access
 from signaling.auth.tickets import MediaTickets
 from signaling.auth.tokens import TokenIssuer, load_secret
 from signaling.config.settings import ServerConfig
 from signaling.health import Health
-from signaling.http import admin, events, health, metrics, pages, qa, recordings, whep, whip, ws
+from signaling.http import admin, events, health, metrics, pages, qa, recordings, sources, whep, whip, ws
 from signaling.http.middleware import MIDDLEWARES, api_options
 from signaling.keys import ACCESS, BROADCASTER, CONFIG, HEALTH, METRICS, TICKETS, WEB_ROOT, WS_HUB
 from signaling.livehub import WsHub
 from signaling.logs.format import install_bad_http_filter
 from signaling.store.eventstore import EventStore
+from signaling.whepclient import whep_client
 
 logger = logging.getLogger(__name__)
 
@@ -39,14 +39,7 @@ async def _broadcaster_ctx(app: web.Application) -> AsyncIterator[None]:
         record_policy=lambda slug: (event := store.get(slug)) is not None and event.record,
         accepts_theatre=lambda slug, theatre: (event := store.get(slug)) is not None and event.accepts_theatre(theatre),
     )
-    for settings in app[CONFIG].sources:
-        event = StreamPath.parse(settings.path).event
-        if store.get(event) is None:
-            logger.error("the source for %s names event %r, which does not exist; add it to [[events]] or "
-                         "create it on the organizer page, then restart", settings.path, event)
-            continue
-        broadcaster.add_pulled_source(settings)
-        logger.info("pulling %s from %s (%s)", settings.path, settings.shown_url, settings.transport)
+    sources.start_sources(app)
     yield
     await broadcaster.close()
 
@@ -106,6 +99,7 @@ def create_app(config: ServerConfig, broadcaster: Broadcaster | None = None) -> 
         recording=recording_settings(config),
         qa=qa_settings(config, secret),
     ))
+    app[BROADCASTER].whep_client = whep_client  # pulls from other servers' WHEP endpoints
     app[ACCESS] = Access(config, TokenIssuer(secret), open_store(config), app[BROADCASTER])
     app[TICKETS] = MediaTickets(secret)
     app[WS_HUB] = WsHub(app[BROADCASTER])
@@ -123,6 +117,7 @@ def create_app(config: ServerConfig, broadcaster: Broadcaster | None = None) -> 
     app.add_routes(events.routes())
     app.add_routes(admin.routes())
     app.add_routes(recordings.routes())
+    app.add_routes(sources.routes())
     app.add_routes(qa.routes())
     app.add_routes(health.routes())
     app.add_routes([metrics.handler(app)])

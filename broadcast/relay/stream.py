@@ -34,6 +34,7 @@ class StreamInfo:
     recording: str = "off"  # the feed's RecordingStatus.state
     stalled: bool = False  # live, but its publisher has sent nothing for STALLED_AFTER_S
     publisher_name: str | None = None  # the publishing link's display name ("Prof. Weber")
+    source_error: str | None = None  # a pulled camera's last problem, while it reconnects
 
 
 class Stream:
@@ -78,7 +79,9 @@ class Stream:
 
     @property
     def stalled(self) -> bool:
-        return self.live and self.silent_for() >= STALLED_AFTER_S
+        # a pulled camera that is reconnecting says so at once (its feed stays attached)
+        return self.live and (self.silent_for() >= STALLED_AFTER_S
+                              or bool(getattr(self.local_source, "reconnecting", False)))
 
     def mark_live(self, kind: str) -> None:
         self.publisher_kind = kind
@@ -124,6 +127,7 @@ class Stream:
             stalled=self.stalled,
             publisher_name=(self.publisher.participant.name
                             if self.publisher is not None and self.publisher.participant is not None else None),
+            source_error=getattr(self.local_source, "error", None),
         )
 
     def close(self) -> None:

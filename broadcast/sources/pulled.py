@@ -21,7 +21,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from broadcast.errors import BroadcastError, InvalidSource
@@ -30,7 +30,9 @@ from broadcast.relay.producer import Producer
 
 logger = logging.getLogger(__name__)
 
-SCHEMES = ("rtsp", "rtsps")
+RTSP_SCHEMES = ("rtsp", "rtsps")
+WHEP_SCHEMES = ("http", "https")  # another server's WHEP endpoint (ORcast, MediaMTX, Janus …)
+SCHEMES = RTSP_SCHEMES + WHEP_SCHEMES
 TRANSPORTS = ("tcp", "udp")
 BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 30.0
@@ -70,7 +72,8 @@ def scrub(text: str, url: str) -> str:
 def check_url(url: str) -> str:
     """The URL, or InvalidSource saying what is wrong with it (without echoing a password)."""
     if not isinstance(url, str) or not url or len(url) > 2048:
-        raise InvalidSource("a source needs a url: rtsp://[user:password@]host[:port]/path (at most 2048 characters)")
+        raise InvalidSource("a source needs a url: rtsp://[user:password@]host[:port]/path, or another server's "
+                            "WHEP url https://host/whep/… (at most 2048 characters)")
     if any(c.isspace() or ord(c) < 32 for c in url):
         raise InvalidSource(f"the source url {redact_url(url)} has spaces or control characters; percent-encode them")
     try:
@@ -80,7 +83,8 @@ def check_url(url: str) -> str:
         raise InvalidSource(f"the source url {redact_url(url)} is not a valid URL (check its port)") from None
     if parts.scheme not in SCHEMES:
         raise InvalidSource(f"the source url {redact_url(url)} has scheme {parts.scheme or 'none'!r}; "
-                             f"pulled sources take {', '.join(s + '://' for s in SCHEMES)}")
+                             f"pulled sources take {', '.join(s + '://' for s in SCHEMES)} (an IP camera's RTSP url, "
+                             "or another server's WHEP url)")
     if not parts.hostname:
         raise InvalidSource(f"the source url {redact_url(url)} names no host")
     del port
@@ -93,19 +97,28 @@ class PullSettings:
     url: str
     transport: str = "tcp"   # RTSP over TCP (interleaved) or UDP
     on_demand: bool = False
+    token: str | None = field(default=None, repr=False)  # a WHEP url's bearer token (never shown)
 
     @property
     def shown_url(self) -> str:
         return redact_url(self.url)
 
+    @property
+    def kind(self) -> str:
+        """"rtsp" (an IP camera) or "whep" (another server)."""
+        return "whep" if urllib.parse.urlsplit(self.url).scheme in WHEP_SCHEMES else "rtsp"
 
-class PulledSource:
-    """One pulled feed. `start()` begins pulling into the stream `attach` gives it; `close()`
-    stops it (idempotent). Its state is "connecting", "live", "reconnecting" or "stopped";
-    `error` says what went wrong last (a person can act on it), None once frames flow."""
 
-    def __init__(self, settings: PullSettings,
-                 attach: Callable[[PulledSource, str, bool], tuple[Producer, Producer]]) -> None:
+# attaches a pulled source to its feed once its codecs are known: (source, video codec, has
+# audio) → the feed's video and audio producers
+Attach = Callable[[Any, str, bool], tuple[Producer, Producer]]
+
+
+class PullState:
+    """What every pulled source shows: "connecting", "live", "reconnecting" or "stopped", and
+    `error`, what went wrong last (a person can act on it), None once frames flow."""
+
+    def __init__(self, settings: PullSettings) -> None:
         self.settings = settings
         self.name = f"pull {settings.shown_url}"
         self.state = "connecting"
@@ -114,6 +127,26 @@ class PulledSource:
         self.audio_transcoded_from: str | None = None
         self.connects = 0
         self.reconnects = 0
+
+    @property
+    def reconnecting(self) -> bool:
+        return self.state == "reconnecting"
+
+    def status(self) -> dict[str, Any]:
+        s = self.settings
+        return {"path": s.path, "url": s.shown_url, "kind": s.kind,
+                "transport": s.transport if s.kind == "rtsp" else None,
+                "token": "***" if s.token else None, "on_demand": s.on_demand, "state": self.state,
+                "error": self.error, "video_codec": self.codec, "audio_transcoded_from": self.audio_transcoded_from,
+                "reconnects": self.reconnects}
+
+
+class PulledSource(PullState):
+    """One IP camera over RTSP. `start()` begins pulling into the stream `attach` gives it;
+    `close()` stops it (idempotent)."""
+
+    def __init__(self, settings: PullSettings, attach: Attach) -> None:
+        super().__init__(settings)
         self._attach = attach
         self._video: Producer | None = None
         self._audio: Producer | None = None
@@ -139,12 +172,6 @@ class PulledSource:
             # a blocked read ends within READ_TIMEOUT_S
             await asyncio.to_thread(thread.join, OPEN_TIMEOUT_S + READ_TIMEOUT_S)
         self.state = "stopped"
-
-    def status(self) -> dict[str, Any]:
-        return {"path": self.settings.path, "url": self.settings.shown_url, "transport": self.settings.transport,
-                "on_demand": self.settings.on_demand, "state": self.state, "error": self.error,
-                "video_codec": self.codec, "audio_transcoded_from": self.audio_transcoded_from,
-                "reconnects": self.reconnects}
 
     # -- the pulling thread --------------------------------------------------------------
     def _run(self) -> None:

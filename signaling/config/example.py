@@ -76,4 +76,12 @@ public = false                   # true: watching needs no link (publishing alwa
 adhoc_theatres = false           # true: any theatre name is accepted
 # starts_at = "2026-11-24T07:30:00+01:00"
 # ends_at = "2026-11-24T18:00:00+01:00"
+
+# Feeds ORcast pulls itself (IP cameras), one table each; also through the API (technician,
+# organizer). Pulled while the server runs, so they record; a camera that drops is pulled
+# again (1 s doubling to 30 s) and its viewers resume on its next keyframe.
+# [[sources]]
+# path = "hpb-masterclass/or3/room"      # event/theatre/feed
+# url = "rtsp://viewer:password@10.1.3.20:554/stream1"   # rtsp:// or rtsps://; logs show viewer:***
+# transport = "tcp"                      # tcp (interleaved, the default) or udp
 '''

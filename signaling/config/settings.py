@@ -108,7 +108,8 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "events": {},  # an array of tables, checked by _apply_events
     "sources": {},  # an array of tables, checked by _apply_sources
 }
-_SOURCE_KEYS: dict[str, type | tuple[type, ...]] = {"path": str, "url": str, "transport": str, "on_demand": bool}
+_SOURCE_KEYS: dict[str, type | tuple[type, ...]] = {"path": str, "url": str, "transport": str, "on_demand": bool,
+                                                    "token": str}
 _EVENT_KEYS: dict[str, type | tuple[type, ...]] = {
     "slug": str, "title": str, "theatres": list, "record": bool, "public": bool,
     "adhoc_theatres": bool, "starts_at": str, "ends_at": str}
@@ -294,7 +295,7 @@ def _apply_sources(cfg: ServerConfig, value: Any, problems: list[str]) -> None:
         if any(s.path == path for s in cfg.sources):
             problems.append(f"{where}: defined twice (one source per feed)")
             continue
-        cfg.sources.append(PullSettings(path=path, url=item["url"], transport=transport))
+        cfg.sources.append(PullSettings(path=path, url=item["url"], transport=transport, token=item.get("token")))
 
 
 def _validate(cfg: ServerConfig, problems: list[str]) -> None:

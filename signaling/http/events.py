@@ -15,6 +15,7 @@ from broadcast.lifecycle import CloseReason
 from broadcast.participant import ALL_EVENTS, Capability, Participant
 from broadcast.plaintext import single_line
 from broadcast.relay.streampath import is_slug
+from signaling.http import sources
 from signaling.http.bodies import check_keys, field, read_json
 from signaling.http.errors import http_error
 from signaling.http.params import query_flag, stream_path
@@ -120,6 +121,7 @@ async def delete_event(request: web.Request) -> web.Response:
         raise http_error(exc) from None
     await request.app[BROADCASTER].recordings.forget_event(slug)  # the files stay in the library
     request.app[BROADCASTER].qa.forget_event(slug)  # the Q&A is archived in the store
+    await sources.forget_event(request.app, slug)  # its cameras are no longer pulled
     return web.json_response({"deleted": slug, "closed": closed})
 
 

@@ -37,6 +37,9 @@ CREATE TABLE IF NOT EXISTS retired (
     slug TEXT PRIMARY KEY, token_gen INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS revoked (
     jti TEXT PRIMARY KEY, event TEXT NOT NULL, revoked_at REAL NOT NULL, expires_at INTEGER);
+CREATE TABLE IF NOT EXISTS sources (
+    path TEXT PRIMARY KEY, event TEXT NOT NULL REFERENCES events(slug) ON DELETE CASCADE,
+    url TEXT NOT NULL, transport TEXT NOT NULL, token TEXT, added_by TEXT NOT NULL, created_at REAL NOT NULL);
 """
 
 
@@ -50,6 +53,17 @@ class AlreadyExists(StoreError):
 
 class NotFound(StoreError):
     """No such event."""
+
+
+@dataclass(frozen=True)
+class StoredSource:
+    """A pulled source added through the API: `path` is event/theatre/feed."""
+
+    path: str
+    url: str
+    transport: str
+    added_by: str
+    token: str | None = field(default=None, repr=False)  # a WHEP source's bearer token
 
 
 @dataclass(frozen=True)
@@ -192,6 +206,27 @@ class EventStore:
         if event is None:
             raise NotFound(f"no event {slug!r}")
         return event
+
+    # -- pulled sources added through the API (they come back after a restart) ----------
+    def sources(self) -> list[StoredSource]:
+        with self._lock:
+            rows = self._db.execute("SELECT path, url, transport, added_by, token FROM sources "
+                                    "ORDER BY path").fetchall()
+        return [StoredSource(*row) for row in rows]
+
+    def put_source(self, source: StoredSource) -> None:
+        event = source.path.split("/", 1)[0]
+        self._require(event)
+        with self._lock, transaction(self._db):
+            if self._db.execute("SELECT 1 FROM sources WHERE path=?", (source.path,)).fetchone():
+                raise AlreadyExists(f"{source.path} has a source already; remove it first")
+            self._db.execute("INSERT INTO sources VALUES (?,?,?,?,?,?,?)",
+                             (source.path, event, source.url, source.transport, source.token, source.added_by,
+                              time.time()))
+
+    def delete_source(self, path: str) -> bool:
+        with self._lock, transaction(self._db):
+            return self._db.execute("DELETE FROM sources WHERE path=?", (path,)).rowcount > 0
 
     # -- tokens -------------------------------------------------------------------------
     def record_token(self, claims: TokenClaims, minted_by: str) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from broadcast.participant import ALL_EVENTS, Role
 from broadcast.relay.streampath import StreamPath
+from broadcast.sources.pulled import PullSettings
 from broadcast.sources.synthetic import SyntheticFeed, encode_clip
 from signaling.keys import BROADCASTER
 from signaling.store.eventstore import Event, Theatre
@@ -153,6 +154,14 @@ async def run_cell(server: RunningServer, row: Row, column: str, token: str | No
         url = f"/api/events/{EVENT}/recording"
     elif action == "recording stop":
         method, url, body = "POST", f"/api/events/{EVENT}/recording", {"action": "stop", "theatre": "or1"}
+    elif action == "list sources":
+        url = f"/api/events/{EVENT}/sources"
+    elif action == "add source":  # a camera that is not there: pulled (and retried) all the same
+        method, url, body = "POST", f"/api/events/{EVENT}/sources", {
+            "theatre": "or1", "feed": f"cam{n}", "url": f"rtsp://cam:pw@127.0.0.1:9/s{n}"}
+    elif action == "remove source":
+        server.broadcaster.add_pulled_source(PullSettings(f"{EVENT}/or1/gone{n}", "rtsp://127.0.0.1:9/s"))
+        method, url = "DELETE", f"/api/events/{EVENT}/sources/or1/gone{n}"
     elif action == "library":
         url = f"/api/recordings?event={EVENT}"
     elif action == "download":

@@ -47,6 +47,12 @@ BAD = [  # (config data, the key its error must name)
     ({"metrics": {"port": 70000}}, "metrics.port"),
     ({"logging": {"format": "xml"}}, "logging.format"),
     ({"events": [{"slug": "Bad Slug"}]}, "events[0].slug"),
+    ({"sources": {"path": "a/b/c"}}, "sources"),
+    ({"sources": [{"path": "a/b", "url": "rtsp://cam/s"}]}, "sources[0].path"),
+    ({"sources": [{"path": "a/b/c", "url": "http://cam/s"}]}, "sources[a/b/c].url"),
+    ({"sources": [{"path": "a/b/c", "url": "rtsp://u:secret@cam/s", "transport": "sctp"}]}, "sources[a/b/c].transport"),
+    ({"sources": [{"path": "a/b/c", "url": "rtsp://cam/s", "colour": 1}]}, "sources[0].colour"),
+    ({"sources": [{"path": "a/b/c", "url": "rtsp://cam/s", "on_demand": True}]}, "sources[a/b/c].on_demand"),
 ]
 
 
@@ -55,6 +61,16 @@ def test_every_validation_error_names_its_key(data: dict[str, object], key: str)
     with pytest.raises(ConfigError) as error:
         parse_config(data)  # type: ignore[arg-type]
     assert any(problem.startswith(key) for problem in error.value.problems), error.value.problems
+
+
+def test_sources_are_read_and_their_passwords_never_shown() -> None:
+    config = parse_config({"sources": [{"path": "hpb/or3/room", "url": "rtsp://u:pw-9f3@10.1.3.20:554/stream1"},
+                                       {"path": "hpb/or3/light", "url": "rtsps://10.1.3.21/s", "transport": "udp"}]})
+    assert [(s.path, s.transport) for s in config.sources] == [("hpb/or3/room", "tcp"), ("hpb/or3/light", "udp")]
+    assert config.sources[0].shown_url == "rtsp://u:***@10.1.3.20:554/stream1"
+    with pytest.raises(ConfigError) as error:
+        parse_config({"sources": [{"path": "a/b/c", "url": "ftp://u:pw-9f3@cam/s"}]})
+    assert "pw-9f3" not in str(error.value.problems)
 
 
 def test_precedence_flag_over_environment_over_file_over_default(tmp_path: Path,

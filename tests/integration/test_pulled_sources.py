@@ -20,7 +20,8 @@ from broadcast.participant import Role
 from broadcast.relay.streampath import StreamPath
 from broadcast.sources.pulled import PulledSource, PullSettings, redact_url, scrub
 from signaling.keys import ACCESS, BROADCASTER
-from tests.conftest import RunningServer, make_config, organizer_session, start_server
+from tests.conftest import RunningServer, make_config, mint, organizer_session, start_server
+from tests.support.demoproc import start_demo
 from tests.support.logcheck import LogCapture
 from tests.support.peers import wait_until, watch
 
@@ -141,3 +142,83 @@ def test_urls_are_shown_without_their_secrets() -> None:
     assert redact_url(url) == "rtsp://admin:***@10.1.3.20:554/stream1?***"
     assert redact_url("rtsp://10.1.3.20/s") == "rtsp://10.1.3.20/s"
     assert "p%40ss" not in scrub(f"Server returned 401 for '{url}' (p@ss:w)", url)
+
+
+async def test_a_camera_added_through_the_api_is_kept_across_a_restart(camera: Camera, debug_logs: LogCapture) -> None:
+    config = make_config()
+    runner, base, app = await start_server(config)
+    try:
+        async with organizer_session(app) as http:
+            tech = mint(app, Role.TECHNICIAN, "course", name="OR 3 cart", theatre="or3")
+            body = {"theatre": "or3", "feed": "ceiling", "url": camera.url()}
+            async with http.post(f"{base}/api/events/course/sources", json=body,
+                                 headers={"Authorization": f"Bearer {tech}"}) as resp:
+                text = await resp.text()
+                assert resp.status == 201, text
+            assert PASSWORD not in text and "cam:***@" in text
+            async with http.post(f"{base}/api/events/course/sources", json={**body, "theatre": "or1"},
+                                 headers={"Authorization": f"Bearer {tech}"}) as resp:
+                assert resp.status == 403  # a technician manages its own theatre's cameras
+            async with http.post(f"{base}/api/events/course/sources", json=body) as resp:
+                assert resp.status == 409  # one source per feed
+            async with http.post(f"{base}/api/events/course/sources", json={**body, "url": "ftp://x/y"}) as resp:
+                assert resp.status == 400 and "rtsp://" in (await resp.json())["error"]
+            pulled = app[BROADCASTER].pulled[StreamPath.parse("course/or3/ceiling")]
+            await wait_until(lambda: pulled.state == "live", 20.0, lambda: str(pulled.status()))
+    finally:
+        await runner.cleanup()
+    # the server restarts on the same data directory: the camera is pulled again
+    runner, base, app = await start_server(config)
+    try:
+        async with organizer_session(app) as http:
+            async with http.get(f"{base}/api/events/course/sources") as resp:
+                listed = (await resp.json())["sources"]
+            assert [(s["path"], s["origin"], s["url"]) for s in listed] == [
+                ("course/or3/ceiling", "api", f"rtsp://cam:***@127.0.0.1:{camera.port}/stream1")]
+            stream_path = StreamPath.parse("course/or3/ceiling")
+            await wait_until(lambda: app[BROADCASTER].pulled[stream_path].state == "live", 20.0,
+                             lambda: str(app[BROADCASTER].pulled[stream_path].status()))
+            async with http.delete(f"{base}/api/events/course/sources/or3/ceiling") as resp:
+                assert resp.status == 200
+            assert stream_path not in app[BROADCASTER].pulled
+            stream = app[BROADCASTER].streams.get(stream_path)
+            assert stream is None or not stream.live
+            assert app[ACCESS].store.sources() == []
+    finally:
+        await runner.cleanup()
+        shutil.rmtree(config.data_dir, ignore_errors=True)
+
+
+async def test_a_feed_pulled_over_whep_from_a_second_orcast_process(tmp_path: Path) -> None:
+    """The other server is `orcast demo` in its own process; its viewer link is the pull's token."""
+    other = start_demo(tmp_path, name="other")
+    try:
+        token = other.token("viewer")
+        pull = PullSettings("course/or1/remote", f"{other.base}/whep/demo/or1/room", token=token)
+        async with running([pull]) as server:
+            source = source_of(server, pull.path)
+            await wait_until(lambda: source.state == "live", 30.0, lambda: f"not pulled: {source.status()}")
+            status = source.status()
+            assert status["kind"] == "whep" and status["token"] == "***" and token not in repr(status)
+            assert source.codec == "VP8"
+            viewer = await watch(server.http, server.base, pull.path, token=server.token(Role.VIEWER))
+            await viewer.wait_frames(30, timeout=20.0)
+            assert (640, 360) in viewer.sizes
+            assert viewer.audio_frames > 0
+            async with server.http.get(f"{server.base}/api/events/course/streams") as resp:
+                streams = {s["path"]: s for s in (await resp.json())["streams"]}
+            assert streams[pull.path]["publisher"] == "whep" and streams[pull.path]["live"]
+
+            # the other server goes down and comes back on the same address, with the same secret
+            other.kill()
+            await wait_until(lambda: source.state == "reconnecting", 30.0, lambda: f"{source.status()}")
+            seen = len(viewer.counters)
+            other = start_demo(tmp_path, name="other", port=other.port, secret=other.secret,
+                               data_dir=tmp_path / "data")
+            await wait_until(lambda: source.state == "live", 60.0, lambda: f"not back: {source.status()}")
+            await viewer.wait_until(lambda: len(viewer.counters) > seen + 30, 20.0,
+                                    "no picture after the other server came back")
+            assert viewer.pc.connectionState == "connected" and source.reconnects >= 1
+            await viewer.close(server.http)
+    finally:
+        other.stop()
