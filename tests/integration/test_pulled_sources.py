@@ -23,6 +23,7 @@ from signaling.keys import ACCESS, BROADCASTER
 from tests.conftest import RunningServer, make_config, mint, organizer_session, start_server
 from tests.support.demoproc import start_demo
 from tests.support.logcheck import LogCapture
+from tests.support.mediacheck import decode
 from tests.support.peers import wait_until, watch
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,6 +87,12 @@ async def running(sources: list[PullSettings]) -> AsyncIterator[RunningServer]:
     shutil.rmtree(app[ACCESS].config.data_dir, ignore_errors=True)
 
 
+async def record(server: RunningServer, action: str) -> None:
+    async with server.http.post(f"{server.base}/api/events/course/recording",
+                                json={"action": action, "theatre": "or3", "feed": "room"}) as resp:
+        assert resp.status == 200, await resp.text()
+
+
 def source_of(server: RunningServer, path: str = PATH) -> PulledSource:
     return server.app[BROADCASTER].pulled[StreamPath.parse(path)]
 
@@ -107,8 +114,11 @@ async def test_a_camera_from_the_config_is_watched_and_survives_a_restart(
         await viewer.wait_until(lambda: viewer.audio_frames > 20 and viewer.audio_energy > 0, 10.0,
                                 "no audio from the camera (AAC transcoded to Opus)")
         assert (640, 360) in viewer.sizes
+        await record(server, "start")
+        recording_from = len(viewer.counters)
+        await viewer.wait_until(lambda: len(viewer.counters) > recording_from + 30, 10.0, "frames while recording")
 
-        camera.kill()  # the camera goes away while the viewer watches …
+        camera.kill()  # the camera goes away while the viewer watches (and it records) …
         await wait_until(lambda: source.state == "reconnecting", 20.0, lambda: f"not reconnecting: {source.status()}")
         assert source.error
         seen = len(viewer.counters)
@@ -118,7 +128,19 @@ async def test_a_camera_from_the_config_is_watched_and_survives_a_restart(
                                 "the viewer saw no picture after the camera came back")
         assert viewer.pc.connectionState == "connected"
         assert source.reconnects == 1
+        await record(server, "stop")
         await viewer.close(server.http)
+        # the recording holds the picture and the (transcoded) sound from before and after the restart
+        async with server.http.get(f"{server.base}/api/recordings", params={"event": "course"}) as resp:
+            (rec,) = (await resp.json())["recordings"]
+        root = server.app[BROADCASTER].recordings.library.root
+        files = [root / rec["path"] / seg["file"] for seg in rec["segments"]]
+        decoded = [decode(f) for f in files]
+        # one segment before the camera dropped, one after it came back (a new timeline)
+        assert [seg["end_reason"] for seg in rec["segments"]] == ["reconnect", "stop"]
+        assert all(len(d.counters) > 25 for d in decoded)
+        assert all(d.size == (640, 360) and d.audio_rms > 0 for d in decoded)
+        assert rec["codecs"] == ["H264", "opus"]
 
 
 async def test_wrong_password_and_unreachable_camera_are_clear_errors(
