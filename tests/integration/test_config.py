@@ -49,7 +49,7 @@ BAD = [  # (config data, the key its error must name)
     ({"events": [{"slug": "Bad Slug"}]}, "events[0].slug"),
     ({"sources": {"path": "a/b/c"}}, "sources"),
     ({"sources": [{"path": "a/b", "url": "rtsp://cam/s"}]}, "sources[0].path"),
-    ({"sources": [{"path": "a/b/c", "url": "http://cam/s"}]}, "sources[a/b/c].url"),
+    ({"sources": [{"path": "a/b/c", "url": "ftp://cam/s"}]}, "sources[a/b/c].url"),
     ({"sources": [{"path": "a/b/c", "url": "rtsp://u:secret@cam/s", "transport": "sctp"}]}, "sources[a/b/c].transport"),
     ({"sources": [{"path": "a/b/c", "url": "rtsp://cam/s", "colour": 1}]}, "sources[0].colour"),
     ({"sources": [{"path": "a/b/c", "url": "rtsp://cam/s", "on_demand": True}]}, "sources[a/b/c].on_demand"),
