@@ -259,8 +259,9 @@ class Broadcaster:
         if stream is not None and (stream.live or stream.publisher is not None):
             raise StreamBusy(f"{path} is live from a publisher; stop it or pull into another feed name")
 
-        def attach(source: Any, codec: str, has_audio: bool) -> tuple[Producer, Producer]:
-            stream = self.attach_source(path, (source, codec), source if has_audio else None, kind=settings.kind)
+        def attach(source: Any, codec: str, has_audio: bool, h264_profile: str | None) -> tuple[Producer, Producer]:
+            stream = self.attach_source(path, (source, codec), source if has_audio else None, kind=settings.kind,
+                                        h264_profile=h264_profile)
             return stream.video, stream.audio
 
         source: PulledSource | WhepPull

@@ -35,6 +35,7 @@ class StreamInfo:
     stalled: bool = False  # live, but its publisher has sent nothing for STALLED_AFTER_S
     publisher_name: str | None = None  # the publishing link's display name ("Prof. Weber")
     source_error: str | None = None  # a pulled camera's last problem, while it reconnects
+    transcoding: str | None = None  # what a pulled source transcodes ("audio AAC → Opus"), once per feed
 
 
 class Stream:
@@ -128,6 +129,7 @@ class Stream:
             publisher_name=(self.publisher.participant.name
                             if self.publisher is not None and self.publisher.participant is not None else None),
             source_error=getattr(self.local_source, "error", None),
+            transcoding=getattr(self.local_source, "transcoding", None),
         )
 
     def close(self) -> None:

@@ -15,18 +15,17 @@ through `redact_url`, and FFmpeg's error texts (which quote the URL) go through 
 from __future__ import annotations
 
 import asyncio
-import fractions
 import logging
 import threading
-import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from broadcast.errors import BroadcastError, InvalidSource
-from broadcast.relay.frame import AUDIO_CLOCK_RATE, VIDEO_CLOCK_RATE
+from broadcast.relay.frame import VIDEO_CLOCK_RATE
 from broadcast.relay.producer import Producer
+from broadcast.sources.mediaconvert import AnnexB, AudioTranscoder, VideoTranscoder, h264_profile_level_id
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +37,6 @@ BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 30.0
 OPEN_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 5.0
-OPUS_FRAME = 960  # 20 ms at 48 kHz
 PASSTHROUGH_VIDEO = {"h264": "H264", "vp8": "VP8"}
 
 
@@ -110,8 +108,8 @@ class PullSettings:
 
 
 # attaches a pulled source to its feed once its codecs are known: (source, video codec, has
-# audio) → the feed's video and audio producers
-Attach = Callable[[Any, str, bool], tuple[Producer, Producer]]
+# audio, H.264 profile-level-id if known) → the feed's video and audio producers
+Attach = Callable[[Any, str, bool, str | None], tuple[Producer, Producer]]
 
 
 class PullState:
@@ -125,6 +123,7 @@ class PullState:
         self.error: str | None = None
         self.codec: str | None = None
         self.audio_transcoded_from: str | None = None
+        self.video_transcoded_from: str | None = None
         self.connects = 0
         self.reconnects = 0
 
@@ -132,12 +131,22 @@ class PullState:
     def reconnecting(self) -> bool:
         return self.state == "reconnecting"
 
+    @property
+    def transcoding(self) -> str | None:
+        """What is transcoded, e.g. "video HEVC → H.264, audio AAC → Opus"; None: nothing."""
+        parts = []
+        if self.video_transcoded_from:
+            parts.append(f"video {self.video_transcoded_from.upper()} → H.264")
+        if self.audio_transcoded_from and self.audio_transcoded_from != "opus":
+            parts.append(f"audio {self.audio_transcoded_from.upper()} → Opus")
+        return ", ".join(parts) or None
+
     def status(self) -> dict[str, Any]:
         s = self.settings
         return {"path": s.path, "url": s.shown_url, "kind": s.kind,
                 "transport": s.transport if s.kind == "rtsp" else None,
                 "token": "***" if s.token else None, "on_demand": s.on_demand, "state": self.state,
-                "error": self.error, "video_codec": self.codec, "audio_transcoded_from": self.audio_transcoded_from,
+                "error": self.error, "video_codec": self.codec, "transcoding": self.transcoding,
                 "reconnects": self.reconnects}
 
 
@@ -154,9 +163,15 @@ class PulledSource(PullState):
         self._stop = threading.Event()
         self._drop = threading.Event()  # the loop could not attach the camera: hang up, retry later
         self._thread: threading.Thread | None = None
+        self._video_tx: VideoTranscoder | None = None
+        self._transcode_h264 = False  # the camera's H.264 turned out to hold B-frames
 
     async def request_keyframe(self) -> bool:
-        return False  # RTSP has no way to ask; cameras send one every GOP
+        transcoder = self._video_tx
+        if transcoder is None:
+            return False  # RTSP has no way to ask; cameras send one every GOP
+        transcoder.request_keyframe()  # ours encodes one at once
+        return True
 
     def start(self) -> None:
         if self._thread is not None:
@@ -222,14 +237,22 @@ class PulledSource(PullState):
             audio = next((s for s in container.streams if s.type == "audio"), None)
             if video is None:
                 raise SourceProblem("the camera's stream has no video track")
-            codec = PASSTHROUGH_VIDEO.get(video.codec_context.name)
-            if codec is None:
-                raise SourceProblem(f"the camera sends {video.codec_context.name.upper()} video; ORcast relays "
-                                    "H.264 or VP8 without transcoding: set the camera's encoder to H.264")
-            transcoder = AudioTranscoder(audio) if audio is not None else None
+            name = video.codec_context.name
+            codec = PASSTHROUGH_VIDEO.get(name)
+            video_tx: VideoTranscoder | None = None
+            reorders = bool(getattr(video.codec_context, "has_b_frames", 0))  # what the SPS says
+            if codec is None or self._transcode_h264 or reorders:
+                video_tx = self._video_transcoder(video)
+                codec = "H264"
+            self._video_tx = video_tx
+            audio_tx = self._audio_transcoder(audio) if audio is not None else None
             annexb = AnnexB(video.codec_context.extradata)
-            self._call(self._connected, codec, transcoder is not None,
-                       audio.codec_context.name if audio is not None else None)
+            profile = None
+            if video_tx is None and codec == "H264":
+                profile = h264_profile_level_id(annexb.parameter_sets or video.codec_context.extradata or b"")
+            self._call(self._connected, codec, audio_tx is not None,
+                       audio.codec_context.name if audio_tx is not None and audio is not None else None,
+                       name if video_tx is not None else None, profile)
             wanted = [s for s in (video, audio) if s is not None]
             for packet in container.demux(*wanted):
                 if self._stop.is_set():
@@ -240,20 +263,43 @@ class PulledSource(PullState):
                 if packet.size == 0 or packet.pts is None or packet.time_base is None:
                     continue
                 if packet.stream is video:
-                    if packet.dts is not None and packet.dts != packet.pts:
-                        raise SourceProblem("the camera sends B-frames, which WebRTC viewers cannot play; set "
-                                            "its H.264 profile to baseline or its B-frames to 0")
-                    ts = int(packet.pts * packet.time_base * VIDEO_CLOCK_RATE)
-                    self._call(self._push_video, annexb.convert(bytes(packet)), ts)
-                    if not flowed:
+                    if video_tx is not None:
+                        frames = video_tx.encode(packet)
+                    elif packet.dts is not None and packet.dts != packet.pts:
+                        self._transcode_h264 = True  # from the next connection on, at once
+                        raise SourceProblem("the camera sends B-frames, which WebRTC viewers cannot play: ORcast "
+                                            "transcodes its video from now on (set the camera's B-frames to 0, "
+                                            "or its H.264 profile to baseline, to save that CPU)")
+                    else:
+                        ts = int(packet.pts * packet.time_base * VIDEO_CLOCK_RATE)
+                        frames = [(annexb.convert(bytes(packet)), ts)]
+                    for data, ts in frames:
+                        self._call(self._push_video, data, ts)
+                    if frames and not flowed:
                         flowed = True
                         self._call(self._flowing)
-                elif transcoder is not None:
-                    for data, ts in transcoder.encode(packet):
+                elif audio_tx is not None:
+                    for data, ts in audio_tx.encode(packet):
                         self._call(self._push_audio, data, ts)
         finally:
+            self._video_tx = None
             container.close()
         return flowed
+
+    def _video_transcoder(self, stream: Any) -> VideoTranscoder:
+        try:
+            return VideoTranscoder(stream)
+        except Exception as exc:
+            raise SourceProblem(f"the camera sends {stream.codec_context.name.upper()} video, which this server "
+                                f"cannot decode ({type(exc).__name__}); set the camera's encoder to H.264") from None
+
+    def _audio_transcoder(self, stream: Any) -> AudioTranscoder | None:
+        try:
+            return AudioTranscoder(stream)
+        except Exception as exc:  # a codec FFmpeg cannot decode here: the picture matters more
+            logger.warning("%s: the camera's %s audio cannot be decoded (%s); the feed goes on without sound",
+                           self.settings.path, stream.codec_context.name.upper(), type(exc).__name__)
+            return None
 
     # -- on the event loop ---------------------------------------------------------------
     def _call(self, fn: Callable[..., None], *args: Any) -> None:
@@ -270,14 +316,16 @@ class PulledSource(PullState):
     def _set_error(self, error: str) -> None:
         self._call(setattr, self, "error", error)
 
-    def _connected(self, codec: str, has_audio: bool, audio_codec: str | None) -> None:
+    def _connected(self, codec: str, has_audio: bool, audio_codec: str | None, video_codec: str | None,
+                   h264_profile: str | None) -> None:
         if self._stop.is_set():
             return
         self.codec = codec
-        self.audio_transcoded_from = audio_codec if has_audio and audio_codec != "opus" else None
+        self.audio_transcoded_from = audio_codec
+        self.video_transcoded_from = video_codec
         if self._video is None or self._audio is None:
             try:
-                self._video, self._audio = self._attach(self, codec, has_audio)
+                self._video, self._audio = self._attach(self, codec, has_audio, h264_profile)
             except BroadcastError as exc:  # a publisher took the feed meanwhile: try again later
                 self.error = f"the feed cannot take the camera: {exc}"
                 self._drop.set()
@@ -289,9 +337,9 @@ class PulledSource(PullState):
         if self.connects:
             self.reconnects += 1
         self.connects += 1
-        if self.audio_transcoded_from:
-            logger.info("%s: audio is %s, transcoded to Opus for WebRTC (video relayed as is)",
-                        self.settings.path, self.audio_transcoded_from.upper())
+        if self.transcoding:
+            logger.info("%s: transcoding %s (once for the feed; the rest is relayed as the camera sent it)",
+                        self.settings.path, self.transcoding)
 
     def _flowing(self) -> None:
         if self._stop.is_set():
@@ -311,83 +359,3 @@ class PulledSource(PullState):
 
 class SourceProblem(Exception):
     """What a camera sends that ORcast cannot relay, said so that its settings can be changed."""
-
-
-class AnnexB:
-    """H.264 packets as Annex B: FFmpeg's RTSP demuxer gives Annex B already; an AVCC stream
-    (length-prefixed, its parameter sets in the extradata) is converted."""
-
-    def __init__(self, extradata: bytes | None) -> None:
-        self.length_size = 0
-        self.parameter_sets = b""
-        if extradata and extradata[0] == 1 and len(extradata) >= 7:  # avcC
-            self.length_size = (extradata[4] & 0x03) + 1
-            self.parameter_sets = avcc_parameter_sets(extradata)
-
-    def convert(self, data: bytes) -> bytes:
-        if not self.length_size:
-            return data
-        out = bytearray()
-        i, n = 0, self.length_size
-        keyframe = False
-        while i + n <= len(data):
-            size = int.from_bytes(data[i:i + n], "big")
-            unit = data[i + n:i + n + size]
-            keyframe = keyframe or (bool(unit) and unit[0] & 0x1F == 5)
-            out += b"\x00\x00\x00\x01" + unit
-            i += n + size
-        return (self.parameter_sets + bytes(out)) if keyframe else bytes(out)
-
-
-def avcc_parameter_sets(extradata: bytes) -> bytes:
-    """SPS and PPS of an avcC record, as Annex B."""
-    out = bytearray()
-    i = 5
-    try:
-        for count_mask in (0x1F, 0xFF):
-            count = extradata[i] & count_mask
-            i += 1
-            for _ in range(count):
-                size = int.from_bytes(extradata[i:i + 2], "big")
-                out += b"\x00\x00\x00\x01" + extradata[i + 2:i + 2 + size]
-                i += 2 + size
-    except IndexError:
-        pass  # a truncated record: what was read
-    return bytes(out)
-
-
-class AudioTranscoder:
-    """A camera's audio (AAC, G.711 …) decoded and encoded once to 20 ms Opus packets at 48 kHz."""
-
-    def __init__(self, stream: Any) -> None:
-        import av
-        self.decoder = av.CodecContext.create(stream.codec_context.name, "r")
-        if stream.codec_context.extradata:
-            self.decoder.extradata = stream.codec_context.extradata
-        self.encoder: Any = av.CodecContext.create("libopus", "w")
-        self.encoder.sample_rate = AUDIO_CLOCK_RATE
-        self.encoder.layout = "stereo"
-        self.encoder.format = "s16"
-        self.encoder.bit_rate = 64_000
-        self.encoder.time_base = fractions.Fraction(1, AUDIO_CLOCK_RATE)
-        self.resampler = av.AudioResampler(format="s16", layout="stereo", rate=AUDIO_CLOCK_RATE)
-        self.fifo = av.AudioFifo()
-        self.samples_out = 0
-        self.started = time.monotonic()
-
-    def encode(self, packet: Any) -> list[tuple[bytes, int]]:
-        out: list[tuple[bytes, int]] = []
-        for frame in self.decoder.decode(packet):
-            frame.pts = None
-            for resampled in self.resampler.resample(frame):
-                self.fifo.write(resampled)
-        while self.fifo.samples >= OPUS_FRAME:
-            chunk = self.fifo.read(OPUS_FRAME)
-            if chunk is None:
-                break
-            chunk.pts = self.samples_out
-            chunk.time_base = self.encoder.time_base
-            for encoded in self.encoder.encode(chunk):
-                out.append((bytes(encoded), self.samples_out))
-            self.samples_out += OPUS_FRAME
-        return out

@@ -133,10 +133,10 @@ class WhepPull(PullState):
             pc.addTransceiver("audio", direction="recvonly")
             await pc.setLocalDescription(await pc.createOffer())
             answer, session_url = await asyncio.wait_for(self._signal(pc.localDescription.sdp), CONNECT_TIMEOUT_S)
-            codec = answer_video_codec(answer)
+            codec, profile = answer_video_codec(answer)
             await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
             self._receiver = next((r for r, kind in taps if kind == "video"), None)
-            self._connected(codec, audio_seen)
+            self._connected(codec, audio_seen, profile)
             return await self._watch()
         finally:
             self._receiver = None
@@ -170,10 +170,10 @@ class WhepPull(PullState):
                 break
         return flowed
 
-    def _connected(self, codec: str, has_audio: bool) -> None:
+    def _connected(self, codec: str, has_audio: bool, h264_profile: str | None) -> None:
         self.codec = codec
         if self._video is None or self._audio is None:
-            self._video, self._audio = self._attach(self, codec, has_audio)
+            self._video, self._audio = self._attach(self, codec, has_audio, h264_profile)
         else:
             self._video.attach(self, codec)  # rebased; viewers wait for the new connection's keyframe
             if has_audio:
@@ -195,8 +195,9 @@ class WhepPull(PullState):
         return sink
 
 
-def answer_video_codec(answer: str) -> str:
-    """The video codec the other server answered with; PullRefused if none ORcast relays."""
+def answer_video_codec(answer: str) -> tuple[str, str | None]:
+    """The video codec the other server answered with (and its H.264 profile-level-id);
+    PullRefused if none ORcast relays."""
     try:
         description = SessionDescription.parse(answer)
     except Exception:
@@ -206,5 +207,6 @@ def answer_video_codec(answer: str) -> str:
             for codec in media.rtp.codecs:
                 name = codec_name(codec)
                 if name in SUPPORTED_VIDEO:
-                    return name
+                    profile = codec.parameters.get("profile-level-id") if name == "H264" else None
+                    return name, str(profile).lower() if profile else None
     raise PullRefused("the other server offers no H.264 or VP8 video for this feed")

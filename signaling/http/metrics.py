@@ -67,9 +67,27 @@ class MediaCollector(Collector):
         for event, count in sorted(per_event.items()):
             live.add_metric([event], count)
         yield from (live, viewers, rate_in, rate_out, bytes_in, bytes_out, frames_in, dropped, keyframes)
+        yield from self._sources()
         yield from self._recordings()
         yield from self._qa()
         yield from self._sessions()
+
+    def _sources(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("orcast_source_up", "1 while a pulled source (IP camera, other server) sends",
+                               labels=["path", "kind"])
+        reconnects = CounterMetricFamily("orcast_source_reconnects", "Times a pulled source was pulled again",
+                                         labels=["path"])
+        transcoding = GaugeMetricFamily("orcast_source_transcoding", "1 for each medium a pulled source's server "
+                                        "transcodes (once per feed)", labels=["path", "kind"])
+        for path, source in sorted(self.broadcaster.pulled.items(), key=lambda item: str(item[0])):
+            name = str(path)
+            up.add_metric([name, source.settings.kind], 1 if source.state == "live" else 0)
+            reconnects.add_metric([name], source.reconnects)
+            if source.video_transcoded_from:
+                transcoding.add_metric([name, "video"], 1)
+            if source.audio_transcoded_from and source.audio_transcoded_from != "opus":
+                transcoding.add_metric([name, "audio"], 1)
+        yield from (up, reconnects, transcoding)
 
     def _recordings(self) -> Iterator[Metric]:
         state = GaugeMetricFamily("orcast_recording_state", "1 for the feed's current recording state",

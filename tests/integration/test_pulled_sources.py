@@ -40,13 +40,15 @@ def free_port() -> int:
 class Camera:
     """The RTSP camera in its own process (Debian's python3 with GStreamer's bindings)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, video: str = "h264") -> None:
         self.port = port
+        self.video = video
         self.proc: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
         self.proc = subprocess.Popen(["/usr/bin/python3", str(ROOT / "tests/support/rtspcamera.py"),
-                                      str(self.port), "cam", PASSWORD], stdout=subprocess.PIPE, text=True)
+                                      str(self.port), "cam", PASSWORD, "640x360", self.video],
+                                     stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         assert self.proc.stdout.readline().strip() == "ready", "the RTSP camera did not start"
 
@@ -157,6 +159,30 @@ async def test_wrong_password_and_unreachable_camera_are_clear_errors(
         # the server still serves, and the feeds are not live
         viewer = await watch(server.http, server.base, wrong.path, expect=409, token=server.token(Role.VIEWER))
         del viewer
+
+
+@pytest.mark.parametrize(("video", "shown"), [("h265", "HEVC"), ("mjpeg", "MJPEG"), ("h264-bframes", "H264")])
+async def test_a_camera_the_relay_cannot_take_as_is_is_transcoded_once(video: str, shown: str) -> None:
+    camera = Camera(free_port(), video)
+    camera.start()
+    try:
+        async with running([PullSettings(PATH, camera.url())]) as server:
+            source = source_of(server)
+            await wait_until(lambda: source.state == "live" and source.video_transcoded_from is not None, 30.0,
+                             lambda: f"not transcoded: {source.status()}")
+            assert source.transcoding == f"video {shown} → H.264, audio AAC → Opus" and source.codec == "H264"
+            viewer = await watch(server.http, server.base, PATH, token=server.token(Role.VIEWER))
+            await viewer.wait_frames(30, timeout=20.0)
+            assert (640, 360) in viewer.sizes
+            async with server.http.get(f"{server.base}/api/events/course/streams") as resp:
+                (feed,) = [s for s in (await resp.json())["streams"] if s["path"] == PATH]
+            assert feed["transcoding"] == source.transcoding and feed["video_codec"] == "H264"
+            async with server.http.get(f"{server.base}/metrics") as resp:
+                metrics = await resp.text()
+            assert f'orcast_source_transcoding{{kind="video",path="{PATH}"}} 1.0' in metrics
+            await viewer.close(server.http)
+    finally:
+        camera.kill()
 
 
 def test_urls_are_shown_without_their_secrets() -> None:

@@ -1,7 +1,10 @@
 """An IP camera for tests: GStreamer's RTSP server with a live x264 picture, AAC audio and a
 password. Runs under Debian's python3 (python3-gi, gir1.2-gst-rtsp-server-1.0):
 
-    /usr/bin/python3 tests/support/rtspcamera.py PORT USER PASSWORD [WIDTHxHEIGHT]
+    /usr/bin/python3 tests/support/rtspcamera.py PORT USER PASSWORD [WIDTHxHEIGHT] [VIDEO]
+
+VIDEO: h264 (baseline, the default), h264-bframes (main profile with B-frames), h265, mjpeg;
+a 6th argument "noaudio" leaves the AAC track out.
 
 Serves rtsp://USER:PASSWORD@127.0.0.1:PORT/stream1 and prints "ready" when it listens.
 """
@@ -16,10 +19,23 @@ gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
 from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
 
+VIDEO = {
+    "h264": "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 bframes=0 bitrate={kbps} "
+            "! video/x-h264,profile=baseline ! rtph264pay name=pay0 pt=96 config-interval=-1",
+    "h264-bframes": "x264enc speed-preset=ultrafast key-int-max=30 bframes=2 b-adapt=false bitrate={kbps} "
+                    "! video/x-h264,profile=main ! rtph264pay name=pay0 pt=96 config-interval=-1",
+    "h265": "x265enc tune=zerolatency speed-preset=ultrafast key-int-max=30 bitrate={kbps} "
+            "! rtph265pay name=pay0 pt=96 config-interval=-1",
+    "mjpeg": "video/x-raw,format=I420 ! jpegenc quality=70 ! rtpjpegpay name=pay0 pt=26",  # 4:2:0, as RTP JPEG needs
+}
+
 
 def main() -> None:
     port, user, password = sys.argv[1], sys.argv[2], sys.argv[3]
     width, height = (int(x) for x in (sys.argv[4] if len(sys.argv) > 4 else "640x360").split("x"))
+    kbps = max(300, width * height * 30 * 7 // 100_000)  # 640×360: 483 kbit/s, 1280×720: 1935
+    video = VIDEO[sys.argv[5] if len(sys.argv) > 5 else "h264"].format(kbps=kbps)
+    audio = "noaudio" not in sys.argv[6:]
     Gst.init(None)
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")
@@ -27,10 +43,9 @@ def main() -> None:
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch(
         f"( videotestsrc is-live=true pattern=ball ! video/x-raw,width={width},height={height},framerate=30/1 "
-        "! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 bframes=0 bitrate=800 "
-        "! video/x-h264,profile=baseline ! rtph264pay name=pay0 pt=96 config-interval=-1 "
-        "audiotestsrc is-live=true wave=sine ! audio/x-raw,rate=48000,channels=1 ! audioconvert "
-        "! avenc_aac ! rtpmp4gpay name=pay1 pt=97 )")
+        f"! videoconvert ! {video} "
+        + ("audiotestsrc is-live=true wave=sine ! audio/x-raw,rate=48000,channels=1 ! audioconvert "
+           "! avenc_aac ! rtpmp4gpay name=pay1 pt=97 " if audio else "") + ")")
     factory.set_shared(True)
     auth = GstRtspServer.RTSPAuth()
     token = GstRtspServer.RTSPToken()

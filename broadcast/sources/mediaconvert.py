@@ -1,0 +1,175 @@
+"""What a pulled source's media goes through on its way to the relay, in the source's thread:
+H.264 made Annex B, and transcoding where the relay cannot take the camera's codecs as they
+are — audio to Opus (IP cameras send AAC), video to H.264 (H.265 and MJPEG cameras, or H.264
+with B-frames, which WebRTC viewers cannot play). Each runs once per feed, never per viewer.
+"""
+
+from __future__ import annotations
+
+import fractions
+import threading
+import time
+from typing import Any
+
+from broadcast.relay.frame import AUDIO_CLOCK_RATE, VIDEO_CLOCK_RATE, h264_nal_units
+
+OPUS_FRAME = 960  # 20 ms at 48 kHz
+# H.264 for the relay: what any WebRTC viewer decodes (constrained baseline), no B-frames,
+# a keyframe at least every 2 s, and one at once when a viewer asks
+X264_OPTIONS = {"preset": "veryfast", "tune": "zerolatency", "profile": "baseline"}
+KEYFRAME_EVERY_S = 2.0
+BITS_PER_PIXEL = 0.09  # per frame: 1280×720 at 30 fps ≈ 2.5 Mbit/s
+
+
+def h264_profile_level_id(data: bytes) -> str | None:
+    """profile-level-id (RFC 6184) from the first SPS in Annex B `data`, e.g. "42c01e"."""
+    for unit in h264_nal_units(data):
+        if unit[0] & 0x1F == 7 and len(unit) >= 4:
+            return unit[1:4].hex()
+    return None
+
+
+class AnnexB:
+    """H.264 packets as Annex B: FFmpeg's RTSP demuxer gives Annex B already; an AVCC stream
+    (length-prefixed, its parameter sets in the extradata) is converted."""
+
+    def __init__(self, extradata: bytes | None) -> None:
+        self.length_size = 0
+        self.parameter_sets = b""
+        if extradata and extradata[0] == 1 and len(extradata) >= 7:  # avcC
+            self.length_size = (extradata[4] & 0x03) + 1
+            self.parameter_sets = avcc_parameter_sets(extradata)
+
+    def convert(self, data: bytes) -> bytes:
+        if not self.length_size:
+            return data
+        out = bytearray()
+        i, n = 0, self.length_size
+        keyframe = False
+        while i + n <= len(data):
+            size = int.from_bytes(data[i:i + n], "big")
+            unit = data[i + n:i + n + size]
+            keyframe = keyframe or (bool(unit) and unit[0] & 0x1F == 5)
+            out += b"\x00\x00\x00\x01" + unit
+            i += n + size
+        return (self.parameter_sets + bytes(out)) if keyframe else bytes(out)
+
+
+def avcc_parameter_sets(extradata: bytes) -> bytes:
+    """SPS and PPS of an avcC record, as Annex B."""
+    out = bytearray()
+    i = 5
+    try:
+        for count_mask in (0x1F, 0xFF):
+            count = extradata[i] & count_mask
+            i += 1
+            for _ in range(count):
+                size = int.from_bytes(extradata[i:i + 2], "big")
+                out += b"\x00\x00\x00\x01" + extradata[i + 2:i + 2 + size]
+                i += 2 + size
+    except IndexError:
+        pass  # a truncated record: what was read
+    return bytes(out)
+
+
+class AudioTranscoder:
+    """A camera's audio (AAC, G.711 …) decoded and encoded once to 20 ms Opus packets at 48 kHz."""
+
+    def __init__(self, stream: Any) -> None:
+        import av
+        self.decoder = av.CodecContext.create(stream.codec_context.name, "r")
+        if stream.codec_context.extradata:
+            self.decoder.extradata = stream.codec_context.extradata
+        self.encoder: Any = av.CodecContext.create("libopus", "w")
+        self.encoder.sample_rate = AUDIO_CLOCK_RATE
+        self.encoder.layout = "stereo"
+        self.encoder.format = "s16"
+        self.encoder.bit_rate = 64_000
+        self.encoder.time_base = fractions.Fraction(1, AUDIO_CLOCK_RATE)
+        self.resampler = av.AudioResampler(format="s16", layout="stereo", rate=AUDIO_CLOCK_RATE)
+        self.fifo = av.AudioFifo()
+        self.samples_out = 0
+        self.started = time.monotonic()
+
+    def encode(self, packet: Any) -> list[tuple[bytes, int]]:
+        out: list[tuple[bytes, int]] = []
+        for frame in self.decoder.decode(packet):
+            frame.pts = None
+            for resampled in self.resampler.resample(frame):
+                self.fifo.write(resampled)
+        while self.fifo.samples >= OPUS_FRAME:
+            chunk = self.fifo.read(OPUS_FRAME)
+            if chunk is None:
+                break
+            chunk.pts = self.samples_out
+            chunk.time_base = self.encoder.time_base
+            for encoded in self.encoder.encode(chunk):
+                out.append((bytes(encoded), self.samples_out))
+            self.samples_out += OPUS_FRAME
+        return out
+
+
+class VideoTranscoder:
+    """A camera's video (H.265, MJPEG, H.264 with B-frames …) decoded and encoded once to
+    H.264 constrained baseline. `request_keyframe()` may be called from any thread."""
+
+    def __init__(self, stream: Any) -> None:
+        import av
+        self.source_codec = stream.codec_context.name
+        self.decoder = av.CodecContext.create(self.source_codec, "r")
+        if stream.codec_context.extradata:
+            self.decoder.extradata = stream.codec_context.extradata
+        rate = stream.average_rate or stream.guessed_rate
+        self.fps = float(rate) if rate else 30.0
+        self.encoder: Any = None
+        self._size: tuple[int, int] | None = None
+        self._keyframe = threading.Event()
+        self._last_ts: int | None = None
+        self.frames = 0
+        self.busy_s = 0.0  # CPU-bound time spent decoding and encoding, for the feed's figures
+
+    def request_keyframe(self) -> None:
+        self._keyframe.set()
+
+    def _open_encoder(self, width: int, height: int) -> None:
+        import av
+        width, height = width - width % 2, height - height % 2
+        encoder: Any = av.CodecContext.create("libx264", "w")
+        encoder.width, encoder.height = width, height
+        encoder.pix_fmt = "yuv420p"
+        encoder.time_base = fractions.Fraction(1, VIDEO_CLOCK_RATE)
+        encoder.framerate = fractions.Fraction(round(self.fps * 1000), 1000)
+        encoder.gop_size = max(1, round(self.fps * KEYFRAME_EVERY_S))
+        encoder.max_b_frames = 0
+        encoder.bit_rate = int(width * height * self.fps * BITS_PER_PIXEL)
+        encoder.options = dict(X264_OPTIONS)
+        encoder.open()
+        self.encoder = encoder
+        self._size = (width, height)
+
+    def encode(self, packet: Any) -> list[tuple[bytes, int]]:
+        started = time.perf_counter()
+        out: list[tuple[bytes, int]] = []
+        for frame in self.decoder.decode(packet):
+            if frame.pts is not None and frame.time_base is not None:
+                ts = int(frame.pts * frame.time_base * VIDEO_CLOCK_RATE)
+            else:
+                ts = (self._last_ts or 0) + round(VIDEO_CLOCK_RATE / self.fps)
+            if self._last_ts is not None and ts <= self._last_ts:
+                ts = self._last_ts + 1  # the encoder needs increasing timestamps
+            self._last_ts = ts
+            if self.encoder is None or self._size != (frame.width - frame.width % 2, frame.height - frame.height % 2):
+                self._open_encoder(frame.width, frame.height)  # a new size starts with a keyframe
+            assert self._size is not None
+            picture = frame.reformat(width=self._size[0], height=self._size[1], format="yuv420p")
+            picture.pts = ts
+            picture.time_base = self.encoder.time_base
+            if self._keyframe.is_set():
+                self._keyframe.clear()
+                import av
+                picture.pict_type = av.video.frame.PictureType.I
+            for encoded in self.encoder.encode(picture):
+                out.append((bytes(encoded), int(encoded.pts if encoded.pts is not None else ts)))
+            self.frames += 1
+        self.busy_s += time.perf_counter() - started
+        return out
