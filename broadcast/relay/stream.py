@@ -129,7 +129,8 @@ class Stream:
             publisher_name=(self.publisher.participant.name
                             if self.publisher is not None and self.publisher.participant is not None else None),
             source_error=getattr(self.local_source, "error", None),
-            transcoding=getattr(self.local_source, "transcoding", None),
+            transcoding=(getattr(self.video.source, "transcoding", None)
+                         or getattr(self.local_source, "transcoding", None)),
         )
 
     def close(self) -> None:

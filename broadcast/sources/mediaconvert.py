@@ -6,9 +6,12 @@ with B-frames, which WebRTC viewers cannot play). Each runs once per feed, never
 
 from __future__ import annotations
 
+import asyncio
 import fractions
+import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from broadcast.relay.frame import AUDIO_CLOCK_RATE, VIDEO_CLOCK_RATE, h264_nal_units
@@ -113,14 +116,14 @@ class VideoTranscoder:
     """A camera's video (H.265, MJPEG, H.264 with B-frames …) decoded and encoded once to
     H.264 constrained baseline. `request_keyframe()` may be called from any thread."""
 
-    def __init__(self, stream: Any) -> None:
+    def __init__(self, codec: str, extradata: bytes | None = None, fps: float | None = None) -> None:
+        """`codec`: FFmpeg's decoder name ("hevc", "mjpeg", "h264")."""
         import av
-        self.source_codec = stream.codec_context.name
-        self.decoder = av.CodecContext.create(self.source_codec, "r")
-        if stream.codec_context.extradata:
-            self.decoder.extradata = stream.codec_context.extradata
-        rate = stream.average_rate or stream.guessed_rate
-        self.fps = float(rate) if rate else 30.0
+        self.source_codec = codec
+        self.decoder: Any = av.CodecContext.create(codec, "r")
+        if extradata:
+            self.decoder.extradata = extradata
+        self.fps = fps or 30.0
         self.encoder: Any = None
         self._size: tuple[int, int] | None = None
         self._keyframe = threading.Event()
@@ -173,3 +176,60 @@ class VideoTranscoder:
             self.frames += 1
         self.busy_s += time.perf_counter() - started
         return out
+
+
+class ThreadedVideoTranscoder:
+    """A VideoTranscoder in a thread of its own, for frames that arrive on the event loop (a
+    WHIP publisher's H.264 with B-frames): `put()` never blocks the loop; the transcoded frames
+    come back through `deliver` on the loop. A full queue (the CPU cannot keep up) drops the
+    frame and says so: the caller asks for a keyframe and starts again from it."""
+
+    QUEUE = 30  # one second of frames
+
+    def __init__(self, codec: str, deliver: Callable[[bytes, int], None], name: str) -> None:
+        self._deliver = deliver
+        self._loop = asyncio.get_running_loop()
+        self.transcoder = VideoTranscoder(codec)
+        self._queue: queue.Queue[tuple[bytes, int] | None] = queue.Queue(self.QUEUE)
+        self.failed: str | None = None
+        self._thread = threading.Thread(target=self._run, name=f"transcode {name}", daemon=True)
+        self._thread.start()
+
+    def put(self, data: bytes, timestamp: int) -> bool:
+        try:
+            self._queue.put_nowait((data, timestamp))
+            return True
+        except queue.Full:
+            return False
+
+    def request_keyframe(self) -> None:
+        self.transcoder.request_keyframe()
+
+    def close(self) -> None:
+        """Idempotent; the thread ends after the frame it is on."""
+        while True:
+            try:
+                self._queue.put_nowait(None)
+                return
+            except queue.Full:
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    pass
+
+    def _run(self) -> None:
+        import av
+        while (item := self._queue.get()) is not None:
+            packet = av.Packet(item[0])
+            packet.pts = item[1]
+            packet.time_base = fractions.Fraction(1, VIDEO_CLOCK_RATE)
+            try:
+                out = self.transcoder.encode(packet)
+            except Exception as exc:  # a frame the decoder refuses: skipped, the stream goes on
+                self.failed = f"{type(exc).__name__}: {exc}"
+                continue
+            for data, ts in out:
+                try:
+                    self._loop.call_soon_threadsafe(self._deliver, data, ts)
+                except RuntimeError:  # the loop is closed: the server is stopping
+                    return

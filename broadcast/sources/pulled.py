@@ -288,7 +288,9 @@ class PulledSource(PullState):
 
     def _video_transcoder(self, stream: Any) -> VideoTranscoder:
         try:
-            return VideoTranscoder(stream)
+            rate = stream.average_rate or stream.guessed_rate
+            return VideoTranscoder(stream.codec_context.name, stream.codec_context.extradata,
+                                   float(rate) if rate else None)
         except Exception as exc:
             raise SourceProblem(f"the camera sends {stream.codec_context.name.upper()} video, which this server "
                                 f"cannot decode ({type(exc).__name__}); set the camera's encoder to H.264") from None

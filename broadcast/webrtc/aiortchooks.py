@@ -59,7 +59,7 @@ from broadcast.lifecycle import call_listener
 from broadcast.relay.frame import EncodedFrame
 from broadcast.relay.mediaclock import NTP_UNIX_OFFSET
 from broadcast.webrtc.fastsender import FastSender, RtpParameters, gso_runs
-from broadcast.webrtc.framebuffer import AudioPacketBuffer, VideoFrameBuffer
+from broadcast.webrtc.framebuffer import AudioPacketBuffer, TimestampUnwrapper, VideoFrameBuffer
 from broadcast.webrtc.packetizer import h264_payloads
 
 logger = logging.getLogger(__name__)
@@ -276,7 +276,9 @@ def install_receiver_tap(receiver: RTCRtpReceiver, tap: EncodedFrameTap, kind: s
     setattr(receiver, _RX_QUEUE, tap)
     buffer = AudioPacketBuffer() if kind == "audio" else VideoFrameBuffer()
     setattr(receiver, _RX_JITTER, buffer)
-    tap.attach(buffer, getattr(receiver, _RX_TS_MAPPER).map)
+    mapper = TimestampUnwrapper()  # aiortc's takes a B-frame's step back for a wrap
+    setattr(receiver, _RX_TS_MAPPER, mapper)
+    tap.attach(buffer, mapper.map)
 
 
 SenderReportSink = Callable[[int, int, int], None]  # ssrc, 64-bit NTP time, RTP timestamp

@@ -222,3 +222,29 @@ class AudioPacketBuffer(JitterBuffer):
 
     def drain(self) -> list[LossAwareFrame]:
         return []
+
+
+class TimestampUnwrapper:
+    """RTP timestamps (32 bits, wrapping) as a count from the first one, for the frames handed on.
+
+    Stands in for aiortc's TimestampMapper, which takes any step back for a wrap: a B-frame
+    (shown before the frame sent ahead of it) would push the whole timeline 2^32 ticks on. Here
+    a step of less than 2^31 either way is a step (RFC 1982 serial arithmetic), so reordered
+    frames keep their own times and only a real wrap carries over."""
+
+    def __init__(self) -> None:
+        self._origin: int | None = None  # the first timestamp (aiortc's name: sender reports use it)
+        self._last = 0
+        self._unwrapped = 0
+
+    def map(self, timestamp: int) -> int:
+        if self._origin is None:
+            self._origin = self._last = timestamp
+            self._unwrapped = 0
+            return 0
+        step = (timestamp - self._last) & 0xFFFFFFFF
+        if step >= 1 << 31:
+            step -= 1 << 32
+        self._last = timestamp
+        self._unwrapped += step
+        return self._unwrapped

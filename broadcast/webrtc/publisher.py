@@ -10,9 +10,11 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 
 from broadcast.participant import Participant
+from broadcast.relay.frame import is_keyframe
 from broadcast.relay.mediaclock import ntp_to_unix
 from broadcast.relay.producer import Producer
 from broadcast.relay.stream import Stream
+from broadcast.sources.mediaconvert import ThreadedVideoTranscoder
 from broadcast.webrtc.aiortchooks import (
     EncodedFrameTap,
     install_receiver_tap,
@@ -25,29 +27,86 @@ from broadcast.webrtc.session import PeerSession, SessionSettings, codec_name
 logger = logging.getLogger(__name__)
 
 
+B_FRAMES_ADVICE = ("set the encoder's B-frames to 0 (OBS: x264 options bframes=0, or a hardware encoder's "
+                   "\"B-frames\" or \"baseline\" profile; FFmpeg: -bf 0; GStreamer x264enc: bframes=0)")
+
+
 class ReceiverSource:
-    """A producer's source backed by a publisher's RTCRtpReceiver (encoded frames, no decode)."""
+    """A producer's source backed by a publisher's RTCRtpReceiver (encoded frames, no decode).
+
+    An H.264 encoder that sends B-frames (frames whose timestamp goes back: they come in decode
+    order, shown later) cannot be relayed as is: WebRTC viewers drop them, and the feed's
+    timeline would stutter. From its next keyframe on, such a feed is transcoded once, in a
+    thread, to H.264 without B-frames, and the log and the feed list say so."""
 
     def __init__(self, session: PublisherSession, receiver: RTCRtpReceiver, producer: Producer,
                  codec: str) -> None:
         self.name = f"{session.protocol} {session.id[:6]}"
+        self.log_name = session.log_name()
         self.receiver = receiver
         self.producer = producer
         self.codec = codec
         self.tap = EncodedFrameTap(self._on_frame, self._on_end)
+        self.transcoding: str | None = None
+        self._reorder: ThreadedVideoTranscoder | None = None
+        self._waiting_keyframe = False
+        self._last_ts: int | None = None
 
     def _on_frame(self, codec: RTCRtpCodecParameters, frame: JitterFrame) -> None:
-        if codec_name(codec) == self.codec:
-            self.producer.push(self, frame.data, frame.timestamp, after_loss=getattr(frame, "after_loss", False))
+        if codec_name(codec) != self.codec:
+            return
+        after_loss = getattr(frame, "after_loss", False)
+        if self.codec == "H264" and self.producer.kind == "video":
+            last, self._last_ts = self._last_ts, frame.timestamp
+            if self._reorder is None and last is not None and 0 < last - frame.timestamp < 1 << 30:
+                self._start_transcoding()
+            if self._reorder is not None:
+                self._transcode(frame, after_loss)
+                return
+        self.producer.push(self, frame.data, frame.timestamp, after_loss=after_loss)
+
+    def _start_transcoding(self) -> None:
+        logger.warning("%s: the encoder sends B-frames, which WebRTC viewers cannot play; ORcast transcodes "
+                       "this feed from its next keyframe (CPU on the server). To relay it as is, %s",
+                       self.log_name, B_FRAMES_ADVICE)
+        self.transcoding = "video H.264 with B-frames → H.264"
+        self._reorder = ThreadedVideoTranscoder("h264", self._transcoded, self.log_name)
+        self._waiting_keyframe = True
+        self.producer.request_keyframe()
+
+    def _transcode(self, frame: JitterFrame, after_loss: bool) -> None:
+        assert self._reorder is not None
+        if self._waiting_keyframe or after_loss:
+            if not is_keyframe("H264", frame.data):
+                if not self._waiting_keyframe:
+                    self._waiting_keyframe = True
+                    self.producer.request_keyframe()
+                return
+            self._waiting_keyframe = False
+        if not self._reorder.put(frame.data, frame.timestamp):
+            logger.warning("%s: the transcoder cannot keep up; frames dropped until a keyframe", self.log_name)
+            self._waiting_keyframe = True
+            self.producer.request_keyframe()
+
+    def _transcoded(self, data: bytes, timestamp: int) -> None:
+        self.producer.push(self, data, timestamp)
+
+    def close(self) -> None:
+        if self._reorder is not None:
+            self._reorder.close()
 
     def on_sender_report(self, ssrc: int, ntp: int, rtp_timestamp: int) -> None:
         self.producer.sender_report(self, ntp_to_unix(ntp), rtp_timestamp)
 
     def _on_end(self) -> None:
         # RTCP BYE or transport loss: viewers wait for the next source on this path.
+        self.close()
         self.producer.detach(self)
 
     async def request_keyframe(self) -> bool:
+        if self._reorder is not None and not self._waiting_keyframe:
+            self._reorder.request_keyframe()  # ours makes one at once
+            return True
         return await request_keyframe_upstream(self.receiver)
 
 
@@ -87,4 +146,5 @@ class PublisherSession(PeerSession):
 
     def _release(self) -> None:
         for source in self.sources:
+            source.close()
             source.producer.detach(source)
