@@ -33,6 +33,9 @@ async function loadEvents(select) {
   const theatre = byId("mint", HTMLFormElement).elements.namedItem("theatre");
   if (!(theatre instanceof HTMLSelectElement)) throw new Error("the link form has no theatre list; reload the page");
   theatre.replaceChildren(new Option("any", ""), ...(current()?.theatres || []).map((t) => new Option(t.title, t.slug)));
+  const sourceTheatre = byId("add-source", HTMLFormElement).elements.namedItem("theatre");
+  if (!(sourceTheatre instanceof HTMLSelectElement)) throw new Error("the camera form has no theatre list; reload the page");
+  sourceTheatre.replaceChildren(...(current()?.theatres || []).map((t) => new Option(t.title, t.slug)));
 }
 
 function renderTheatres() {
@@ -111,15 +114,29 @@ function personRow(event, group) {
     el("td", { text: duration(longest) }), el("td", { className: "actions" }, kick));
 }
 
+function sourceRow(event, s) {
+  const feed = s.path.split("/").slice(1).join("/");
+  const state = s.error && s.state !== "live" ? `${s.state}: ${s.error}` : s.state;
+  return el("tr", {},
+    cell(feed), cell(s.url), el("td", { className: s.state === "live" ? "ok" : "warn", text: state }),
+    cell(s.transcoding || "none"),
+    s.origin === "config" ? cell("in the config file")
+      : button("Stop pulling", () => act(api(token, `/api/events/${event.slug}/sources/${feed}`, { method: "DELETE" }),
+        () => `Stopped pulling ${feed}`)));
+}
+
 async function refresh() {
   const event = current();
   renderTheatres();
   if (!event) return;
   try {
-    const [{ sessions }, { tokens }] = await Promise.all([
+    const [{ sessions }, { tokens }, { sources }] = await Promise.all([
       api(token, `/api/events/${event.slug}/sessions`),
       api(token, `/api/events/${event.slug}/tokens`),
+      api(token, `/api/events/${event.slug}/sources`),
     ]);
+    byId("sources", HTMLElement).replaceChildren(...(sources.length ? sources.map((s) => sourceRow(event, s))
+      : [el("tr", {}, el("td", { className: "empty", colspan: "5", text: "No pulled feed." }))]));
     byId("sessions", HTMLElement).replaceChildren(...(sessions.length
       ? groupByLink(sessions).map((g) => personRow(event, g))
       : [el("tr", {}, el("td", { className: "empty", colspan: "5", text: "Nobody is connected." }))]));
@@ -147,6 +164,17 @@ byId("mint", HTMLFormElement).addEventListener("submit", (e) => {
     byId("link", HTMLInputElement).value = r.link;
     return `Minted a ${r.role} link for ${r.name}; send it only to them`;
   });
+});
+
+const addSource = byId("add-source", HTMLFormElement);
+addSource.addEventListener("submit", (e) => {
+  e.preventDefault();
+  const form = new FormData(addSource);
+  const body = { theatre: form.get("theatre"), feed: form.get("feed"), url: form.get("url") };
+  if (form.get("token")) body.token = form.get("token");
+  act(api(token, `/api/events/${current().slug}/sources`, { method: "POST", body })
+    .then((r) => { addSource.reset(); return r; }),
+  (r) => `Pulling ${r.source.path} from ${r.source.url}`);
 });
 
 byId("copy", HTMLButtonElement).addEventListener("click", async () => {

@@ -10,6 +10,7 @@ import pytest
 from broadcast.participant import ALL_EVENTS, Role
 from signaling.auth.links import role_link
 from tests.conftest import RunningServer
+from tests.support.camera import PASSWORD, Camera, free_port
 from tests.support.chromium import chromium, collect_console_errors, screenshot
 
 pytestmark = pytest.mark.browser
@@ -82,3 +83,31 @@ async def test_an_ordinary_page_has_no_test_hooks(server: RunningServer) -> None
         await tested.goto(link(server, Role.VIEWER))
         await tested.wait_for_selector("#who >> text=viewer in the browser")
         assert await tested.evaluate("typeof window.orcast") == "object"
+
+
+async def test_admin_page_pulls_an_ip_camera_and_stops(server: RunningServer) -> None:
+    camera = Camera(free_port())
+    camera.start()
+    try:
+        async with chromium() as browser:
+            admin = await browser.new_page()
+            errors = collect_console_errors(admin)
+            await admin.goto(role_link(server.base, Role.ORGANIZER, "course", None,
+                                       server.token(Role.ORGANIZER, event="course", name="Course organizer")))
+            await admin.wait_for_selector("#add-source [name=theatre] option[value=or2]", state="attached")
+            await admin.select_option("#add-source [name=theatre]", "or2")
+            await admin.fill("#add-source [name=feed]", "ceiling")
+            await admin.fill("#add-source [name=url]", camera.url())
+            await admin.click("#add-source button")
+            await admin.wait_for_selector("#status >> text=Pulling course/or2/ceiling")
+            await admin.wait_for_selector("#sources tr:has-text('or2/ceiling') >> text=live", timeout=20000)
+            row = await admin.text_content("#sources tr:has-text('or2/ceiling')") or ""
+            assert "cam:***@" in row and PASSWORD not in row and "audio AAC → Opus" in row
+            assert PASSWORD not in await admin.content()
+            await screenshot(admin, "admin-sources")
+            await admin.click("#sources tr:has-text('or2/ceiling') button:has-text('Stop pulling')")
+            await admin.wait_for_selector("#sources >> text=No pulled feed.")
+            assert not server.broadcaster.pulled
+            assert errors == [], errors
+    finally:
+        camera.kill()

@@ -6,11 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import secrets
 import shutil
-import signal
-import socket
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -21,6 +17,7 @@ from broadcast.relay.streampath import StreamPath
 from broadcast.sources.pulled import PulledSource, PullSettings, redact_url, scrub
 from signaling.keys import ACCESS, BROADCASTER
 from tests.conftest import RunningServer, make_config, mint, organizer_session, start_server
+from tests.support.camera import PASSWORD, Camera, free_port
 from tests.support.demoproc import start_demo
 from tests.support.logcheck import LogCapture
 from tests.support.mediacheck import decode
@@ -28,37 +25,6 @@ from tests.support.peers import wait_until, watch
 
 ROOT = Path(__file__).resolve().parents[2]
 PATH = "course/or3/room"
-PASSWORD = "cam-" + secrets.token_hex(6)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Camera:
-    """The RTSP camera in its own process (Debian's python3 with GStreamer's bindings)."""
-
-    def __init__(self, port: int, video: str = "h264") -> None:
-        self.port = port
-        self.video = video
-        self.proc: subprocess.Popen[str] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(["/usr/bin/python3", str(ROOT / "tests/support/rtspcamera.py"),
-                                      str(self.port), "cam", PASSWORD, "640x360", self.video],
-                                     stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        assert self.proc.stdout.readline().strip() == "ready", "the RTSP camera did not start"
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def url(self, password: str = PASSWORD) -> str:
-        return f"rtsp://cam:{password}@127.0.0.1:{self.port}/stream1"
 
 
 @pytest.fixture
