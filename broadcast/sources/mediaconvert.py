@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import logging
 import queue
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 from broadcast.relay.frame import AUDIO_CLOCK_RATE, VIDEO_CLOCK_RATE, h264_nal_units
+
+logger = logging.getLogger(__name__)
 
 OPUS_FRAME = 960  # 20 ms at 48 kHz
 # H.264 for the relay: what any WebRTC viewer decodes (constrained baseline), no B-frames,
@@ -92,7 +94,6 @@ class AudioTranscoder:
         self.resampler = av.AudioResampler(format="s16", layout="stereo", rate=AUDIO_CLOCK_RATE)
         self.fifo = av.AudioFifo()
         self.samples_out = 0
-        self.started = time.monotonic()
 
     def encode(self, packet: Any) -> list[tuple[bytes, int]]:
         out: list[tuple[bytes, int]] = []
@@ -128,8 +129,6 @@ class VideoTranscoder:
         self._size: tuple[int, int] | None = None
         self._keyframe = threading.Event()
         self._last_ts: int | None = None
-        self.frames = 0
-        self.busy_s = 0.0  # CPU-bound time spent decoding and encoding, for the feed's figures
 
     def request_keyframe(self) -> None:
         self._keyframe.set()
@@ -151,7 +150,6 @@ class VideoTranscoder:
         self._size = (width, height)
 
     def encode(self, packet: Any) -> list[tuple[bytes, int]]:
-        started = time.perf_counter()
         out: list[tuple[bytes, int]] = []
         for frame in self.decoder.decode(packet):
             if frame.pts is not None and frame.time_base is not None:
@@ -173,8 +171,6 @@ class VideoTranscoder:
                 picture.pict_type = av.video.frame.PictureType.I
             for encoded in self.encoder.encode(picture):
                 out.append((bytes(encoded), int(encoded.pts if encoded.pts is not None else ts)))
-            self.frames += 1
-        self.busy_s += time.perf_counter() - started
         return out
 
 
@@ -191,7 +187,8 @@ class ThreadedVideoTranscoder:
         self._loop = asyncio.get_running_loop()
         self.transcoder = VideoTranscoder(codec)
         self._queue: queue.Queue[tuple[bytes, int] | None] = queue.Queue(self.QUEUE)
-        self.failed: str | None = None
+        self._name = name
+        self._failures = 0
         self._thread = threading.Thread(target=self._run, name=f"transcode {name}", daemon=True)
         self._thread.start()
 
@@ -226,7 +223,10 @@ class ThreadedVideoTranscoder:
             try:
                 out = self.transcoder.encode(packet)
             except Exception as exc:  # a frame the decoder refuses: skipped, the stream goes on
-                self.failed = f"{type(exc).__name__}: {exc}"
+                self._failures += 1
+                if self._failures == 1 or self._failures % 100 == 0:
+                    logger.warning("%s: the transcoder skipped a frame it could not decode (%s; %d so far)",
+                                   self._name, type(exc).__name__, self._failures)
                 continue
             for data, ts in out:
                 try:

@@ -76,7 +76,7 @@ def check_url(url: str) -> str:
         raise InvalidSource(f"the source url {redact_url(url)} has spaces or control characters; percent-encode them")
     try:
         parts = urllib.parse.urlsplit(url)
-        port = parts.port
+        parts.port  # noqa: B018  (reading it checks it)
     except ValueError:
         raise InvalidSource(f"the source url {redact_url(url)} is not a valid URL (check its port)") from None
     if parts.scheme not in SCHEMES:
@@ -85,7 +85,6 @@ def check_url(url: str) -> str:
                              "or another server's WHEP url)")
     if not parts.hostname:
         raise InvalidSource(f"the source url {redact_url(url)} names no host")
-    del port
     return url
 
 
@@ -193,18 +192,18 @@ class PulledSource(PullState):
         backoff = BACKOFF_FIRST_S
         while not self._stop.is_set():
             flowed = False
+            error = "the camera stopped sending; reconnecting"
             try:
                 flowed = self._pull_once()
             except Exception as exc:  # anything FFmpeg or a camera does: a state, never a crash
-                self._set_error(self._describe(exc))
+                error = self._describe(exc)
             if self._stop.is_set():
                 break
             if flowed:
                 backoff = BACKOFF_FIRST_S
-                if self.error is None:
-                    self._set_error("the camera stopped sending; reconnecting")
-            self._set_state("reconnecting" if self.connects else "connecting")
-            logger.info("%s: %s; trying again in %.0f s", self.settings.path, self.error, backoff)
+            # state and error belong to the loop (the API reads them there): posted, not set here
+            self._call(self._lost, error)
+            logger.info("%s: %s; trying again in %.0f s", self.settings.path, error, backoff)
             self._stop.wait(backoff)
             backoff = min(BACKOFF_MAX_S, backoff * 2)
 
@@ -312,11 +311,10 @@ class PulledSource(PullState):
             except RuntimeError:  # the loop closed between the check and the call
                 pass
 
-    def _set_state(self, state: str) -> None:
-        self._call(setattr, self, "state", state)
-
-    def _set_error(self, error: str) -> None:
-        self._call(setattr, self, "error", error)
+    def _lost(self, error: str) -> None:
+        if not self._stop.is_set():
+            self.error = error
+            self.state = "reconnecting" if self.connects else "connecting"
 
     def _connected(self, codec: str, has_audio: bool, audio_codec: str | None, video_codec: str | None,
                    h264_profile: str | None) -> None:

@@ -110,7 +110,7 @@ class WhepPull(PullState):
 
     async def _pull_once(self) -> bool:
         pc = RTCPeerConnection()
-        self._ended = asyncio.Event() if not self._closed else self._ended
+        self._ended = asyncio.Event()  # for this connection (close() also sets it)
         session_url: str | None = None
         audio_seen = False
         taps: list[tuple[RTCRtpReceiver, str]] = []

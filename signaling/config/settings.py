@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -208,19 +208,26 @@ def _apply(cfg: ServerConfig, section: str, key: str, value: Any, problems: list
         setattr(cfg, key, value)
 
 
-def _apply_events(cfg: ServerConfig, value: Any, problems: list[str]) -> None:
+def _tables(section: str, value: Any, keys: dict[str, type | tuple[type, ...]],
+            problems: list[str]) -> Iterator[tuple[str, dict[str, Any], bool]]:
+    """An array of tables ([[events]], [[sources]]): each table with its place ("events[0]")
+    and whether its values have the types `keys` says; unknown keys are problems."""
     if not isinstance(value, list):
-        problems.append("events: write each event as an [[events]] table")
+        problems.append(f"{section}: write each one as a [[{section}]] table")
         return
     for i, item in enumerate(value):
-        where = f"events[{i}]"
+        where = f"{section}[{i}]"
         if not isinstance(item, dict):
             problems.append(f"{where}: must be a table")
             continue
-        for key in sorted(set(item) - set(_EVENT_KEYS)):
-            problems.append(f"{where}.{key}: unknown key (known: {', '.join(_EVENT_KEYS)})")
-        ok = all(_check_type(f"{where}.{k}", v, _EVENT_KEYS[k], problems) for k, v in item.items()
-                 if k in _EVENT_KEYS)
+        for key in sorted(set(item) - set(keys)):
+            problems.append(f"{where}.{key}: unknown key (known: {', '.join(keys)})")
+        ok = all(_check_type(f"{where}.{k}", v, keys[k], problems) for k, v in item.items() if k in keys)
+        yield where, item, ok
+
+
+def _apply_events(cfg: ServerConfig, value: Any, problems: list[str]) -> None:
+    for where, item, ok in _tables("events", value, _EVENT_KEYS, problems):
         slug = item.get("slug")
         if not isinstance(slug, str) or not is_slug(slug):
             problems.append(f"{where}.slug: needs a slug like \"hpb-2026\" (a-z, 0-9, '-')")
@@ -259,18 +266,8 @@ def _apply_events(cfg: ServerConfig, value: Any, problems: list[str]) -> None:
 def _apply_sources(cfg: ServerConfig, value: Any, problems: list[str]) -> None:
     """[[sources]]: feeds pulled from a URL (IP cameras). A problem names the source by its
     index and path, never by its URL, which may hold a password."""
-    if not isinstance(value, list):
-        problems.append("sources: write each pulled source as a [[sources]] table")
-        return
-    for i, item in enumerate(value):
-        where = f"sources[{i}]"
-        if not isinstance(item, dict):
-            problems.append(f"{where}: must be a table")
-            continue
-        for key in sorted(set(item) - set(_SOURCE_KEYS)):
-            problems.append(f"{where}.{key}: unknown key (known: {', '.join(_SOURCE_KEYS)})")
-        if not all(_check_type(f"{where}.{k}", v, _SOURCE_KEYS[k], problems) for k, v in item.items()
-                   if k in _SOURCE_KEYS):
+    for where, item, ok in _tables("sources", value, _SOURCE_KEYS, problems):
+        if not ok:
             continue
         try:
             path = str(StreamPath.parse(item.get("path", "")))

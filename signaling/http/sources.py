@@ -19,7 +19,7 @@ from aiohttp import web
 from broadcast.errors import BroadcastError
 from broadcast.participant import Capability, Participant
 from broadcast.relay.streampath import StreamPath, is_slug
-from broadcast.sources.pulled import TRANSPORTS, PulledSource, PullSettings, check_url
+from broadcast.sources.pulled import TRANSPORTS, PulledSource, PullSettings
 from broadcast.webrtc.wheppull import WhepPull
 from signaling.http.bodies import check_keys, field, read_json
 from signaling.http.errors import http_error
@@ -76,8 +76,7 @@ async def add_source(request: web.Request) -> web.Response:
     if token is not None and not (0 < len(token) <= 4096 and token.isprintable() and " " not in token):
         raise web.HTTPBadRequest(text="'token' must be the other server's bearer token (no spaces, at most 4096)\n")
     path = StreamPath(slug, theatre, feed)
-    try:
-        check_url(url)
+    try:  # the media plane checks the url
         settings = PullSettings(str(path), url, transport, token=token)
         source = request.app[BROADCASTER].add_pulled_source(settings)
     except BroadcastError as exc:
