@@ -28,7 +28,8 @@ from broadcast.relay.producer import Producer, Source
 from broadcast.relay.stream import STALLED_AFTER_S, Stream, StreamInfo
 from broadcast.relay.streampath import StreamPath
 from broadcast.relay.thumbnailer import Thumbnails
-from broadcast.sources.pulled import PulledSource, PullSettings, check_url
+from broadcast.sources.ondemand import GRACE_S, OnDemandPull
+from broadcast.sources.pulled import Attach, PulledSource, PullSettings, check_url
 from broadcast.webrtc.aiortchooks import check_internals, install_cheap_joins, install_fast_clock
 from broadcast.webrtc.datasession import QaSession
 from broadcast.webrtc.publisher import PublisherSession
@@ -67,6 +68,7 @@ class BroadcastSettings:
     fast_send: bool = True  # viewers' RTP through the relay's own send path (False: aiortc's sender)
     udp_gso: bool = True    # the fast path batches a frame's packets with UDP GSO where it can
     workers: WorkerSettings = field(default_factory=WorkerSettings)  # processes that hold viewers
+    on_demand_grace_s: float = GRACE_S  # an on-demand source pulls on this long after its last viewer
 
 
 class Broadcaster:
@@ -76,7 +78,8 @@ class Broadcaster:
         install_cheap_joins()
         self.settings = settings or BroadcastSettings()
         self.streams: dict[StreamPath, Stream] = {}
-        self.pulled: dict[StreamPath, PulledSource | WhepPull] = {}  # feeds ORcast fetches (cameras, servers)
+        # feeds ORcast fetches (cameras, servers)
+        self.pulled: dict[StreamPath, PulledSource | WhepPull | OnDemandPull] = {}
         # the control plane's WHEP client, for pulls from another server: settings → (signal, hangup)
         self.whep_client: Callable[[PullSettings], tuple[Signal, Hangup]] | None = None
         self.sessions: dict[str, Session] = {}
@@ -89,6 +92,8 @@ class Broadcaster:
         self.qa = QaBoards(self.settings.qa)
         self._sampler: asyncio.Task[None] | None = None
         self._publish_locks: dict[StreamPath, asyncio.Lock] = {}
+        self._demand_tasks: set[asyncio.Task[None]] = set()
+        self.recordings.rules_listeners.append(self._review_all_demand)
         self._closed = False
         self.workers: WorkerPool | None = (
             WorkerPool(self.settings.workers, lambda: self.session_settings,
@@ -244,9 +249,11 @@ class Broadcaster:
             self._forget_if_idle(stream)
 
     # -- pulled sources (IP cameras) ---------------------------------------------------
-    def add_pulled_source(self, settings: PullSettings) -> PulledSource | WhepPull:
+    def add_pulled_source(self, settings: PullSettings) -> PulledSource | WhepPull | OnDemandPull:
         """Start pulling `settings.url` into its feed; the feed goes live with the camera's
-        first frames and stays attached through reconnections. Raises StreamBusy."""
+        first frames and stays attached through reconnections. An on-demand source starts
+        with its first viewer instead (or when the recording rules want its feed). Raises
+        StreamBusy, InvalidSource."""
         try:
             path = StreamPath.parse(settings.path)
         except ValueError as exc:
@@ -258,33 +265,68 @@ class Broadcaster:
         stream = self.streams.get(path)
         if stream is not None and (stream.live or stream.publisher is not None):
             raise StreamBusy(f"{path} is live from a publisher; stop it or pull into another feed name")
+        if settings.kind == "whep" and self.whep_client is None:
+            raise InvalidSource("this server cannot pull WHEP urls (no HTTP client was given to the media plane)")
 
         def attach(source: Any, codec: str, has_audio: bool, h264_profile: str | None) -> tuple[Producer, Producer]:
             stream = self.attach_source(path, (source, codec), source if has_audio else None, kind=settings.kind,
                                         h264_profile=h264_profile)
             return stream.video, stream.audio
 
-        source: PulledSource | WhepPull
-        if settings.kind == "whep":
-            if self.whep_client is None:
-                raise InvalidSource("this server cannot pull WHEP urls (no HTTP client was given to the media plane)")
-            signal, hangup = self.whep_client(settings)
-            source = WhepPull(settings, attach, signal, hangup)
-        else:
-            source = PulledSource(settings, attach)
+        source: PulledSource | WhepPull | OnDemandPull
+        if settings.on_demand:
+            source = OnDemandPull(settings, attach, self._make_pull, self._pull_stopped(path),
+                                  lambda: self._wanted(path), self.settings.on_demand_grace_s)
+            self.pulled[path] = source
+            self._review_demand(path)  # a feed the recording rules want is pulled at once
+            return source
+        source = self._make_pull(settings, attach)
         self.pulled[path] = source
         source.start()
         return source
+
+    def _make_pull(self, settings: PullSettings, attach: Attach) -> PulledSource | WhepPull:
+        if settings.kind == "whep":
+            assert self.whep_client is not None  # checked by add_pulled_source
+            signal, hangup = self.whep_client(settings)
+            return WhepPull(settings, attach, signal, hangup)
+        return PulledSource(settings, attach)
+
+    def _pull_stopped(self, path: StreamPath) -> Callable[[Any], None]:
+        def stopped(pull: Any) -> None:
+            stream = self.streams.get(path)
+            if stream is not None and stream.local_source is pull:
+                self.detach_source(path)
+        return stopped
 
     async def remove_pulled_source(self, path: StreamPath) -> bool:
         source = self.pulled.pop(path, None)
         if source is None:
             return False
         await source.close()
-        stream = self.streams.get(path)
-        if stream is not None and stream.local_source is source:
-            self.detach_source(path)
+        self._pull_stopped(path)(source)
         return True
+
+    def _wanted(self, path: StreamPath) -> bool:
+        """Someone watches the feed (or is joining), or the recording rules want it."""
+        stream = self.streams.get(path)
+        return (stream is not None and bool(stream.viewers)) or self.recordings.wants(path)
+
+    def _review_demand(self, path: StreamPath) -> None:
+        """Start or let go of an on-demand source after its feed's viewers or rules changed."""
+        source = self.pulled.get(path)
+        if not isinstance(source, OnDemandPull) or self._closed:
+            return
+        if not self._wanted(path):
+            source.release()
+        elif not source.running or source.letting_go:
+            task = asyncio.get_running_loop().create_task(source.want(wait=False))
+            self._demand_tasks.add(task)
+            task.add_done_callback(self._demand_tasks.discard)
+
+    def _review_all_demand(self) -> None:
+        for path in list(self.pulled):
+            self._review_demand(path)
 
     # -- playing ------------------------------------------------------------------------
     async def play(self, path: StreamPath, offer_sdp: str, protocol: str = "whep",
@@ -295,6 +337,21 @@ class Broadcaster:
         with a known codec) accepts new viewers, who start with the publisher's return.
         """
         self._check_capacity()
+        on_demand = self.pulled.get(path)
+        if isinstance(on_demand, OnDemandPull):
+            try:
+                await on_demand.want()  # the first viewer starts the pull; the answer needs its codecs
+            except BaseException:
+                self._review_demand(path)
+                raise
+        try:
+            return await self._play(path, offer_sdp, protocol, participant)
+        finally:
+            if on_demand is not None:
+                self._review_demand(path)  # a viewer that did not get in leaves nobody wanting it
+
+    async def _play(self, path: StreamPath, offer_sdp: str, protocol: str,
+                    participant: Participant | None) -> ViewerSession | RemoteViewerSession:
         stream = self.streams.get(path)
         if stream is None or (stream.video.codec is None and stream.audio.codec is None):
             raise StreamNotLive(
@@ -398,6 +455,8 @@ class Broadcaster:
                         stream.path, len(stream.viewers))
         stream.viewers.discard(session)
         self._forget_if_idle(stream)
+        if stream.path in self.pulled:
+            self._review_demand(stream.path)
 
     def _forget_if_idle(self, stream: Stream) -> None:
         if stream.idle and self.streams.get(stream.path) is stream:
@@ -420,13 +479,25 @@ class Broadcaster:
         return rows
 
     def stream_infos(self) -> list[StreamInfo]:
+        """Every feed that has a stream, and every on-demand source that is not pulling (not
+        live, but a viewer may start it)."""
         infos = []
-        for stream in sorted(self.streams.values(), key=lambda s: str(s.path)):
+        on_demand = {p: s for p, s in self.pulled.items() if isinstance(s, OnDemandPull)}
+        for stream in self.streams.values():
             info = stream.info()
             if self.recordings.recorders or self.recordings.ended:
                 info = dataclasses.replace(info, recording=self.recordings.status(stream.path).state)
+            if stream.path in on_demand:
+                info = dataclasses.replace(info, on_demand=True)
             infos.append(info)
-        return infos
+        for path, source in on_demand.items():
+            if path not in self.streams:
+                infos.append(StreamInfo(
+                    path=str(path), live=False, video_codec=None, h264_profile=None, audio_codec=None, width=None,
+                    height=None, publisher=source.settings.kind, uptime_s=None, viewers=0, bitrate_in_bps=0,
+                    bitrate_out_bps=0, frames_in=0, frames_dropped=0, keyframe_requests=0,
+                    source_error=source.error, on_demand=True))
+        return sorted(infos, key=lambda info: info.path)
 
     async def close(self) -> None:
         """Idempotent: closes every session and stream."""

@@ -51,3 +51,11 @@ class InsufficientStorage(BroadcastError):
 
 class InvalidSource(BroadcastError):
     """A pulled source's settings cannot work: a bad URL, an unknown scheme (HTTP 400)."""
+
+
+class SourceStarting(BroadcastError):
+    """An on-demand source was asked for and is still connecting (HTTP 503 with Retry-After)."""
+
+    def __init__(self, message: str, retry_after: int = 2) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -20,8 +20,12 @@ class SchemaTooNew(Exception):
 
 def open_database(path: Path | None, schema: str, version: int, what: str, *,
                   synchronous: Literal["FULL", "NORMAL"] = "FULL",
-                  shared_between_threads: bool = False) -> sqlite3.Connection:
+                  shared_between_threads: bool = False,
+                  migrations: dict[int, str] | None = None) -> sqlite3.Connection:
     """Open (or create) the database at `path` (None: in memory) with `schema` at `version`.
+
+    `migrations[n]` is the script that brings a file written at version n-1 to version n; a new
+    file gets `schema` as it is (which already has everything the migrations add).
 
     `synchronous="NORMAL"` (with WAL) keeps every commit through a crash of the process, and
     loses only the last moments to a power cut; "FULL" loses nothing acknowledged.
@@ -40,6 +44,11 @@ def open_database(path: Path | None, schema: str, version: int, what: str, *,
             raise SchemaTooNew(f"{path} was written by a newer ORcast ({what} schema {found}, this one "
                                f"knows {version}); upgrade ORcast or point it at another data directory")
         db.executescript(schema)
+        if found:
+            for step in range(found + 1, version + 1):
+                script = (migrations or {}).get(step)
+                if script:
+                    db.executescript(f"BEGIN IMMEDIATE; {script}; COMMIT;")
         db.execute(f"PRAGMA user_version={int(version)}")
     except BaseException:
         db.close()

@@ -93,6 +93,7 @@ def create_app(config: ServerConfig, broadcaster: Broadcaster | None = None) -> 
         max_publishers=config.max_publishers,
         connect_timeout=config.connect_timeout,
         retry_after=config.retry_after,
+        on_demand_grace_s=float(config.on_demand_grace),
         fast_send=config.relay_send_path == "fast",
         udp_gso=config.relay_udp_gso,
         workers=worker_settings(config),

@@ -116,9 +116,12 @@ function personRow(event, group) {
 
 function sourceRow(event, s) {
   const feed = s.path.split("/").slice(1).join("/");
-  const state = s.error && s.state !== "live" ? `${s.state}: ${s.error}` : s.state;
+  const shown = s.state === "idle" ? "idle (on demand: pulled when someone watches)"
+    : s.on_demand && s.stops_in_s != null ? `${s.state} (on demand: nobody watches, stops in ${Math.ceil(s.stops_in_s)} s)`
+      : s.on_demand ? `${s.state} (on demand)` : s.state;
+  const state = s.error && s.state !== "live" ? `${shown}: ${s.error}` : shown;
   return el("tr", {},
-    cell(feed), cell(s.url), el("td", { className: s.state === "live" ? "ok" : "warn", text: state }),
+    cell(feed), cell(s.url), el("td", { className: ["live", "idle"].includes(s.state) ? "ok" : "warn", text: state }),
     cell(s.transcoding || "none"),
     s.origin === "config" ? cell("in the config file")
       : button("Stop pulling", () => act(api(token, `/api/events/${event.slug}/sources/${feed}`, { method: "DELETE" }),
@@ -172,9 +175,11 @@ addSource.addEventListener("submit", (e) => {
   const form = new FormData(addSource);
   const body = { theatre: form.get("theatre"), feed: form.get("feed"), url: form.get("url") };
   if (form.get("token")) body.token = form.get("token");
+  if (form.get("on_demand")) body.on_demand = true;
   act(api(token, `/api/events/${current().slug}/sources`, { method: "POST", body })
     .then((r) => { addSource.reset(); return r; }),
-  (r) => `Pulling ${r.source.path} from ${r.source.url}`);
+  (r) => r.source.on_demand ? `${r.source.path} is pulled from ${r.source.url} whenever someone watches`
+    : `Pulling ${r.source.path} from ${r.source.url}`);
 });
 
 byId("copy", HTMLButtonElement).addEventListener("click", async () => {

@@ -16,6 +16,8 @@ const health = byId("health", HTMLElement);
 let titles = new Map();
 let live = [];                 // live feed paths, "theatre/feed"
 let stalled = new Set();       // live feeds whose publisher is reconnecting
+let onDemand = new Set();      // feeds pulled on demand: playing one starts it
+const playable = (feed) => live.includes(feed) || onDemand.has(feed);
 let slots = {};                // the Q&A's on-air slots
 let layout = { mode: "single", feeds: [] };
 let tiles = [];                // {feed, player, box, state}
@@ -27,7 +29,7 @@ function render() {
   const feeds = hallFeeds(layout, live);
   tilesBox.dataset.mode = layout.mode;
   const same = feeds.length === tiles.length && feeds.every((f, i) => tiles[i].feed === f);
-  for (const tile of tiles) tile.player.setLive(live.includes(tile.feed), stalled.has(tile.feed));
+  for (const tile of tiles) tile.player.setLive(playable(tile.feed), stalled.has(tile.feed));
   if (same && (tiles.length || tilesBox.querySelector(".hall-idle"))) return updateTiles();
   for (const tile of tiles) tile.player.stop();
   tiles = feeds.map((feed, index) => {
@@ -37,7 +39,7 @@ function render() {
     const box = el("figure", { className: "tile" }, video, el("figcaption", { text: feedLabel(titles, feed) }), state);
     const tile = { feed, box, state, video, player: null };
     tile.player = new FeedPlayer(video, token, { onState: () => updateTiles() });
-    tile.player.play(`${event}/${feed}`, live.includes(feed));
+    tile.player.play(`${event}/${feed}`, playable(feed));
     video.play().catch(() => { video.muted = true; video.play().catch(() => {}); });
     return tile;
   });
@@ -50,7 +52,7 @@ function render() {
 function updateTiles() {
   for (const tile of tiles) {
     const s = tile.player.state;
-    const waiting = s === "waiting" || (!live.includes(tile.feed) && s !== "live");
+    const waiting = s === "waiting" || (!playable(tile.feed) && s !== "live");
     const name = feedLabel(titles, tile.feed);
     tile.state.textContent = s === "live" ? "" : waiting ? `Waiting for ${name} to go live …`
       : s === "ended" ? "This hall link no longer works; ask the organizer for a new one"
@@ -114,6 +116,7 @@ async function start() {
   const onStreams = (streams) => {
     live = streams.filter((s) => s.live).map((s) => s.path.split("/").slice(1).join("/"));
     stalled = new Set(streams.filter((s) => s.live && s.stalled).map((s) => s.path.split("/").slice(1).join("/")));
+    onDemand = new Set(streams.filter((s) => s.on_demand).map((s) => s.path.split("/").slice(1).join("/")));
     render();
   };
   onStreams(info.streams);

@@ -180,7 +180,7 @@ function applyLayout(e) {
   act("layout", { mode, feeds: chosen });
 }
 
-const STATE_TEXT = (s) => (!s.live ? "off air" : s.stalled ? "reconnecting" : "live");
+const STATE_TEXT = (s) => (!s.live ? (s.on_demand ? "on demand (idle)" : "off air") : s.stalled ? "reconnecting" : "live");
 
 async function refreshHealth() {
   const table = byId("health", HTMLElement);

@@ -31,6 +31,8 @@ let qualityTimer = null;           // the event's WebSocket is connected: live s
 
 const theatreOf = (feed) => feed.split("/")[0];
 const liveFeeds = () => [...streams.values()].filter((s) => s.live).map((s) => s.feed);
+// a feed pulled on demand is not live until someone watches it: playing it starts it
+const playable = (feed) => Boolean(streams.get(feed)?.live || streams.get(feed)?.onDemand);
 
 function mainFeed() {
   return main?.path ? main.path.split("/").slice(1).join("/") : null;
@@ -41,7 +43,7 @@ function play(feed) {
   const url = new URL(location.href);
   url.searchParams.set("feed", feed);
   history.replaceState(null, "", url.pathname + url.search);
-  main.play(`${event}/${feed}`, streams.get(feed)?.live ?? false);
+  main.play(`${event}/${feed}`, playable(feed));
   byId("caption", HTMLElement).textContent = feedLabel(titles, feed);
   if (mode === "single") heard = theatreOf(feed);
   renderFeeds();
@@ -102,7 +104,7 @@ function buildMulti() {
 
 function setTile(tile, feed) {
   tile.feed = feed;
-  tile.player.play(feed ? `${event}/${feed}` : null, feed ? streams.get(feed)?.live ?? false : false);
+  tile.player.play(feed ? `${event}/${feed}` : null, feed ? playable(feed) : false);
   tile.state.hidden = !feed;
   applyAudio();
 }
@@ -162,11 +164,12 @@ function renderFeeds() {
       thumbs?.attach(img, feed, s.live);
       return el("button", {
         className: "thumb", "aria-pressed": String(feed === mainFeed() && mode === "single"),
-        "aria-label": `${feedLabel(titles, feed)}, ${!serverUp ? "state unknown" : s.live ? "live" : "not live"}`,
+        "aria-label": `${feedLabel(titles, feed)}, ${!serverUp ? "state unknown" : s.live ? "live" : s.onDemand ? "on demand" : "not live"}`,
         onclick: () => { if (mode !== "single") setMode("single"); play(feed); },
       }, img, el("span", { className: "thumb-label", text: feed.split("/")[1] }),
       el("span", { className: "state", dataset: { live: String(serverUp && s.live), stalled: String(serverUp && s.live && s.stalled) },
-        text: !serverUp ? "server unreachable" : s.live && s.stalled ? "reconnecting …" : s.live ? `live · ${s.viewers}` : "off air" }));
+        text: !serverUp ? "server unreachable" : s.live && s.stalled ? "reconnecting …" : s.live ? `live · ${s.viewers}`
+          : s.onDemand ? "on demand" : "off air" }));
     }))));
   byId("feeds", HTMLElement).replaceChildren(...items);
   if (!items.length) {
@@ -200,21 +203,23 @@ function onStreams(list) {
   const next = new Map();
   for (const s of list) {
     const feed = s.path.split("/").slice(1).join("/");
-    next.set(feed, { feed, live: s.live, stalled: Boolean(s.stalled), viewers: s.viewers, video: Boolean(s.video_codec) });
+    next.set(feed, { feed, live: s.live, onDemand: Boolean(s.on_demand), stalled: Boolean(s.stalled), viewers: s.viewers,
+      video: Boolean(s.video_codec) });
   }
-  for (const [feed, s] of streams) if (!next.has(feed)) next.set(feed, { ...s, live: false });
+  for (const [feed, s] of streams) if (!next.has(feed)) next.set(feed, { ...s, live: false, onDemand: false });
   streams = next;
   if (!before && mode === "single") {
     const wanted = new URL(location.href).searchParams.get("feed");
-    const first = isFeed(wanted) ? wanted : liveFeeds().find((f) => !isTalkback(f));
+    const first = isFeed(wanted) ? wanted : liveFeeds().find((f) => !isTalkback(f))
+      || [...streams.values()].find((s) => s.onDemand && !isTalkback(s.feed))?.feed;
     if (first) play(first);
     else if (!tiles.length) {
       stateBox.textContent = "Waiting for an operating room to go live …";
       stateBox.hidden = false;
     }
   }
-  if (main.path) main.setLive(streams.get(mainFeed())?.live ?? false, streams.get(mainFeed())?.stalled ?? false);
-  for (const t of tiles) if (t.feed) t.player.setLive(streams.get(t.feed)?.live ?? false, streams.get(t.feed)?.stalled ?? false);
+  if (main.path) main.setLive(playable(mainFeed()), streams.get(mainFeed())?.stalled ?? false);
+  for (const t of tiles) if (t.feed) t.player.setLive(playable(t.feed), streams.get(t.feed)?.stalled ?? false);
   renderFeeds();
   syncTalkback();
 }

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from broadcast.errors import InsufficientStorage
-from broadcast.lifecycle import start_every, stop_task
+from broadcast.lifecycle import notify, start_every, stop_task
 from broadcast.recording.library import RecordingLibrary, SegmentRecord, utc_iso
 from broadcast.recording.recorder import Recorder, RecorderSettings, RecorderState
 from broadcast.relay.streampath import StreamPath, is_slug
@@ -108,6 +108,8 @@ class RecordingManager:
         self.ended: dict[StreamPath, RecordingStatus] = {}
         self._housekeeping: asyncio.Task[None] | None = None
         self._closed = False
+        # told after the rules (or an event's `record`) changed, e.g. to pull on-demand cameras
+        self.rules_listeners: list[Callable[[], None]] = []
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -171,6 +173,7 @@ class RecordingManager:
         for path in list(self.recorders):
             if not self.wants(path):
                 await self._stop(path)
+        notify(self.rules_listeners, what="a recording rules listener")
 
     def _rules_path(self) -> Path:
         return self.settings.root / RULES_FILE

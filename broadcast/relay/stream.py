@@ -36,6 +36,7 @@ class StreamInfo:
     publisher_name: str | None = None  # the publishing link's display name ("Prof. Weber")
     source_error: str | None = None  # a pulled camera's last problem, while it reconnects
     transcoding: str | None = None  # what a pulled source transcodes ("audio AAC → Opus"), once per feed
+    on_demand: bool = False  # pulled only while watched or recorded: a viewer may start it when it is not live
 
 
 class Stream:

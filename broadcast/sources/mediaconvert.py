@@ -60,6 +60,84 @@ class AnnexB:
         return (self.parameter_sets + bytes(out)) if keyframe else bytes(out)
 
 
+VCL_TYPES = frozenset(range(1, 6))  # coded slices
+
+
+def starts_picture(unit: bytes) -> bool:
+    """A slice NAL unit whose first_mb_in_slice is 0 (ue(v) "1"): the top of a picture."""
+    return len(unit) > 1 and bool(unit[1] & 0x80)
+
+
+class PictureAssembler:
+    """Whole H.264 pictures out of a demuxer's packets. FFmpeg's RTSP demuxer gives an IDR
+    picture whose slices are separated by repeated parameter sets (IP cameras and GStreamer
+    send SPS/PPS with every keyframe) as two packets, the first of a connection without a
+    timestamp; and a connection may begin in the middle of a picture. Sent as they come, a
+    viewer would show half of every keyframe and the rest green or stale until the next one.
+
+    So a keyframe is held until the next packet shows whether it continues it (its first slice
+    does not start at the top of the picture: joined) or starts the next picture (the keyframe
+    goes out, then it): one frame interval of delay, on keyframes only. Nothing goes out
+    before a keyframe that starts at the top of the picture."""
+
+    def __init__(self) -> None:
+        self._held: list[bytes] = []   # parts of the picture being held
+        self._held_ts: int | None = None
+        self._held_key = False
+        self.synced = False            # a whole keyframe went out since the (re)connection
+        self.dropped = 0
+
+    def push(self, data: bytes, ts: int | None, keyframe: bool) -> list[tuple[bytes, int]]:
+        """A packet's Annex B data and timestamp (None: not known): the whole pictures ready."""
+        first = next((u for u in h264_nal_units(data) if u and u[0] & 0x1F in VCL_TYPES), None)
+        continues = first is not None and not starts_picture(first)
+        out: list[tuple[bytes, int]] = []
+        if self._held:
+            if continues:
+                self._held.append(data)
+                self._held_ts = self._held_ts if self._held_ts is not None else ts
+                self._held_key = self._held_key or keyframe
+                return out
+            out += self._release()
+        if keyframe or ts is None:  # may go on in the next packet
+            self._held, self._held_ts, self._held_key = [data], ts, keyframe
+        elif self.synced and ts is not None:
+            out.append((data, ts))  # (a continuation of a picture already sent goes as it is)
+        else:
+            self.dropped += 1
+        return out
+
+    def _release(self) -> list[tuple[bytes, int]]:
+        parts, ts, keyframe = self._held, self._held_ts, self._held_key
+        self._held, self._held_ts, self._held_key = [], None, False
+        data = parts[0] if len(parts) == 1 else _join(parts)
+        if not self.synced:
+            first = next((u for u in h264_nal_units(parts[0]) if u and u[0] & 0x1F in VCL_TYPES), None)
+            if keyframe and first is not None and starts_picture(first):
+                self.synced = True
+        if not self.synced or ts is None:
+            self.dropped += 1
+            return []
+        return [(data, ts)]
+
+
+def _join(parts: list[bytes]) -> bytes:
+    """Parts of one picture as one access unit: the first part's leading NAL units (AUD, SPS,
+    PPS, SEI), then every part's slices (a later part's repeated parameter sets dropped)."""
+    out = bytearray()
+    seen_slice = False
+    for part in parts:
+        for unit in h264_nal_units(part):
+            if not unit:
+                continue
+            is_slice = unit[0] & 0x1F in VCL_TYPES
+            if seen_slice and not is_slice:
+                continue
+            seen_slice = seen_slice or is_slice
+            out += b"\x00\x00\x00\x01" + unit
+    return bytes(out)
+
+
 def avcc_parameter_sets(extradata: bytes) -> bytes:
     """SPS and PPS of an avcC record, as Annex B."""
     out = bytearray()

@@ -25,7 +25,13 @@ from typing import Any
 from broadcast.errors import BroadcastError, InvalidSource
 from broadcast.relay.frame import VIDEO_CLOCK_RATE
 from broadcast.relay.producer import Producer
-from broadcast.sources.mediaconvert import AnnexB, AudioTranscoder, VideoTranscoder, h264_profile_level_id
+from broadcast.sources.mediaconvert import (
+    AnnexB,
+    AudioTranscoder,
+    PictureAssembler,
+    VideoTranscoder,
+    h264_profile_level_id,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -253,31 +259,36 @@ class PulledSource(PullState):
                        audio.codec_context.name if audio_tx is not None and audio is not None else None,
                        name if video_tx is not None else None, profile)
             wanted = [s for s in (video, audio) if s is not None]
+            pictures = PictureAssembler() if codec == "H264" and video_tx is None else None
             for packet in container.demux(*wanted):
                 if self._stop.is_set():
                     break
                 if self._drop.is_set():
                     self._drop.clear()
                     raise SourceProblem("the feed is live from another publisher; the camera waits for it to stop")
-                if packet.size == 0 or packet.pts is None or packet.time_base is None:
+                if packet.size == 0 or packet.time_base is None:
                     continue
                 if packet.stream is video:
                     if video_tx is not None:
-                        frames = video_tx.encode(packet)
-                    elif packet.dts is not None and packet.dts != packet.pts:
+                        frames = video_tx.encode(packet)  # its decoder joins a picture's parts itself
+                    elif packet.dts is not None and packet.pts is not None and packet.dts != packet.pts:
                         self._transcode_h264 = True  # from the next connection on, at once
                         raise SourceProblem("the camera sends B-frames, which WebRTC viewers cannot play: ORcast "
                                             "transcodes its video from now on (set the camera's B-frames to 0, "
                                             "or its H.264 profile to baseline, to save that CPU)")
                     else:
-                        ts = int(packet.pts * packet.time_base * VIDEO_CLOCK_RATE)
-                        frames = [(annexb.convert(bytes(packet)), ts)]
+                        ts = int(packet.pts * packet.time_base * VIDEO_CLOCK_RATE) if packet.pts is not None else None
+                        data = annexb.convert(bytes(packet))
+                        if pictures is not None:
+                            frames = pictures.push(data, ts, packet.is_keyframe)
+                        else:  # VP8: a packet is a frame; the relay starts viewers on a keyframe
+                            frames = [(data, ts)] if ts is not None else []
                     for data, ts in frames:
                         self._call(self._push_video, data, ts)
                     if frames and not flowed:
                         flowed = True
                         self._call(self._flowing)
-                elif audio_tx is not None:
+                elif audio_tx is not None and packet.pts is not None:
                     for data, ts in audio_tx.encode(packet):
                         self._call(self._push_audio, data, ts)
         finally:

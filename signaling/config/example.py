@@ -29,6 +29,7 @@ max_sessions = 2000              # the audience's WebRTC sessions (viewers, Q&A)
 max_publishers = 200             # publishers and talk-back, counted apart: viewers never lock out an OR
 connect_timeout = 30             # s for ICE+DTLS to complete before a session is dropped
 retry_after = 2                  # s a viewer of a feed that is not live is told to wait
+on_demand_grace = 15             # s an on-demand source pulls on after its last viewer left
 sessions_per_token = 10          # live sessions one link may hold (a shared link: mint with more)
 session_rate = 5                 # new sessions per second per client address …
 session_burst = 100              # … with this burst (a hospital NAT holds many viewers)
@@ -79,9 +80,11 @@ adhoc_theatres = false           # true: any theatre name is accepted
 
 # Feeds ORcast pulls itself (IP cameras), one table each; also through the API (technician,
 # organizer). Pulled while the server runs, so they record; a camera that drops is pulled
-# again (1 s doubling to 30 s) and its viewers resume on its next keyframe.
+# again (1 s doubling to 30 s) and its viewers resume on its next keyframe. on_demand = true
+# pulls only while someone watches (the first viewer starts it) or the recording wants it.
 # [[sources]]
 # path = "hpb-masterclass/or3/room"      # event/theatre/feed
 # url = "rtsp://viewer:password@10.1.3.20:554/stream1"   # rtsp:// or rtsps://; logs show viewer:***
 # transport = "tcp"                      # tcp (interleaved, the default) or udp
+# on_demand = false                      # true: only while watched or recorded
 '''

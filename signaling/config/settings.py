@@ -66,6 +66,7 @@ class ServerConfig:
     max_publishers: int = 200              # WHIP/console publishers and talk-back, counted apart
     connect_timeout: float = 30.0
     retry_after: int = 2
+    on_demand_grace: float = 15.0          # s an on-demand source pulls on after its last viewer left
     sessions_per_token: int = 10           # live sessions one link may hold at once
     session_rate: float = 5.0              # new sessions per second per client address …
     session_burst: int = 100               # … with this burst (a hospital NAT holds many viewers)
@@ -97,6 +98,7 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "tls": {"cert": str, "key": str},
     "auth": {"default_ttl": str},
     "limits": {"max_sessions": int, "max_publishers": int, "connect_timeout": (int, float), "retry_after": int,
+               "on_demand_grace": (int, float),
                "sessions_per_token": int, "session_rate": (int, float), "session_burst": int},
     "ice": {"servers": list, "udp_ports": str},
     "recording": {"dir": str, "segment_minutes": (int, float), "min_free_gb": (int, float),
@@ -285,14 +287,11 @@ def _apply_sources(cfg: ServerConfig, value: Any, problems: list[str]) -> None:
             problems.append(f"{where}.transport: must be one of {', '.join(TRANSPORTS)} (tcp: RTSP interleaved, "
                             "the default, passes firewalls; udp: lower latency on a clean network)")
             continue
-        if item.get("on_demand", False):
-            problems.append(f"{where}.on_demand: pulling only while someone watches is not built yet; "
-                            "leave it out (the camera is pulled while the server runs, so it records)")
-            continue
         if any(s.path == path for s in cfg.sources):
             problems.append(f"{where}: defined twice (one source per feed)")
             continue
-        cfg.sources.append(PullSettings(path=path, url=item["url"], transport=transport, token=item.get("token")))
+        cfg.sources.append(PullSettings(path=path, url=item["url"], transport=transport,
+                                        on_demand=item.get("on_demand", False), token=item.get("token")))
 
 
 def _validate(cfg: ServerConfig, problems: list[str]) -> None:
@@ -315,6 +314,9 @@ def _validate(cfg: ServerConfig, problems: list[str]) -> None:
         problems.append("limits.max_publishers: must be at least 1")
     if cfg.connect_timeout <= 0:
         problems.append("limits.connect_timeout: must be positive (seconds)")
+    if not 0 <= cfg.on_demand_grace <= 3600:
+        problems.append("limits.on_demand_grace: seconds an on-demand source pulls on after its last viewer, "
+                        "0-3600")
     if cfg.sessions_per_token < 1:
         problems.append("limits.sessions_per_token: must be at least 1")
     if cfg.session_rate <= 0 or cfg.session_burst < 1:

@@ -1,7 +1,8 @@
 """REST API for pulled sources (IP cameras): list, add, remove.
 
     GET    /api/events/{event}/sources                     organizer; technician: its theatre
-    POST   /api/events/{event}/sources                     {"theatre", "feed", "url", "transport"?, "token"?}
+    POST   /api/events/{event}/sources                     {"theatre", "feed", "url", "transport"?, "token"?,
+                                                            "on_demand"?}
     DELETE /api/events/{event}/sources/{theatre}/{feed}
 
 Sources from the config file are listed (`"origin": "config"`) but only the file changes them;
@@ -19,6 +20,7 @@ from aiohttp import web
 from broadcast.errors import BroadcastError
 from broadcast.participant import Capability, Participant
 from broadcast.relay.streampath import StreamPath, is_slug
+from broadcast.sources.ondemand import OnDemandPull
 from broadcast.sources.pulled import TRANSPORTS, PulledSource, PullSettings
 from broadcast.webrtc.wheppull import WhepPull
 from signaling.http.bodies import check_keys, field, read_json
@@ -34,7 +36,7 @@ def _origin(request: web.Request, path: str) -> str:
     return "config" if any(s.path == path for s in request.app[CONFIG].sources) else "api"
 
 
-def source_json(request: web.Request, source: PulledSource | WhepPull) -> dict[str, Any]:
+def source_json(request: web.Request, source: PulledSource | WhepPull | OnDemandPull) -> dict[str, Any]:
     return {**source.status(), "origin": _origin(request, source.settings.path)}
 
 
@@ -60,7 +62,7 @@ async def add_source(request: web.Request) -> web.Response:
     who = access.require(request, slug, Capability.PUBLISH).participant
     event = access.event(slug)
     data = await read_json(request)
-    check_keys(data, {"theatre", "feed", "url", "transport", "token"})
+    check_keys(data, {"theatre", "feed", "url", "transport", "token", "on_demand"})
     theatre = field(data, "theatre", str, required=True)
     feed = field(data, "feed", str, required=True)
     if not is_slug(theatre) or not is_slug(feed):
@@ -73,20 +75,22 @@ async def add_source(request: web.Request) -> web.Response:
     if transport not in TRANSPORTS:
         raise web.HTTPBadRequest(text=f"'transport' must be one of {', '.join(TRANSPORTS)}\n")
     token = field(data, "token", str)
+    on_demand = field(data, "on_demand", bool, default=False)
     if token is not None and not (0 < len(token) <= 4096 and token.isprintable() and " " not in token):
         raise web.HTTPBadRequest(text="'token' must be the other server's bearer token (no spaces, at most 4096)\n")
     path = StreamPath(slug, theatre, feed)
     try:  # the media plane checks the url
-        settings = PullSettings(str(path), url, transport, token=token)
+        settings = PullSettings(str(path), url, transport, on_demand=on_demand, token=token)
         source = request.app[BROADCASTER].add_pulled_source(settings)
     except BroadcastError as exc:
         raise http_error(exc) from None
     try:
-        access.store.put_source(StoredSource(str(path), url, transport, who.describe(), token))
+        access.store.put_source(StoredSource(str(path), url, transport, who.describe(), token, on_demand))
     except StoreError as exc:
         await request.app[BROADCASTER].remove_pulled_source(path)
         raise http_error(exc) from None
-    logger.info("source %s added by %s: %s (%s)", path, who.describe(), settings.shown_url, transport)
+    logger.info("source %s added by %s: %s (%s%s)", path, who.describe(), settings.shown_url, transport,
+                ", on demand" if on_demand else "")
     return web.json_response({"source": source_json(request, source)}, status=201)
 
 
@@ -118,7 +122,8 @@ def start_sources(app: web.Application) -> None:
     """At start-up: the config file's sources, then those added through the API."""
     broadcaster, store = app[BROADCASTER], app[ACCESS].store
     wanted = [(s, "config") for s in app[CONFIG].sources]
-    wanted += [(PullSettings(s.path, s.url, s.transport, token=s.token), "api") for s in store.sources()
+    wanted += [(PullSettings(s.path, s.url, s.transport, on_demand=s.on_demand, token=s.token), "api")
+               for s in store.sources()
                if not any(c.path == s.path for c in app[CONFIG].sources)]
     for settings, origin in wanted:
         event = StreamPath.parse(settings.path).event
@@ -131,7 +136,8 @@ def start_sources(app: web.Application) -> None:
         except BroadcastError as exc:
             logger.error("the source for %s (%s) cannot start: %s", settings.path, origin, exc)
             continue
-        logger.info("pulling %s from %s (%s, from the %s)", settings.path, settings.shown_url, settings.transport,
+        logger.info("%s %s from %s (%s, from the %s)", "on demand:" if settings.on_demand else "pulling",
+                    settings.path, settings.shown_url, settings.transport,
                     "config file" if origin == "config" else "event store")
 
 

@@ -20,7 +20,9 @@ from signaling.auth.tokens import TokenClaims
 logger = logging.getLogger(__name__)
 
 DB_FILE = "orcast.sqlite3"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# a version-1 file (before on-demand sources) gets their column
+_MIGRATIONS = {2: "ALTER TABLE sources ADD COLUMN on_demand INTEGER NOT NULL DEFAULT 0"}
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     slug TEXT PRIMARY KEY, title TEXT NOT NULL, record INTEGER NOT NULL, public INTEGER NOT NULL,
@@ -39,7 +41,8 @@ CREATE TABLE IF NOT EXISTS revoked (
     jti TEXT PRIMARY KEY, event TEXT NOT NULL, revoked_at REAL NOT NULL, expires_at INTEGER);
 CREATE TABLE IF NOT EXISTS sources (
     path TEXT PRIMARY KEY, event TEXT NOT NULL REFERENCES events(slug) ON DELETE CASCADE,
-    url TEXT NOT NULL, transport TEXT NOT NULL, token TEXT, added_by TEXT NOT NULL, created_at REAL NOT NULL);
+    url TEXT NOT NULL, transport TEXT NOT NULL, token TEXT, added_by TEXT NOT NULL, created_at REAL NOT NULL,
+    on_demand INTEGER NOT NULL DEFAULT 0);
 """
 
 
@@ -64,6 +67,7 @@ class StoredSource:
     transport: str
     added_by: str
     token: str | None = field(default=None, repr=False)  # a WHEP source's bearer token
+    on_demand: bool = False
 
 
 @dataclass(frozen=True)
@@ -123,7 +127,8 @@ class EventStore:
         self.path = data_dir / DB_FILE
         try:
             # the CLI and to_thread callers may share the connection (under the lock)
-            self._db = open_database(self.path, _SCHEMA, SCHEMA_VERSION, "event store", shared_between_threads=True)
+            self._db = open_database(self.path, _SCHEMA, SCHEMA_VERSION, "event store", shared_between_threads=True,
+                                     migrations=_MIGRATIONS)
         except SchemaTooNew as exc:
             raise StoreError(str(exc)) from None
         self._lock = threading.Lock()
@@ -210,9 +215,10 @@ class EventStore:
     # -- pulled sources added through the API (they come back after a restart) ----------
     def sources(self) -> list[StoredSource]:
         with self._lock:
-            rows = self._db.execute("SELECT path, url, transport, added_by, token FROM sources "
+            rows = self._db.execute("SELECT path, url, transport, added_by, token, on_demand FROM sources "
                                     "ORDER BY path").fetchall()
-        return [StoredSource(*row) for row in rows]
+        return [StoredSource(path, url, transport, added_by, token, bool(on_demand))
+                for path, url, transport, added_by, token, on_demand in rows]
 
     def put_source(self, source: StoredSource) -> None:
         event = source.path.split("/", 1)[0]
@@ -220,9 +226,10 @@ class EventStore:
         with self._lock, transaction(self._db):
             if self._db.execute("SELECT 1 FROM sources WHERE path=?", (source.path,)).fetchone():
                 raise AlreadyExists(f"{source.path} has a source already; remove it first")
-            self._db.execute("INSERT INTO sources VALUES (?,?,?,?,?,?,?)",
+            self._db.execute("INSERT INTO sources (path, event, url, transport, token, added_by, created_at, "
+                             "on_demand) VALUES (?,?,?,?,?,?,?,?)",
                              (source.path, event, source.url, source.transport, source.token, source.added_by,
-                              time.time()))
+                              time.time(), int(source.on_demand)))
 
     def delete_source(self, path: str) -> bool:
         with self._lock, transaction(self._db):

@@ -111,3 +111,45 @@ async def test_admin_page_pulls_an_ip_camera_and_stops(server: RunningServer) ->
             assert errors == [], errors
     finally:
         camera.kill()
+
+
+async def test_an_on_demand_camera_is_added_on_the_admin_page_and_played_on_the_watch_page(
+        server: RunningServer) -> None:
+    camera = Camera(free_port())
+    camera.start()
+    try:
+        async with chromium() as browser:
+            admin = await browser.new_page()
+            errors = collect_console_errors(admin)
+            await admin.goto(role_link(server.base, Role.ORGANIZER, "course", None,
+                                       server.token(Role.ORGANIZER, event="course", name="Course organizer")))
+            await admin.wait_for_selector("#add-source [name=theatre] option[value=or2]", state="attached")
+            await admin.select_option("#add-source [name=theatre]", "or2")
+            await admin.fill("#add-source [name=feed]", "ceiling")
+            await admin.fill("#add-source [name=url]", camera.url())
+            await admin.check("#add-source [name=on_demand]")
+            await admin.click("#add-source button")
+            await admin.wait_for_selector("#status >> text=whenever someone watches")
+            await admin.wait_for_selector("#sources tr:has-text('or2/ceiling') >> text=idle (on demand")
+            assert camera.connections == 0
+
+            viewer = await browser.new_page()
+            viewer_errors = collect_console_errors(viewer)
+            # the page opens on another feed, so that the camera's thumbnail can be seen waiting
+            await viewer.goto(link(server, Role.VIEWER).replace("#", "?feed=or1/room#"))
+            await viewer.wait_for_selector(".thumb:has-text('ceiling') >> text=on demand")
+            assert camera.connections == 0
+            await viewer.click(".thumb:has-text('ceiling')")  # playing it starts the pull
+            await viewer.wait_for_function("() => document.getElementById('video').videoWidth === 640",
+                                           timeout=20000)
+            assert camera.clients == 1
+            await viewer.wait_for_selector(".thumb:has-text('ceiling') >> text=live · 1")
+            await admin.wait_for_selector("#sources tr:has-text('or2/ceiling') >> text=live (on demand)",
+                                          timeout=15000)
+            await screenshot(viewer, "watch-on-demand")
+            await viewer.close()
+            await admin.wait_for_selector("#sources tr:has-text('or2/ceiling') >> text=stops in", timeout=15000)
+            assert errors == [] and viewer_errors == [], (errors, viewer_errors)
+    finally:
+        camera.kill()
+

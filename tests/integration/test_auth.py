@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC
 from pathlib import Path
 
 import aiohttp
@@ -26,6 +25,7 @@ from signaling.store.eventstore import Event, Theatre
 from tests.conftest import RunningServer, make_config, organizer_session, start_server
 from tests.support.logcheck import LogCapture
 from tests.support.peers import assert_consecutive, make_offer_sdp, post_offer, publish, watch
+from tests.support.tls import self_signed
 
 PATH = "course/or1/endoscope"
 ROOT = Path(__file__).resolve().parents[2]
@@ -296,29 +296,6 @@ async def test_cors_and_security_headers() -> None:
                 assert "frame-ancestors 'none'" in csp and "'unsafe-inline'" not in csp
                 assert r.headers["Referrer-Policy"] == "no-referrer"
     await runner.cleanup()
-
-
-def self_signed(tmp: Path) -> tuple[Path, Path]:
-    from datetime import datetime, timedelta
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.now(UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=1))
-            .not_valid_after(now + timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

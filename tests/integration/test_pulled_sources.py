@@ -10,10 +10,13 @@ import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import av
 import pytest
 
 from broadcast.participant import Role
+from broadcast.relay.frame import h264_nal_units
 from broadcast.relay.streampath import StreamPath
+from broadcast.sources.mediaconvert import VCL_TYPES, AnnexB, starts_picture
 from broadcast.sources.pulled import PulledSource, PullSettings, redact_url, scrub
 from signaling.keys import ACCESS, BROADCASTER
 from tests.conftest import RunningServer, make_config, mint, organizer_session, start_server
@@ -22,6 +25,7 @@ from tests.support.demoproc import start_demo
 from tests.support.logcheck import LogCapture
 from tests.support.mediacheck import decode
 from tests.support.peers import wait_until, watch
+from tests.support.tls import self_signed
 
 ROOT = Path(__file__).resolve().parents[2]
 PATH = "course/or3/room"
@@ -83,8 +87,9 @@ async def test_a_camera_from_the_config_is_watched_and_survives_a_restart(
                                 "no audio from the camera (AAC transcoded to Opus)")
         assert (640, 360) in viewer.sizes
         await record(server, "start")
-        recording_from = len(viewer.counters)
-        await viewer.wait_until(lambda: len(viewer.counters) > recording_from + 30, 10.0, "frames while recording")
+        recordings = server.app[BROADCASTER].recordings
+        await wait_until(lambda: recordings.status(StreamPath.parse(PATH)).duration_s > 1.5, 15.0,
+                         lambda: f"not recording: {recordings.status(StreamPath.parse(PATH))}")
 
         camera.kill()  # the camera goes away while the viewer watches (and it records) …
         await wait_until(lambda: source.state == "reconnecting", 20.0, lambda: f"not reconnecting: {source.status()}")
@@ -106,9 +111,20 @@ async def test_a_camera_from_the_config_is_watched_and_survives_a_restart(
         decoded = [decode(f) for f in files]
         # one segment before the camera dropped, one after it came back (a new timeline)
         assert [seg["end_reason"] for seg in rec["segments"]] == ["reconnect", "stop"]
-        assert all(len(d.counters) > 25 for d in decoded)
+        assert all(len(d.counters) > 25 for d in decoded), [len(d.counters) for d in decoded]
         assert all(d.size == (640, 360) and d.audio_rms > 0 for d in decoded)
         assert rec["codecs"] == ["H264", "opus"]
+        # every recorded frame is a whole picture (the camera's keyframes come from the demuxer in
+        # two packets; sent as two frames, viewers showed half of each keyframe)
+        for file in files:
+            with av.open(str(file)) as container:
+                packets = [p for p in container.demux(video=0) if p.size]
+            assert sum(p.is_keyframe for p in packets) >= 2
+            for packet in packets:
+                first = next(u for u in h264_nal_units(AnnexB(packet.stream.codec_context.extradata)
+                                                       .convert(bytes(packet))) if u[0] & 0x1F in VCL_TYPES)
+                assert starts_picture(first), f"a recorded frame starts mid-picture (pts {packet.pts})"
+            assert len({p.pts for p in packets}) == len(packets)
 
 
 async def test_wrong_password_and_unreachable_camera_are_clear_errors(
@@ -149,6 +165,38 @@ async def test_a_camera_the_relay_cannot_take_as_is_is_transcoded_once(video: st
             await viewer.close(server.http)
     finally:
         camera.kill()
+
+
+async def test_cameras_over_rtsps_and_over_udp(tmp_path: Path) -> None:
+    """rtsps:// (RTSP over TLS, interleaved) and plain RTSP with `transport = "udp"`: both live,
+    both watched; the cameras say which transport each track was set up with."""
+    cert, key = self_signed(tmp_path)
+    pem = tmp_path / "camera.pem"
+    pem.write_bytes(cert.read_bytes() + key.read_bytes())
+    secure, plain = Camera(free_port(), tls_pem=pem), Camera(free_port())
+    secure.start()
+    plain.start()
+    try:
+        tls_source = PullSettings("course/or3/ceiling", secure.url())
+        udp_source = PullSettings("course/or3/light", plain.url(), transport="udp")
+        assert tls_source.url.startswith("rtsps://")
+        async with running([tls_source, udp_source]) as server:
+            async def watched(path: str) -> None:
+                source = source_of(server, path)
+                await wait_until(lambda: source.state == "live", 30.0, lambda: f"not live: {source.status()}")
+                viewer = await watch(server.http, server.base, path, token=server.token(Role.VIEWER))
+                await viewer.wait_frames(30, timeout=20.0)
+                assert (640, 360) in viewer.sizes
+                await viewer.close(server.http)
+
+            await watched(tls_source.path)
+            await watched(udp_source.path)
+            assert source_of(server, udp_source.path).status()["transport"] == "udp"
+        assert secure.transports and all(t == "RTP/AVP/TCP" for t in secure.transports), secure.transports
+        assert plain.transports and all(t == "RTP/AVP/UDP" for t in plain.transports), plain.transports
+    finally:
+        secure.kill()
+        plain.kill()
 
 
 def test_urls_are_shown_without_their_secrets() -> None:
