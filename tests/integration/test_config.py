@@ -52,7 +52,8 @@ BAD = [  # (config data, the key its error must name)
     ({"sources": [{"path": "a/b/c", "url": "ftp://cam/s"}]}, "sources[a/b/c].url"),
     ({"sources": [{"path": "a/b/c", "url": "rtsp://u:secret@cam/s", "transport": "sctp"}]}, "sources[a/b/c].transport"),
     ({"sources": [{"path": "a/b/c", "url": "rtsp://cam/s", "colour": 1}]}, "sources[0].colour"),
-    ({"sources": [{"path": "a/b/c", "url": "rtsp://cam/s", "on_demand": True}]}, "sources[a/b/c].on_demand"),
+    ({"sources": [{"path": "a/b/c", "url": "rtsp://cam/s", "on_demand": "yes"}]}, "sources[0].on_demand"),
+    ({"limits": {"on_demand_grace": -1}}, "limits.on_demand_grace"),
 ]
 
 
