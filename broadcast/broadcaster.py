@@ -307,8 +307,15 @@ class Broadcaster:
         self._pull_stopped(path)(source)
         return True
 
+    def _published(self, path: StreamPath) -> bool:
+        stream = self.streams.get(path)
+        return stream is not None and stream.publisher is not None
+
     def _wanted(self, path: StreamPath) -> bool:
-        """Someone watches the feed (or is joining), or the recording rules want it."""
+        """Someone watches the feed (or is joining), or the recording rules want it, and no
+        publisher feeds it instead (a WHIP encoder may take an idle on-demand feed)."""
+        if self._published(path):
+            return False
         stream = self.streams.get(path)
         return (stream is not None and bool(stream.viewers)) or self.recordings.wants(path)
 
@@ -338,7 +345,7 @@ class Broadcaster:
         """
         self._check_capacity()
         on_demand = self.pulled.get(path)
-        if isinstance(on_demand, OnDemandPull):
+        if isinstance(on_demand, OnDemandPull) and not self._published(path):
             try:
                 await on_demand.want()  # the first viewer starts the pull; the answer needs its codecs
             except BaseException:

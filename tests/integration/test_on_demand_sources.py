@@ -22,7 +22,7 @@ from signaling.store.eventstore import EventStore
 from tests.conftest import RunningServer, make_config, organizer_session, start_server
 from tests.support.camera import Camera, free_port
 from tests.support.mediacheck import decode
-from tests.support.peers import make_offer_sdp, post_offer, wait_until, watch
+from tests.support.peers import make_offer_sdp, post_offer, publish, wait_until, watch
 
 PATH = "course/or3/room"
 GRACE_S = 1.0
@@ -126,6 +126,26 @@ async def test_a_viewer_of_an_on_demand_camera_that_does_not_answer_is_told_to_r
         # nobody waits for it any more: the pull stops after the grace period
         await wait_until(lambda: source.state == "idle", 5 + GRACE_S * 5, lambda: str(source.status()))
         assert source.error and "connection refused" in source.error
+
+
+async def test_a_publisher_on_an_idle_on_demand_feed_is_watched_and_the_camera_takes_over(camera: Camera) -> None:
+    """A WHIP encoder may publish to the feed while its camera idles: viewers get the encoder
+    at once (the camera is not pulled), and when the encoder leaves, the camera takes over
+    for the viewers still there."""
+    async with running([PullSettings(PATH, camera.url(), on_demand=True)]) as server:
+        source = server.app[BROADCASTER].pulled[StreamPath.parse(PATH)]
+        publisher = await publish(server.http, server.base, PATH, token=server.token(Role.TECHNICIAN, theatre="or3"))
+        viewer = await watch(server.http, server.base, PATH, token=server.token(Role.VIEWER))
+        await viewer.wait_frames(20, timeout=20.0)
+        assert camera.connections == 0 and source.state == "idle"
+        await publisher.pc.close()
+        async with server.http.delete(publisher.session_url):
+            pass
+        await wait_until(lambda: source.state == "live" and camera.clients == 1, 20.0,
+                         lambda: f"the camera did not take over: {source.status()}")
+        await viewer.wait_until(lambda: (640, 360) in viewer.sizes, 20.0, "no camera picture for the viewer")
+        assert viewer.pc.connectionState == "connected"
+        await viewer.close(server.http)
 
 
 async def test_on_demand_through_the_api_is_kept(camera: Camera) -> None:

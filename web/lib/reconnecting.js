@@ -5,6 +5,7 @@ import { leave } from "./webrtchttp.js";
 
 const MAX_DELAY_MS = 5000;
 const SILENCE_MS = 3000;  // ICE calls a dead server "failed" only after ~30 s
+const STALE_CONNECTING_MS = 3000;  // an attempt older than this when the server comes back is given up
 
 export class Reconnecting {
   /** @param {string} token @param {(state: string, text: string) => void} [onState] */
@@ -19,6 +20,7 @@ export class Reconnecting {
     this._delay = 1000;
     /** @type {ReturnType<typeof setTimeout> | null} */
     this._timer = null;
+    this._connectingSince = 0;
   }
 
   // Subclasses: wanted() says whether the connection should exist; _connect() makes it;
@@ -44,8 +46,11 @@ export class Reconnecting {
   }
 
   // The server is reachable again (its WebSocket is back): do not wait out the backoff.
+  // An attempt still "connecting" for a while was made to the server that went away (its ICE
+  // would take half a minute to fail): it is given up too; a fresh one is left to finish.
   retryNow() {
-    const lost = this.pc && this.pc.connectionState !== "connected" && this.state !== "connecting";
+    const stale = this.state === "connecting" && Date.now() - this._connectingSince > STALE_CONNECTING_MS;
+    const lost = this.pc && this.pc.connectionState !== "connected" && (this.state !== "connecting" || stale);
     if (this.wanted() && (lost || (this._timer && ["reconnecting", "stalled"].includes(this.state)))) {
       this._reconnectNow();
     }
@@ -69,6 +74,7 @@ export class Reconnecting {
   }
 
   _set(state, text) {
+    if (state === "connecting" && this.state !== "connecting") this._connectingSince = Date.now();
     this.state = state;
     this.onState(state, text);
   }
