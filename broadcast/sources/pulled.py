@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 import urllib.parse
 from collections.abc import Callable
@@ -218,16 +219,25 @@ class PulledSource(PullState):
         if isinstance(exc, SourceProblem):
             return str(exc)
         text = scrub(str(exc), self.settings.url)
-        if isinstance(exc, av.error.HTTPUnauthorizedError) or "401" in text:
+        # the status as FFmpeg words it ("Server returned 401 Unauthorized"), not digits of the url's port
+        said = text.replace(self.settings.shown_url, "")
+
+        def status(code: int) -> bool:
+            return re.search(rf"(?<![\d:]){code}(?!\d)", said) is not None
+
+        if isinstance(exc, av.error.HTTPUnauthorizedError) or status(401):
             return "the camera refused the user name or password in the source url (401); correct them"
-        if isinstance(exc, av.error.HTTPForbiddenError) or "403" in text:
+        if isinstance(exc, av.error.HTTPForbiddenError) or status(403):
             return "the camera refused access to this stream (403); check the account's rights on the camera"
-        if isinstance(exc, av.error.HTTPNotFoundError) or "404" in text:
+        if isinstance(exc, av.error.HTTPNotFoundError) or status(404):
             return "the camera has no stream at this url's path (404); check the path in its settings"
         if isinstance(exc, ConnectionRefusedError | av.error.ConnectionRefusedError):
             return f"nothing answers at {self.settings.shown_url} (connection refused); is the camera on?"
         if isinstance(exc, TimeoutError | av.error.TimeoutError) or "timed out" in text.lower():
             return f"the camera did not answer in time at {self.settings.shown_url}; check the address and network"
+        if isinstance(exc, av.error.InvalidDataError):
+            return (f"what answers at {self.settings.shown_url} sends nothing that reads as an RTSP stream "
+                    f"({text}); check the port and path in the url: they must be the camera's RTSP stream")
         return f"the camera's stream could not be read ({type(exc).__name__}: {text})"
 
     def _pull_once(self) -> bool:

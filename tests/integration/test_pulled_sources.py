@@ -4,8 +4,10 @@ viewer watches; wrong passwords and unreachable cameras; the password in no log 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -143,6 +145,45 @@ async def test_wrong_password_and_unreachable_camera_are_clear_errors(
         del viewer
 
 
+async def test_a_camera_that_sends_garbage_is_a_clear_error_and_the_server_goes_on(debug_logs: LogCapture) -> None:
+    """Something on the camera's address that is not an RTSP server: it answers every request
+    with noise, or with an RTSP reply whose SDP is nonsense."""
+    async def noise(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1024)
+        writer.write(os.urandom(4096))
+        await writer.drain()
+        writer.close()
+
+    async def bad_sdp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while request := await reader.readuntil(b"\r\n\r\n"):
+            cseq = next((line.split(b":", 1)[1].strip() for line in request.split(b"\r\n")
+                         if line.lower().startswith(b"cseq")), b"1")
+            body = b"v=0\r\nm=video banana\r\n\x00\xff" + os.urandom(64)
+            writer.write(b"RTSP/1.0 200 OK\r\nCSeq: " + cseq + b"\r\nContent-Type: application/sdp\r\n"
+                         b"Public: OPTIONS, DESCRIBE\r\nContent-Length: " + str(len(body)).encode()
+                         + b"\r\n\r\n" + body)
+            await writer.drain()
+
+    servers = [await asyncio.start_server(handler, "127.0.0.1", 0) for handler in (noise, bad_sdp)]
+    try:
+        ports = [srv.sockets[0].getsockname()[1] for srv in servers]
+        sources = [PullSettings(f"course/or3/{name}", f"rtsp://cam:{PASSWORD}@127.0.0.1:{port}/stream1")
+                   for name, port in zip(("noise", "nonsense"), ports, strict=True)]
+        async with running(sources) as server:
+            pulled = [source_of(server, s.path) for s in sources]
+            await wait_until(lambda: all(p.error for p in pulled), 20.0, lambda: str([p.status() for p in pulled]))
+            for source in pulled:
+                assert source.state == "connecting" and PASSWORD not in repr(source.status())
+                assert "check the port and path" in (source.error or ""), source.error
+            # the event loop was never blocked: the API answers at once, and a publisher goes live beside them
+            async with server.http.get(f"{server.base}/api/events/course/sources") as resp:
+                assert resp.status == 200
+            await watch(server.http, server.base, sources[0].path, expect=409, token=server.token(Role.VIEWER))
+    finally:
+        for srv in servers:
+            srv.close()
+
+
 @pytest.mark.parametrize(("video", "shown"), [("h265", "HEVC"), ("mjpeg", "MJPEG"), ("h264-bframes", "H264")])
 async def test_a_camera_the_relay_cannot_take_as_is_is_transcoded_once(video: str, shown: str) -> None:
     camera = Camera(free_port(), video)
@@ -197,6 +238,15 @@ async def test_cameras_over_rtsps_and_over_udp(tmp_path: Path) -> None:
     finally:
         secure.kill()
         plain.kill()
+
+
+def test_a_port_with_401_in_it_is_not_a_wrong_password() -> None:
+    url = "rtsp://cam:pw@10.1.3.20:40401/stream1"
+    source = PulledSource(PullSettings(PATH, url), lambda *args: (None, None))  # type: ignore[arg-type,return-value]
+    said = source._describe(av.error.InvalidDataError(1094995529, "Invalid data found when processing input", url))
+    assert "password" not in said and "check the port and path" in said and ":pw@" not in said
+    refused = source._describe(Exception("method DESCRIBE failed: 401 Unauthorized"))
+    assert "password" in refused
 
 
 def test_urls_are_shown_without_their_secrets() -> None:
