@@ -166,7 +166,7 @@ class TapViewer:
         dtls._handle_rtp_data = handle_rtp_data
 
 
-async def run_viewers(base: str, count: int, codec: str = "H264") -> None:
+async def run_viewers(base: str, count: int, codec: str = "H264", query: str = "") -> None:
     from aiortc import RTCPeerConnection, RTCSessionDescription
 
     from broadcast.webrtc.aiortchooks import EncodedFrameTap, install_receiver_tap
@@ -188,7 +188,7 @@ async def run_viewers(base: str, count: int, codec: str = "H264") -> None:
 
             await pc.setLocalDescription(await pc.createOffer())
             viewer.posted = time.monotonic()
-            async with http.post(f"{base}/whep/{PATH}", data=pc.localDescription.sdp,
+            async with http.post(f"{base}/whep/{PATH}{query}", data=pc.localDescription.sdp,
                                  headers={"Content-Type": "application/sdp", **auth_headers()}) as resp:
                 assert resp.status == 201, await resp.text()
                 answer = await resp.text()
@@ -659,7 +659,7 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "publisher":
         asyncio.run(run_publisher(sys.argv[2], sys.argv[3], sys.argv[4]))
     elif len(sys.argv) > 1 and sys.argv[1] == "viewers":
-        asyncio.run(run_viewers(sys.argv[2], int(sys.argv[3]), sys.argv[4]))
+        asyncio.run(run_viewers(sys.argv[2], int(sys.argv[3]), sys.argv[4], *sys.argv[5:6]))
     elif len(sys.argv) > 1 and sys.argv[1] == "baseline-server":
         asyncio.run(run_baseline_server(int(sys.argv[2])))
     else:

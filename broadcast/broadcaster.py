@@ -337,7 +337,8 @@ class Broadcaster:
 
     # -- playing ------------------------------------------------------------------------
     async def play(self, path: StreamPath, offer_sdp: str, protocol: str = "whep",
-                   participant: Participant | None = None) -> ViewerSession | RemoteViewerSession:
+                   participant: Participant | None = None, quality: str = "auto",
+                   ) -> ViewerSession | RemoteViewerSession:
         """Start a viewer session on `path`.
 
         A feed whose publisher is reconnecting (the stream still has viewers or was live
@@ -352,13 +353,13 @@ class Broadcaster:
                 self._review_demand(path)
                 raise
         try:
-            return await self._play(path, offer_sdp, protocol, participant)
+            return await self._play(path, offer_sdp, protocol, participant, quality)
         finally:
             if on_demand is not None:
                 self._review_demand(path)  # a viewer that did not get in leaves nobody wanting it
 
-    async def _play(self, path: StreamPath, offer_sdp: str, protocol: str,
-                    participant: Participant | None) -> ViewerSession | RemoteViewerSession:
+    async def _play(self, path: StreamPath, offer_sdp: str, protocol: str, participant: Participant | None,
+                    quality: str) -> ViewerSession | RemoteViewerSession:
         stream = self.streams.get(path)
         if stream is None or (stream.video.codec is None and stream.audio.codec is None):
             raise StreamNotLive(
@@ -366,16 +367,18 @@ class Broadcaster:
                 self.settings.retry_after,
             )
         shaped = shape_play_offer(offer_sdp, stream.video.codec, stream.h264_profile)
-        # an offer with a data channel stays here, with the Q&A board it talks to
+        # an offer with a data channel stays here, with the Q&A board it talks to; so does a
+        # viewer of another rendition than the feed as published (the low one is made here)
         worker = (self.workers.choose(self._front_load())
-                  if self.workers is not None and "m=application" not in shaped.sdp else None)
+                  if self.workers is not None and "m=application" not in shaped.sdp
+                  and quality in ("auto", "high") else None)
         if worker is not None:
             try:
                 return await self._play_in_worker(worker, stream, shaped, protocol, participant)
             except (ChannelClosed, TimeoutError) as exc:
                 logger.warning("%s: worker %d could not take a viewer (%s); the front takes it",
                                path, worker.index, exc or type(exc).__name__)
-        session = ViewerSession(stream, self.session_settings, protocol, participant)
+        session = ViewerSession(stream, self.session_settings, protocol, participant, quality)
         session.on_joined = self._joined
         stream.viewers.add(session)
         await self._start(session, shaped)

@@ -250,6 +250,7 @@ function syncTalkback() {
       el("figcaption", {}, el("span", { className: "tb-speaking", text: "Speaking: " }), who, state),
       el("div", { className: "tb-controls" }, level, mute));
     const player = new FeedPlayer(video, token, {
+      choice: "high",  // the console is on the hospital's LAN: talk-back as sent, never switched down
       onState: (st, text) => { state.textContent = st === "live" ? "" : ` · ${text || st}`; },
     });
     player.play(`${event}/${s.feed}`, true, hasVideo);

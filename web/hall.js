@@ -38,7 +38,8 @@ function render() {
     const state = el("div", { className: "tile-state" });
     const box = el("figure", { className: "tile" }, video, el("figcaption", { text: feedLabel(titles, feed) }), state);
     const tile = { feed, box, state, video, player: null };
-    tile.player = new FeedPlayer(video, token, { onState: () => updateTiles() });
+    // the hall is on the hospital's LAN: the feed as published, never a rendition picked for a slow link
+    tile.player = new FeedPlayer(video, token, { onState: () => updateTiles(), choice: "high" });
     tile.player.play(`${event}/${feed}`, playable(feed));
     video.play().catch(() => { video.muted = true; video.play().catch(() => {}); });
     return tile;

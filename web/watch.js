@@ -34,6 +34,16 @@ const liveFeeds = () => [...streams.values()].filter((s) => s.live).map((s) => s
 // a feed pulled on demand is not live until someone watches it: playing it starts it
 const playable = (feed) => Boolean(streams.get(feed)?.live || streams.get(feed)?.onDemand);
 
+// Which rendition plays, and why, in words.
+const RENDITION_NOTE = {
+  low: "Low quality, as you chose: less data for a slow connection",
+  audio: "Audio only, as you chose: no picture is sent",
+};
+function showRendition() {
+  const choice = byId("quality-choice", HTMLSelectElement).value;
+  byId("rendition-note", HTMLElement).textContent = RENDITION_NOTE[choice] || "";
+}
+
 function mainFeed() {
   return main?.path ? main.path.split("/").slice(1).join("/") : null;
 }
@@ -86,6 +96,7 @@ function buildMulti() {
     const hear = el("input", { type: "radio", name: "hear", "aria-label": `Hear tile ${i + 1}` });
     const tile = { feed: picks[i] || null, video: tileVideo, state, select, hear, player: null, box: null };
     tile.player = new FeedPlayer(tileVideo, token, {
+      choice: byId("quality-choice", HTMLSelectElement).value,
       onState: (s, text) => {
         state.textContent = tile.feed ? describe(s, tile.feed, text) : "";
         state.hidden = s === "live" || !tile.feed;
@@ -382,6 +393,12 @@ async function start() {
     unmute.dataset.on = String(on);
     unmute.textContent = on ? "Sound off" : "Sound on";
     applyAudio();
+  });
+  const choice = byId("quality-choice", HTMLSelectElement);
+  choice.addEventListener("change", () => {
+    // every picture on the page (a 2×2 view is four players); talk-back stays as it is
+    for (const player of [main, ...tiles.map((t) => t.player)]) player.choose(choice.value);
+    showRendition();
   });
   byId("fullscreen", HTMLButtonElement).addEventListener("click", () => {
     const target = mode === "single" ? document.querySelector(".main-tile") : byId("multi", HTMLElement);

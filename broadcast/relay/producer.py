@@ -13,8 +13,10 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
+from broadcast.lifecycle import notify
 from broadcast.relay.frame import (
     AUDIO_CLOCK_RATE,
     VIDEO_CLOCK_RATE,
@@ -102,6 +104,8 @@ class Producer:
         self._broken = False
         self.retired_frames_dropped = 0
         self._closed = False
+        # told the number of readers whenever it changes (a rendition made on demand follows it)
+        self.readers_listeners: list[Callable[[int], None]] = []
 
     # -- sources -------------------------------------------------------------------
     def attach(self, source: Source, codec: str) -> bool:
@@ -256,13 +260,31 @@ class Producer:
             self._network.add(reader)
         if self.kind == "video":
             self.request_keyframe()
+        self._readers_changed()
+
+    def take_over(self, reader: NetworkReader) -> None:
+        """A viewer's consumer that moves here from another producer (a rendition switch) on a
+        keyframe of this one: no keyframe is asked for, and what it sent before stays counted
+        by the producer it came from."""
+        self.readers.add(reader)
+        self._network.add(reader)
+        self.retired_bytes_out -= reader.bytes_sent
+        self.retired_frames_dropped -= reader.frames_dropped
+        self._readers_changed()
 
     def remove_reader(self, reader: Reader) -> None:
+        if reader not in self.readers:
+            return
         self.readers.discard(reader)
         if isinstance(reader, NetworkReader) and reader in self._network:
             self._network.discard(reader)
             self.retired_bytes_out += reader.bytes_sent
             self.retired_frames_dropped += reader.frames_dropped
+        self._readers_changed()
+
+    def _readers_changed(self) -> None:
+        if self.readers_listeners:
+            notify(self.readers_listeners, len(self.readers), what="a readers listener")
 
     @property
     def bytes_out(self) -> int:

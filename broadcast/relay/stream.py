@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from broadcast.relay.connection import Connection
 from broadcast.relay.producer import Producer, Source
+from broadcast.relay.renditions import Renditions
 from broadcast.relay.streampath import StreamPath
 
 # A publisher silent this long is "stalled" (pages say "reconnecting"), and a new session
@@ -50,6 +51,7 @@ class Stream:
         self.viewers: set[Connection] = set()
         self.h264_profile: str | None = None
         self.live_since: float | None = None
+        self.renditions = Renditions(path, self.video)  # the low rendition, made while someone watches it
         # rates, sampled by Broadcaster once a second
         self._sample: tuple[float, int, int] | None = None
         self.bitrate_in = 0
@@ -99,7 +101,7 @@ class Stream:
     def sample_rates(self) -> None:
         now = time.monotonic()
         bytes_in = self.video.bytes_in + self.audio.bytes_in
-        bytes_out = self.video.bytes_out + self.audio.bytes_out
+        bytes_out = self.video.bytes_out + self.audio.bytes_out + self.renditions.low.bytes_out
         if self._sample is not None:
             then, b_in, b_out = self._sample
             elapsed = now - then
@@ -135,5 +137,6 @@ class Stream:
         )
 
     def close(self) -> None:
+        self.renditions.close()
         for producer in self.producers:
             producer.close()

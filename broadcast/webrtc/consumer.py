@@ -69,11 +69,19 @@ class Consumer(MediaStreamTrack):
         self.fast: FastSender | None = None
         self._link: IcePairLink | None = None
         self._rtp_sender: RTCRtpSender | None = None
+        # renditions (fast path): the outgoing timeline stays one across producers
+        self._ts_offset = 0
+        self._last_ts: int | None = None
+        self._last_sent_wall = 0.0
+        self._rebase = False
+        self._switch: _SwitchTap | None = None  # waiting for the target's keyframe
+        self.muted = False  # audio only: the video consumer sends nothing
+        self.switches = 0
         producer.add_reader(self)
 
     # -- called by the producer, on the event loop --------------------------------------
     def deliver(self, frame: EncodedFrame) -> None:
-        if self._closed:
+        if self._closed or self.muted:
             return
         if self.waiting_for_keyframe:
             if not frame.keyframe:
@@ -136,7 +144,15 @@ class Consumer(MediaStreamTrack):
         if not payloads:
             return
         ntp = fast_ntp_time()
-        fast.send_frame(payloads, frame.timestamp, ntp)
+        now = time.monotonic()
+        if self._rebase:  # the first frame from another producer (or after a mute): continue the timeline
+            self._rebase = False
+            if self._last_ts is not None:
+                gap = max(1, round((now - self._last_sent_wall) * frame.clock_rate))
+                self._ts_offset = (self._last_ts + gap - frame.timestamp) % 2**32
+        timestamp = (frame.timestamp + self._ts_offset) % 2**32
+        self._last_ts, self._last_sent_wall = timestamp, now
+        fast.send_frame(payloads, timestamp, ntp)
         assert self._rtp_sender is not None
         report_sent(self._rtp_sender, ntp, fast)
         self._count_sent(frame)
@@ -159,6 +175,56 @@ class Consumer(MediaStreamTrack):
         if self.kind == "video":
             self.waiting_for_keyframe = True
             self._recovering = False
+
+    # -- renditions ------------------------------------------------------------------------
+    def switch_to(self, target: Producer) -> None:
+        """Read `target` from its next keyframe on (the current producer's frames go on until
+        then, so the picture never breaks). Fast path only: aiortc's sender keeps one timeline
+        per track, which a second producer's would break."""
+        if self._closed or self.kind != "video":
+            return
+        self._cancel_switch()
+        if target is self.producer:
+            return
+        if self.fast is None and self._rtp_sender is not None:
+            logger.info("%s: no rendition switch on aiortc's send path", self.producer.path)
+            return
+        self._switch = _SwitchTap(self, target)
+        target.add_reader(self._switch)  # asks the target for a keyframe
+
+    def set_muted(self, muted: bool) -> None:
+        """Audio only (video sends nothing, the connection stays) or back, from a keyframe."""
+        if muted == self.muted or self.kind != "video":
+            return
+        self.muted = muted
+        # a muted consumer waits for nothing: else the producer would keep asking for keyframes
+        self.waiting_for_keyframe = not muted
+        self._queue.clear()
+        if not muted:
+            self._recovering = False
+            self._rebase = True
+            self.producer.request_keyframe()
+
+    def _cancel_switch(self) -> None:
+        tap, self._switch = self._switch, None
+        if tap is not None:
+            tap.target.remove_reader(tap)
+
+    def _switched(self, tap: _SwitchTap, frame: EncodedFrame) -> None:
+        """The target's keyframe came: move there, and send it."""
+        if tap is not self._switch or self._closed:
+            return
+        self._switch = None
+        tap.target.remove_reader(tap)
+        self.producer.remove_reader(self)
+        self.producer = tap.target
+        tap.target.take_over(self)
+        self.switches += 1
+        self._queue.clear()
+        self.waiting_for_keyframe = False
+        self._recovering = False
+        self._rebase = True
+        self.deliver(frame)
 
     # -- called by the viewer's RTCRtpSender --------------------------------------------
     async def recv(self) -> EncodedFrame:  # type: ignore[override]
@@ -189,8 +255,30 @@ class Consumer(MediaStreamTrack):
         if not self._closed:
             self._closed = True
             self._queue.clear()
+            self._cancel_switch()
             self.producer.remove_reader(self)
             waiter = self._waiter
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
         super().stop()
+
+
+class _SwitchTap:
+    """A consumer's look-out on the producer it switches to: the first keyframe completes the
+    switch. Not a network reader: it sends nothing itself."""
+
+    def __init__(self, consumer: Consumer, target: Producer) -> None:
+        self.consumer = consumer
+        self.target = target
+        self.waiting_for_keyframe = True
+
+    def deliver(self, frame: EncodedFrame) -> None:
+        if frame.keyframe:
+            self.waiting_for_keyframe = False
+            self.consumer._switched(self, frame)
+
+    def producer_reset(self, codec_changed: bool) -> None:
+        self.waiting_for_keyframe = True
+
+    def stop(self) -> None:
+        self.consumer._cancel_switch()

@@ -86,7 +86,7 @@ async def create_session(request: web.Request, admit: Admitter, start: Starter, 
     return web.Response(status=201, text=session.answer_sdp, headers=headers)
 
 
-def _session(request: web.Request) -> Session:
+def session_of(request: web.Request) -> Session:
     """The session named by the URL, for its own link or an organizer of its event."""
     event = request.match_info["event"]
     path = stream_path(request) if "feed" in request.match_info else None  # None: a Q&A session
@@ -104,7 +104,7 @@ def _session(request: web.Request) -> Session:
 
 
 async def patch_session(request: web.Request) -> web.Response:
-    session = _session(request)
+    session = session_of(request)
     fragment = await read_text(request, TRICKLE, MAX_SDP_BYTES)
     if "a=ice-ufrag:" in fragment and not request.headers.get("If-Match"):
         return text_error(428, "an ICE restart needs an If-Match header")
@@ -116,6 +116,6 @@ async def patch_session(request: web.Request) -> web.Response:
 
 
 async def delete_session(request: web.Request) -> web.Response:
-    session = _session(request)
+    session = session_of(request)
     await session.close(CloseReason.CLIENT_LEFT)
     return web.Response(status=200)

@@ -2,6 +2,9 @@
 
 A feed that is not live answers 409 with Retry-After. A feed whose publisher is
 reconnecting accepts viewers, who start when it returns.
+
+`?quality=auto|high|low|audio` picks the rendition (default auto); `POST {session}/quality`
+with `{"quality": …}` changes it on the same connection, on the target's next keyframe.
 """
 
 from __future__ import annotations
@@ -10,9 +13,12 @@ from aiohttp import web
 
 from broadcast.broadcaster import Session
 from broadcast.participant import Participant
+from broadcast.relay.renditions import QUALITIES
+from broadcast.webrtc.viewer import ViewerSession
 from signaling.auth.access import Identity
+from signaling.http.bodies import check_keys, read_json
 from signaling.http.params import stream_path
-from signaling.http.webrtcsession import create_session, delete_session, options_handler, patch_session
+from signaling.http.webrtcsession import create_session, delete_session, options_handler, patch_session, session_of
 from signaling.keys import ACCESS, BROADCASTER
 
 FEED = "/whep/{event}/{theatre}/{feed}"
@@ -23,12 +29,33 @@ def _admit(request: web.Request) -> Identity:
     return request.app[ACCESS].admit_viewer(request, stream_path(request))
 
 
+def _quality(value: object) -> str:
+    if not isinstance(value, str) or value not in QUALITIES:
+        raise web.HTTPBadRequest(text=f"quality must be one of {', '.join(QUALITIES)} (auto: the server picks by "
+                                      "the viewer's connection)\n")
+    return value
+
+
 async def _play(request: web.Request, offer: str, who: Participant) -> Session:
-    return await request.app[BROADCASTER].play(stream_path(request), offer, protocol="whep", participant=who)
+    return await request.app[BROADCASTER].play(stream_path(request), offer, protocol="whep", participant=who,
+                                               quality=_quality(request.query.get("quality", "auto")))
 
 
 async def post_offer(request: web.Request) -> web.Response:
+    _quality(request.query.get("quality", "auto"))  # before the body is read: a typo is a 400 at once
     return await create_session(request, _admit, _play, "WHEP")
+
+
+async def set_quality(request: web.Request) -> web.Response:
+    session = session_of(request)
+    data = await read_json(request)
+    check_keys(data, {"quality"})
+    quality = _quality(data.get("quality"))
+    if not isinstance(session, ViewerSession):
+        raise web.HTTPConflict(text="this viewer is served by a worker process, whose renditions are the feed as "
+                                    "published; open it again with ?quality= to pick another\n")
+    session.set_quality(quality)
+    return web.json_response({"quality": session.quality, "rendition": session.rendition})
 
 
 def routes() -> list[web.RouteDef]:
@@ -38,4 +65,5 @@ def routes() -> list[web.RouteDef]:
         web.patch(SESSION, patch_session),
         web.delete(SESSION, delete_session),
         web.options(SESSION, options_handler("PATCH, DELETE, OPTIONS")),
+        web.post(SESSION + "/quality", set_quality),
     ]

@@ -153,3 +153,32 @@ async def test_an_on_demand_camera_is_added_on_the_admin_page_and_played_on_the_
     finally:
         camera.kill()
 
+
+async def test_the_quality_menu_switches_the_picture_on_the_same_connection(server: RunningServer) -> None:
+    from broadcast.sources.synthetic import encode_clip
+    from tests.support.peers import publish_clip
+
+    clip = encode_clip("H264", 1280, 720, 30, 4, 2_500_000)
+    publisher = await publish_clip(server.http, server.base, "course/or1/endoscope", clip,
+                                   server.token(Role.TECHNICIAN, theatre="or1"))
+    try:
+        async with chromium() as browser:
+            viewer = await browser.new_page()
+            errors = collect_console_errors(viewer)
+            await viewer.goto(link(server, Role.VIEWER).replace("#", "?feed=or1/endoscope#"))
+            width = "() => document.getElementById('video').videoWidth"
+            await viewer.wait_for_function(f"({width})() === 1280", timeout=20000)
+            await viewer.evaluate("() => { window.firstPeer = window.orcast.peer; }")
+            await viewer.select_option("#quality-choice", "low")
+            await viewer.wait_for_function(f"({width})() === 640", timeout=10000)
+            assert await viewer.text_content("#rendition-note") == (
+                "Low quality, as you chose: less data for a slow connection")
+            await screenshot(viewer, "watch-low-quality")
+            await viewer.select_option("#quality-choice", "high")
+            await viewer.wait_for_function(f"({width})() === 1280", timeout=10000)
+            assert await viewer.evaluate("() => window.orcast.peer === window.firstPeer")  # no new connection
+            assert await viewer.text_content("#rendition-note") == ""
+            assert errors == [], errors
+    finally:
+        await publisher.close()
+

@@ -77,6 +77,17 @@ async def run_cell(server: RunningServer, row: Row, column: str, token: str | No
             async with http.delete(base + str(location), headers=headers(token)) as r:
                 assert r.status == 200, f"{column} could not DELETE its own session: {r.status}"
         return status
+    if action == "quality foreign":
+        owner = server.token(Role.VIEWER, EVENT)
+        async with http.post(f"{base}/whep/{LIVE}", data=sdp["recvonly"],
+                             headers=headers(owner, **{"Content-Type": "application/sdp"})) as r:
+            assert r.status == 201
+            location = r.headers["Location"]
+        async with http.post(base + location + "/quality", json={"quality": "low"}, headers=headers(token)) as r:
+            status = r.status
+        async with http.delete(base + location, headers=headers(owner)):
+            pass
+        return status
     if action == "delete foreign":
         owner = server.token(Role.VIEWER, EVENT)
         async with http.post(f"{base}/whep/{LIVE}", data=sdp["recvonly"],

@@ -36,6 +36,7 @@ ROWS = (
     Row("POST /whep/{event}/or1/{feed}",                 "whep or1",          "401 201 201 201 201 201 201 201 403"),
     Row("POST /whep/{event}/or2/{feed}",                 "whep or2",          "401 201 201 403 201 201 201 201 403"),
     Row("DELETE /whep/…/{session} (another link's)",     "delete foreign",    "401 200 200 403 403 403 403 403 403"),
+    Row("POST /whep/…/{session}/quality (another link's)", "quality foreign", "401 200 200 403 403 403 403 403 403"),
     Row("OPTIONS /whip/… (CORS preflight)",              "options whip",      "204 204 204 204 204 204 204 204 204"),
     Row("GET /ws/{event} (WebSocket)",                   "ws",                "401 101 101 101 101 101 101 101 403"),
     Row("GET /api/me",                                   "get /api/me",       "401 200 200 200 200 200 200 200 200"),

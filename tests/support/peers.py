@@ -142,6 +142,7 @@ class Viewer:
     started: float = field(default_factory=time.monotonic)
     first_frame_at: float | None = None
     sizes: set[tuple[int, int]] = field(default_factory=set)
+    last_size: tuple[int, int] | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def close(self, http: aiohttp.ClientSession | None = None) -> None:
@@ -172,6 +173,7 @@ async def _consume(viewer: Viewer, track: Any) -> None:
                 now = time.monotonic()
                 viewer.frame_times.append(now)
                 viewer.sizes.add((frame.width, frame.height))
+                viewer.last_size = (frame.width, frame.height)
                 if viewer.first_frame_at is None:
                     viewer.first_frame_at = now
             else:
@@ -212,4 +214,23 @@ def assert_consecutive(counters: list[int], what: str = "viewer") -> None:
     assert counters, f"{what} decoded no frame"
     gaps = [(a, b) for a, b in itertools.pairwise(counters) if b != a + 1]
     assert not gaps, f"{what}: counter jumps {gaps[:5]} in {len(counters)} frames"
+
+
+async def publish_clip(http: aiohttp.ClientSession, base: str, path: str, clip: Any,
+                       token: str | None = None) -> RTCPeerConnection:
+    """A WHIP encoder that sends a pre-encoded clip (broadcast.sources.synthetic.EncodedClip)
+    and answers keyframe requests, as hardware encoders do."""
+    from broadcast.sources.synthetic import ClipTrack
+    pc = RTCPeerConnection()
+    for kind in ("video", "audio"):
+        track = ClipTrack(clip, kind)
+        transceiver = pc.addTransceiver(track, direction="sendonly")
+        if kind == "video":
+            transceiver.sender._send_keyframe = track.request_keyframe
+    prefer_codec(pc, clip.codec)
+    await pc.setLocalDescription(await pc.createOffer())
+    status, body, _ = await post_offer(http, f"{base}/whip/{path}", pc.localDescription.sdp, token)
+    assert status == 201, f"WHIP POST failed: {status} {body}"
+    await pc.setRemoteDescription(RTCSessionDescription(body, "answer"))
+    return pc
 

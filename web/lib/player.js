@@ -14,14 +14,16 @@ export class FeedPlayer extends Reconnecting {
   // onState(state, text): state is idle, connecting, live, waiting, reconnecting, stalled or ended
   /**
    * @param {HTMLVideoElement} video @param {string} token
-   * @param {{onState?: (state: string, text: string) => void, audio?: boolean}} [options]
+   * @param {{onState?: (state: string, text: string) => void, audio?: boolean, choice?: string}} [options]
    */
-  constructor(video, token, { onState, audio = true } = {}) {
+  constructor(video, token, { onState, audio = true, choice = "auto" } = {}) {
     super(token, onState);
     this.video = video;
     this.audio = audio;
     this.path = null;
     this.quality = null;
+    this.choice = choice;      // the rendition asked for: auto, high, low or audio (?quality=)
+    this.rendition = null;     // what the server says it sends: high, low or audio
     this.live = true;          // the page says whether the feed is live (from the event's WebSocket)
     this.sourceStalled = false; // … and whether its publisher has gone silent (the OR reconnects)
     this.recoveries = 0;       // reconnects made by the watchdog (diagnostics, tests)
@@ -65,6 +67,27 @@ export class FeedPlayer extends Reconnecting {
     this.play(null);
   }
 
+  // Asks for another rendition. On a connection that is up, the server switches on the target's
+  // next keyframe (no reconnect); otherwise the next connection asks for it.
+  /** @param {string} choice auto, high, low or audio */
+  async choose(choice) {
+    this.choice = choice;
+    const session = this._session;
+    if (!session || !this.pc || this.pc.connectionState !== "connected") return;
+    const headers = { "Content-Type": "application/json" };
+    if (this.token) headers.Authorization = `Bearer ${this.token}`;
+    try {
+      const response = await fetch(`${session}/quality`, { method: "POST", headers, body: JSON.stringify({ quality: choice }) });
+      if (response.ok) {
+        this.rendition = choice === "auto" ? "high" : choice;  // from the target's next keyframe
+        return;
+      }
+    } catch {
+      // the connection's own watch notices a server that is gone
+    }
+    if (session === this._session) this._reconnectNow();  // this server cannot switch it: a new connection asks
+  }
+
   wanted() {
     return Boolean(this.path);
   }
@@ -96,7 +119,9 @@ export class FeedPlayer extends Reconnecting {
       () => this._retry("reconnecting", "connection lost, reconnecting …", this._backoff()));
     this._set("connecting", "connecting …");
     try {
-      this._session = await negotiate(pc, `/whep/${target}`, this.token);
+      const query = this.choice === "auto" ? "" : `?quality=${encodeURIComponent(this.choice)}`;
+      this._session = await negotiate(pc, `/whep/${target}${query}`, this.token);
+      this.rendition = this.choice === "auto" ? "high" : this.choice;
     } catch (error) {
       if (pc !== this.pc) return;
       if (error instanceof HttpError && [401, 403].includes(error.status)) {
