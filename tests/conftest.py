@@ -21,6 +21,7 @@ from signaling.auth.links import mint_link
 from signaling.config.settings import ServerConfig
 from signaling.keys import ACCESS, BROADCASTER
 from signaling.store.eventstore import Event, Theatre
+from tests.support.camera import Camera, free_port
 from tests.support.logcheck import LogCapture
 
 TEST_EVENT = Event("course", "Test course", (Theatre("or1", "OR 1"), Theatre("or2", "OR 2")),
@@ -98,6 +99,15 @@ async def server() -> AsyncIterator[RunningServer]:
         yield RunningServer(base, app, http)
     await runner.cleanup()
     shutil.rmtree(app[ACCESS].config.data_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def camera() -> Iterator[Camera]:
+    """An IP camera (GStreamer's RTSP server: live H.264 + AAC behind a password), killed after."""
+    cam = Camera(free_port())
+    cam.start()
+    yield cam
+    cam.kill()
 
 
 @pytest.fixture(autouse=True)

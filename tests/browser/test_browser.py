@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from playwright.async_api import BrowserContext, Page
 
 from broadcast.participant import ALL_EVENTS, Role
 from signaling.auth.links import role_link
@@ -85,20 +86,29 @@ async def test_an_ordinary_page_has_no_test_hooks(server: RunningServer) -> None
         assert await tested.evaluate("typeof window.orcast") == "object"
 
 
+async def add_camera(browser: BrowserContext, server: RunningServer, url: str,
+                     on_demand: bool = False) -> tuple[Page, list[str]]:
+    """The organizer page, with `url` added as OR 2's ceiling camera (its form submitted)."""
+    admin = await browser.new_page()
+    errors = collect_console_errors(admin)
+    await admin.goto(role_link(server.base, Role.ORGANIZER, "course", None,
+                               server.token(Role.ORGANIZER, event="course", name="Course organizer")))
+    await admin.wait_for_selector("#add-source [name=theatre] option[value=or2]", state="attached")
+    await admin.select_option("#add-source [name=theatre]", "or2")
+    await admin.fill("#add-source [name=feed]", "ceiling")
+    await admin.fill("#add-source [name=url]", url)
+    if on_demand:
+        await admin.check("#add-source [name=on_demand]")
+    await admin.click("#add-source button")
+    return admin, errors
+
+
 async def test_admin_page_pulls_an_ip_camera_and_stops(server: RunningServer) -> None:
     camera = Camera(free_port())
     camera.start()
     try:
         async with chromium() as browser:
-            admin = await browser.new_page()
-            errors = collect_console_errors(admin)
-            await admin.goto(role_link(server.base, Role.ORGANIZER, "course", None,
-                                       server.token(Role.ORGANIZER, event="course", name="Course organizer")))
-            await admin.wait_for_selector("#add-source [name=theatre] option[value=or2]", state="attached")
-            await admin.select_option("#add-source [name=theatre]", "or2")
-            await admin.fill("#add-source [name=feed]", "ceiling")
-            await admin.fill("#add-source [name=url]", camera.url())
-            await admin.click("#add-source button")
+            admin, errors = await add_camera(browser, server, camera.url())
             await admin.wait_for_selector("#status >> text=Pulling course/or2/ceiling")
             await admin.wait_for_selector("#sources tr:has-text('or2/ceiling') >> text=live", timeout=20000)
             row = await admin.text_content("#sources tr:has-text('or2/ceiling')") or ""
@@ -119,16 +129,7 @@ async def test_an_on_demand_camera_is_added_on_the_admin_page_and_played_on_the_
     camera.start()
     try:
         async with chromium() as browser:
-            admin = await browser.new_page()
-            errors = collect_console_errors(admin)
-            await admin.goto(role_link(server.base, Role.ORGANIZER, "course", None,
-                                       server.token(Role.ORGANIZER, event="course", name="Course organizer")))
-            await admin.wait_for_selector("#add-source [name=theatre] option[value=or2]", state="attached")
-            await admin.select_option("#add-source [name=theatre]", "or2")
-            await admin.fill("#add-source [name=feed]", "ceiling")
-            await admin.fill("#add-source [name=url]", camera.url())
-            await admin.check("#add-source [name=on_demand]")
-            await admin.click("#add-source button")
+            admin, errors = await add_camera(browser, server, camera.url(), on_demand=True)
             await admin.wait_for_selector("#status >> text=whenever someone watches")
             await admin.wait_for_selector("#sources tr:has-text('or2/ceiling') >> text=idle (on demand")
             assert camera.connections == 0

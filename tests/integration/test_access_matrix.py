@@ -77,25 +77,18 @@ async def run_cell(server: RunningServer, row: Row, column: str, token: str | No
             async with http.delete(base + str(location), headers=headers(token)) as r:
                 assert r.status == 200, f"{column} could not DELETE its own session: {r.status}"
         return status
-    if action == "quality foreign":
+    if action in ("quality foreign", "delete foreign"):  # another link's viewer session
         owner = server.token(Role.VIEWER, EVENT)
         async with http.post(f"{base}/whep/{LIVE}", data=sdp["recvonly"],
                              headers=headers(owner, **{"Content-Type": "application/sdp"})) as r:
             assert r.status == 201
             location = r.headers["Location"]
-        async with http.post(base + location + "/quality", json={"quality": "low"}, headers=headers(token)) as r:
-            status = r.status
-        async with http.delete(base + location, headers=headers(owner)):
-            pass
-        return status
-    if action == "delete foreign":
-        owner = server.token(Role.VIEWER, EVENT)
-        async with http.post(f"{base}/whep/{LIVE}", data=sdp["recvonly"],
-                             headers=headers(owner, **{"Content-Type": "application/sdp"})) as r:
-            assert r.status == 201
-            location = r.headers["Location"]
-        async with http.delete(base + location, headers=headers(token)) as r:
-            status = r.status
+        if action == "quality foreign":
+            async with http.post(base + location + "/quality", json={"quality": "low"}, headers=headers(token)) as r:
+                status = r.status
+        else:
+            async with http.delete(base + location, headers=headers(token)) as r:
+                status = r.status
         async with http.delete(base + location, headers=headers(owner)):
             pass
         return status

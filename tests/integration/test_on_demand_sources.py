@@ -7,11 +7,9 @@ from __future__ import annotations
 import contextlib
 import shutil
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from broadcast.participant import Role
 from broadcast.relay.streampath import StreamPath
@@ -26,14 +24,6 @@ from tests.support.peers import make_offer_sdp, post_offer, publish, wait_until,
 
 PATH = "course/or3/room"
 GRACE_S = 1.0
-
-
-@pytest.fixture
-def camera() -> Iterator[Camera]:
-    cam = Camera(free_port())
-    cam.start()
-    yield cam
-    cam.kill()
 
 
 @contextlib.asynccontextmanager

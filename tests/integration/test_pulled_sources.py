@@ -34,14 +34,6 @@ PATH = "course/or3/room"
 
 
 @pytest.fixture
-def camera() -> Iterator[Camera]:
-    cam = Camera(free_port())
-    cam.start()
-    yield cam
-    cam.kill()
-
-
-@pytest.fixture
 def debug_logs() -> Iterator[LogCapture]:
     """Every line at DEBUG, through the server's log filter as `orcast serve` writes them."""
     LogCapture.secrets.add(PASSWORD)

@@ -62,4 +62,3 @@ class Camera:
         scheme = "rtsps" if self.tls_pem is not None else "rtsp"
         return f"{scheme}://cam:{password}@127.0.0.1:{self.port}/stream1"
 
-
