@@ -363,7 +363,12 @@ async function start() {
   byId("who", HTMLElement).textContent = `${you.name} · ${you.role}`;
   document.title = `ORcast · ${info.event.title}`;
   titles = new Map(info.event.theatres.map((t) => [t.slug, t.title]));
-  main = new FeedPlayer(video, token, { onState: onMainState });
+  // ?quality=low in the address (a link for a viewer known to be on a slow connection) presets the menu
+  const asked = new URL(location.href).searchParams.get("quality");
+  const qualityChoice = byId("quality-choice", HTMLSelectElement);
+  if (asked && [...qualityChoice.options].some((o) => o.value === asked)) qualityChoice.value = asked;
+  main = new FeedPlayer(video, token, { onState: onMainState, choice: qualityChoice.value });
+  showRendition();
   thumbs = new Thumbnails(event, token);
   const conn = byId("conn", HTMLElement);
   const socket = openEventSocket(event, token, {

@@ -10,6 +10,7 @@ from broadcast.participant import Participant
 from broadcast.relay.stream import Stream
 from broadcast.webrtc.aiortchooks import install_fast_send, install_sender_hooks
 from broadcast.webrtc.consumer import Consumer
+from broadcast.webrtc.linkmonitor import LinkMonitor, install_link_monitor
 from broadcast.webrtc.sdpoffer import ShapedOffer
 from broadcast.webrtc.session import PeerSession, SessionSettings
 
@@ -26,6 +27,7 @@ class ViewerSession(PeerSession):
         self.protocol = protocol
         self.quality = quality  # what the viewer asked for: auto, high, low or audio
         self.consumers: list[Consumer] = []
+        self.link = LinkMonitor()  # what the viewer's RTCP says of its link (video)
         self.on_joined: Callable[[float], None] | None = None  # seconds to the first video frame
 
     async def start(self, shaped: ShapedOffer) -> str:
@@ -45,6 +47,8 @@ class ViewerSession(PeerSession):
             self.consumers.append(consumer)
             sender = self.pc.addTrack(consumer)
             install_sender_hooks(sender, producer.codec or "", consumer.request_keyframe)
+            if kind == "video":
+                install_link_monitor(sender, self.link)
             if self.settings.fast_send:
                 install_fast_send(sender, functools.partial(consumer.use_fast_sender, sender), self.settings.udp_gso)
 

@@ -46,16 +46,30 @@ async def post_offer(request: web.Request) -> web.Response:
     return await create_session(request, _admit, _play, "WHEP")
 
 
-async def set_quality(request: web.Request) -> web.Response:
+def _viewer(request: web.Request) -> ViewerSession:
     session = session_of(request)
-    data = await read_json(request)
-    check_keys(data, {"quality"})
-    quality = _quality(data.get("quality"))
     if not isinstance(session, ViewerSession):
         raise web.HTTPConflict(text="this viewer is served by a worker process, whose renditions are the feed as "
                                     "published; open it again with ?quality= to pick another\n")
-    session.set_quality(quality)
-    return web.json_response({"quality": session.quality, "rendition": session.rendition})
+    return session
+
+
+def _quality_json(session: ViewerSession) -> web.Response:
+    return web.json_response({"quality": session.quality, "rendition": session.rendition,
+                              "link": session.link.status()})
+
+
+async def get_quality(request: web.Request) -> web.Response:
+    """What the viewer asked for, what it gets, and what its RTCP says of its link."""
+    return _quality_json(_viewer(request))
+
+
+async def set_quality(request: web.Request) -> web.Response:
+    session = _viewer(request)
+    data = await read_json(request)
+    check_keys(data, {"quality"})
+    session.set_quality(_quality(data.get("quality")))
+    return _quality_json(session)
 
 
 def routes() -> list[web.RouteDef]:
@@ -66,4 +80,5 @@ def routes() -> list[web.RouteDef]:
         web.delete(SESSION, delete_session),
         web.options(SESSION, options_handler("PATCH, DELETE, OPTIONS")),
         web.post(SESSION + "/quality", set_quality),
+        web.get(SESSION + "/quality", get_quality),
     ]

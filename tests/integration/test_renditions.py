@@ -85,6 +85,11 @@ async def test_a_viewer_switches_down_and_up_on_the_same_connection(published: R
     assert viewer.pc.connectionState == "connected"
     session = server.broadcaster.get_session(viewer.session_url.rsplit("/", 1)[1])
     assert getattr(session, "rendition", None) == "low"
+    # what the viewer's RTCP says of its link (aiortc's receiver sends reports and REMB, as browsers do)
+    async with server.http.get(f"{viewer.session_url}/quality", headers=bearer(viewer.token)) as resp:
+        state = await resp.json()
+    assert state["quality"] == "low" and state["rendition"] == "low"
+    assert state["link"]["receiver_reports"] > 0 and state["link"]["loss_percent"] == 0.0, state
     await viewer.close(server.http)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,13 +23,23 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
 @asynccontextmanager
-async def chromium() -> AsyncIterator[BrowserContext]:
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        try:
-            yield await hooked_context(browser, {"width": 1200, "height": 900})
-        finally:
-            await browser.close()
+async def chromium(namespace: str | None = None) -> AsyncIterator[BrowserContext]:
+    """Headless Chromium; with `namespace`, run inside that network namespace (a viewer's host
+    on a shaped link, tests/support/linkwire.py). Playwright talks to it over a pipe, so the
+    browser's network is the namespace's alone."""
+    with tempfile.TemporaryDirectory(prefix="orcast-chromium-") as tmp:
+        executable = CHROMIUM
+        if namespace is not None:
+            wrapper = Path(tmp) / "chromium-in-namespace"
+            wrapper.write_text(f'#!/bin/sh\nexec ip netns exec {namespace} {CHROMIUM} "$@"\n')
+            wrapper.chmod(0o755)
+            executable = str(wrapper)
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=executable, args=FLAGS)
+            try:
+                yield await hooked_context(browser, {"width": 1200, "height": 900})
+            finally:
+                await browser.close()
 
 
 TEST_HOOKS = "sessionStorage.setItem('orcast.testHooks', '1')"
