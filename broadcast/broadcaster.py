@@ -329,7 +329,12 @@ class Broadcaster:
         elif not source.running or source.letting_go:
             task = asyncio.get_running_loop().create_task(source.want(wait=False))
             self._demand_tasks.add(task)
-            task.add_done_callback(self._demand_tasks.discard)
+            task.add_done_callback(self._demand_started)
+
+    def _demand_started(self, task: asyncio.Task[None]) -> None:
+        self._demand_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("an on-demand source could not start", exc_info=task.exception())
 
     def _review_all_demand(self) -> None:
         for path in list(self.pulled):

@@ -198,6 +198,8 @@ def check_internals() -> None:
             problems.append(f"RTCRtpSender no longer keeps {name} for its sender reports")
     if "_retransmit" not in RTCRtpSender._handle_rtcp_packet.__code__.co_names:
         problems.append("RTCRtpSender no longer retransmits through _retransmit")
+    if "_ssrc" not in RTCRtpSender.__init__.__code__.co_names:  # the link monitor reads reports for it
+        problems.append("RTCRtpSender no longer keeps its _ssrc")
     for name in ("_tx_srtp", "_state", "_srtp_profiles"):
         if name not in RTCDtlsTransport.__init__.__code__.co_names:
             problems.append(f"RTCDtlsTransport no longer sets {name}")

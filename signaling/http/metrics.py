@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 
 from broadcast.broadcaster import Broadcaster
 from broadcast.participant import ALL_EVENTS, Capability
+from broadcast.relay.producer import NetworkReader
 from signaling.auth.access import bearer_token
 from signaling.keys import ACCESS, CONFIG, METRICS
 
@@ -39,6 +40,12 @@ class MediaCollector(Collector):
         b = self.broadcaster
         live = GaugeMetricFamily("orcast_feeds_live", "Feeds with a publisher now", labels=["event"])
         viewers = GaugeMetricFamily("orcast_feed_viewers", "Viewer sessions per feed", labels=["path"])
+        low_readers = GaugeMetricFamily("orcast_feed_low_viewers", "Viewers of the feed's low rendition",
+                                        labels=["path"])
+        low_made = GaugeMetricFamily("orcast_feed_low_encoding", "1 while the server makes the feed's low rendition "
+                                     "(one decode and encode)", labels=["path"])
+        low_bytes = CounterMetricFamily("orcast_feed_low_sent_bytes", "Bytes of the low rendition sent to viewers",
+                                        labels=["path"])
         rate_in = GaugeMetricFamily("orcast_feed_bitrate_in_bps", "Bits per second received", labels=["path"])
         rate_out = GaugeMetricFamily("orcast_feed_bitrate_out_bps", "Bits per second sent to viewers", labels=["path"])
         bytes_in = CounterMetricFamily("orcast_feed_received_bytes", "Media bytes received", labels=["path", "kind"])
@@ -64,9 +71,14 @@ class MediaCollector(Collector):
                 frames_in.add_metric([name, producer.kind], producer.frames_in)
                 dropped.add_metric([name, producer.kind], producer.frames_dropped)
             keyframes.add_metric([name], stream.video.keyframe_requests_sent)
+            renditions = stream.renditions
+            low_readers.add_metric([name], sum(isinstance(r, NetworkReader) for r in renditions.low.readers))
+            low_made.add_metric([name], 1 if renditions.maker is not None else 0)
+            low_bytes.add_metric([name], renditions.low.bytes_out)
         for event, count in sorted(per_event.items()):
             live.add_metric([event], count)
-        yield from (live, viewers, rate_in, rate_out, bytes_in, bytes_out, frames_in, dropped, keyframes)
+        yield from (live, viewers, rate_in, rate_out, bytes_in, bytes_out, frames_in, dropped, keyframes,
+                    low_readers, low_made, low_bytes)
         yield from self._sources()
         yield from self._recordings()
         yield from self._qa()

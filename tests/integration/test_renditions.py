@@ -58,6 +58,10 @@ async def test_low_is_made_once_for_its_viewers_while_a_plain_viewer_gets_720p(p
     renditions = server.broadcaster.streams[StreamPath.parse(PATH)].renditions
     assert renditions.maker is not None and renditions.maker.frames_in > 0  # one decode + encode for both
     assert len(renditions.low.readers) == 2
+    async with server.http.get(f"{server.base}/metrics") as resp:
+        metrics = await resp.text()
+    assert f'orcast_feed_low_viewers{{path="{PATH}"}} 2.0' in metrics
+    assert f'orcast_feed_low_encoding{{path="{PATH}"}} 1.0' in metrics
     async with server.http.post(f"{low.session_url}/quality", json={"quality": "medium"},
                                 headers=bearer(token)) as resp:
         assert resp.status == 400 and "auto, high, low, audio" in await resp.text()
