@@ -108,10 +108,12 @@ async def chrome_watches(server: RunningServer, base: str, quality: str, seconds
             first_picture_s: float | None = round(asyncio.get_running_loop().time() - started, 1)
         except PlaywrightTimeout:
             first_picture_s = None  # not one whole picture in 15 s
-        before = await page.evaluate(CHROME_VIDEO_JS)
+        # none: the player is between connections (its watchdog reconnects a picture that stopped)
+        nothing = {"decoded": 0, "width": 0, "freezes": 0, "frozen_s": 0.0, "lost": 0, "nacks": 0}
+        before = await page.evaluate(CHROME_VIDEO_JS) or nothing
         await page.evaluate(WATCH_FRAMES_JS)
         await asyncio.sleep(seconds)
-        after = await page.evaluate(CHROME_VIDEO_JS)
+        after = await page.evaluate(CHROME_VIDEO_JS) or nothing
         gaps = await page.evaluate(LONG_GAPS_JS)
         note = await page.text_content("#rendition-note")
     result = {"first_picture_s": first_picture_s,
