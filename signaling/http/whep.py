@@ -46,12 +46,16 @@ async def post_offer(request: web.Request) -> web.Response:
     return await create_session(request, _admit, _play, "WHEP")
 
 
-def _viewer(request: web.Request) -> ViewerSession:
+def _viewer(request: web.Request) -> ViewerSession | None:
+    """The viewer session; None for one a worker process holds (its renditions are the feed as
+    published: the client opens it again with ?quality= to change)."""
     session = session_of(request)
-    if not isinstance(session, ViewerSession):
-        raise web.HTTPConflict(text="this viewer is served by a worker process, whose renditions are the feed as "
-                                    "published; open it again with ?quality= to pick another\n")
-    return session
+    return session if isinstance(session, ViewerSession) else None
+
+
+def _reconnect(quality: str) -> web.Response:
+    return web.json_response({"quality": quality, "rendition": None, "reconnect": True,
+                              "why": "this connection cannot change rendition; open it again with ?quality="})
 
 
 def _quality_json(session: ViewerSession) -> web.Response:
@@ -61,14 +65,18 @@ def _quality_json(session: ViewerSession) -> web.Response:
 
 async def get_quality(request: web.Request) -> web.Response:
     """What the viewer asked for, what it gets, and what its RTCP says of its link."""
-    return _quality_json(_viewer(request))
+    session = _viewer(request)
+    return _quality_json(session) if session is not None else _reconnect("high")
 
 
 async def set_quality(request: web.Request) -> web.Response:
     session = _viewer(request)
     data = await read_json(request)
     check_keys(data, {"quality"})
-    session.set_quality(_quality(data.get("quality")))
+    quality = _quality(data.get("quality"))
+    if session is None:
+        return _reconnect(quality)
+    session.set_quality(quality)
     return _quality_json(session)
 
 

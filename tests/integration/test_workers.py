@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
+from broadcast.participant import Role
 from broadcast.workers.pool import WorkerProcess
 from broadcast.workers.remotesession import RemoteViewerSession
 from signaling.keys import ACCESS
@@ -210,3 +211,25 @@ async def test_a_hung_worker_is_replaced_and_its_viewer_goes_to_the_front() -> N
     await server.http.close()
     await runner.cleanup()
     shutil.rmtree(server.app[ACCESS].config.data_dir, ignore_errors=True)
+
+
+async def test_a_worker_s_viewer_that_asks_for_another_rendition_is_told_to_reconnect(
+        three_processes: RunningServer) -> None:
+    server = three_processes
+    publisher = await publish(server.http, server.base, PATH, token=server.token(Role.TECHNICIAN, theatre="or1"))
+    viewer = await watch(server.http, server.base, PATH, token=server.token(Role.VIEWER))
+    session = server.broadcaster.get_session(viewer.session_url.rsplit("/", 1)[1])
+    assert isinstance(session, RemoteViewerSession)
+    async with server.http.post(f"{viewer.session_url}/quality", json={"quality": "low"},
+                                headers={"Authorization": f"Bearer {viewer.token}"}) as resp:
+        assert resp.status == 200  # not an error a browser's console would show
+        answer = await resp.json()
+    assert answer["reconnect"] is True and answer["quality"] == "low"
+    # the page opens it again with ?quality=low: the front takes that viewer, with the low rendition
+    low = await watch(server.http, server.base, PATH + "?quality=low", token=server.token(Role.VIEWER))
+    assert not isinstance(server.broadcaster.get_session(low.session_url.rsplit("/", 1)[1]), RemoteViewerSession)
+    await low.wait_frames(10, timeout=20.0)
+    assert low.sizes and all(w <= 640 and h <= 360 for w, h in low.sizes)
+    await low.close(server.http)
+    await viewer.close(server.http)
+    await publisher.pc.close()

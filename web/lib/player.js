@@ -78,7 +78,7 @@ export class FeedPlayer extends Reconnecting {
     if (this.token) headers.Authorization = `Bearer ${this.token}`;
     try {
       const response = await fetch(`${session}/quality`, { method: "POST", headers, body: JSON.stringify({ quality: choice }) });
-      if (response.ok) {
+      if (response.ok && !(await response.json()).reconnect) {
         this.rendition = choice === "auto" ? "high" : choice;  // from the target's next keyframe
         return;
       }
