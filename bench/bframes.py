@@ -24,8 +24,6 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -37,6 +35,7 @@ from bench.relay import (  # noqa: E402
     free_port,
     start_orcast,
     wait_http,
+    whip_publish,
 )
 
 PATH = "bench/or1/endoscope"
@@ -50,7 +49,7 @@ def feed_row(base: str) -> dict[str, Any]:
 
 
 async def measure(case: str, clip: list[Any], seconds: float) -> dict[str, Any]:
-    from aiortc import RTCPeerConnection, RTCSessionDescription
+    from aiortc import RTCPeerConnection
 
     from tests.support.codedtrack import CodedTrack
 
@@ -63,13 +62,7 @@ async def measure(case: str, clip: list[Any], seconds: float) -> dict[str, Any]:
         transceiver = pc.addTransceiver(CodedTrack([clip]), direction="sendonly")
         transceiver.sender._send_keyframe = lambda: None  # the clip is fixed: a keyframe every second
         codec_preferences(transceiver, "H264")
-        await pc.setLocalDescription(await pc.createOffer())
-        async with aiohttp.ClientSession() as http, http.post(
-                f"{base}/whip/{PATH}", data=pc.localDescription.sdp,
-                headers={"Content-Type": "application/sdp", **auth_headers()}) as resp:
-            assert resp.status == 201, await resp.text()
-            answer = await resp.text()
-        await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+        await whip_publish(pc, base, PATH)
         deadline = time.monotonic() + 30
         while not (row := await asyncio.to_thread(feed_row, base)).get("live") or not row.get("frames_in"):
             assert time.monotonic() < deadline, f"the feed never went live: {row}"

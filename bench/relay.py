@@ -97,8 +97,21 @@ def free_port() -> int:
 
 
 # ---------------------------------------------------------------- publisher process
+async def whip_publish(pc: Any, base: str, path: str) -> None:
+    """Offer `pc`'s tracks to `base`'s WHIP endpoint for `path` and apply the answer."""
+    from aiortc import RTCSessionDescription
+
+    await pc.setLocalDescription(await pc.createOffer())
+    async with aiohttp.ClientSession() as http, http.post(
+        f"{base}/whip/{path}", data=pc.localDescription.sdp,
+        headers={"Content-Type": "application/sdp", **auth_headers()}) as resp:
+        assert resp.status == 201, await resp.text()
+        answer = await resp.text()
+    await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+
+
 async def run_publisher(base: str, path: str = PATH, codec: str = "H264") -> None:
-    from aiortc import RTCPeerConnection, RTCSessionDescription
+    from aiortc import RTCPeerConnection
 
     from broadcast.sources.synthetic import ClipTrack, encode_clip
 
@@ -109,13 +122,7 @@ async def run_publisher(base: str, path: str = PATH, codec: str = "H264") -> Non
     # answer PLIs as an encoder would (aiortc only passes them to its own encoders)
     t.sender._send_keyframe = track.request_keyframe
     codec_preferences(t, codec)
-    await pc.setLocalDescription(await pc.createOffer())
-    async with aiohttp.ClientSession() as http, http.post(
-        f"{base}/whip/{path}", data=pc.localDescription.sdp,
-        headers={"Content-Type": "application/sdp", **auth_headers()}) as resp:
-        assert resp.status == 201, await resp.text()
-        answer = await resp.text()
-    await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+    await whip_publish(pc, base, path)
     print("ready", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until EOF
     await pc.close()

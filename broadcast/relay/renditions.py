@@ -79,6 +79,9 @@ class LowRendition:
         self.frames_in += 1
         if not transcoder.put(frame.data, frame.timestamp):
             self.frames_skipped += 1
+            if self.frames_skipped == 1 or self.frames_skipped % 100 == 0:
+                logger.warning("%s: the low rendition's encoder cannot keep up; it skips to the next keyframe "
+                               "(%d times so far): the server needs more CPU", self.path, self.frames_skipped)
             self.waiting_for_keyframe = True  # decoding on from here would break the picture
             self.high.request_keyframe()
 

@@ -66,6 +66,17 @@ class AnnexB:
 VCL_TYPES = frozenset(range(1, 6))  # coded slices
 
 
+def first_slice(data: bytes) -> bytes | None:
+    """The first two bytes of the first slice NAL unit in Annex B `data` (its header and the
+    start of first_mb_in_slice), found without splitting the whole frame: per packet, cheap."""
+    i = data.find(b"\x00\x00\x01")
+    while 0 <= i < len(data) - 4:
+        if data[i + 3] & 0x1F in VCL_TYPES:
+            return data[i + 3:i + 5]
+        i = data.find(b"\x00\x00\x01", i + 3)
+    return None
+
+
 def starts_picture(unit: bytes) -> bool:
     """A slice NAL unit whose first_mb_in_slice is 0 (ue(v) "1"): the top of a picture."""
     return len(unit) > 1 and bool(unit[1] & 0x80)
@@ -92,7 +103,7 @@ class PictureAssembler:
 
     def push(self, data: bytes, ts: int | None, keyframe: bool) -> list[tuple[bytes, int]]:
         """A packet's Annex B data and timestamp (None: not known): the whole pictures ready."""
-        first = next((u for u in h264_nal_units(data) if u and u[0] & 0x1F in VCL_TYPES), None)
+        first = first_slice(data)
         continues = first is not None and not starts_picture(first)
         out: list[tuple[bytes, int]] = []
         if self._held:
@@ -115,7 +126,7 @@ class PictureAssembler:
         self._held, self._held_ts, self._held_key = [], None, False
         data = parts[0] if len(parts) == 1 else _join(parts)
         if not self.synced:
-            first = next((u for u in h264_nal_units(parts[0]) if u and u[0] & 0x1F in VCL_TYPES), None)
+            first = first_slice(parts[0])
             if keyframe and first is not None and starts_picture(first):
                 self.synced = True
         if not self.synced or ts is None:

@@ -76,7 +76,6 @@ class Consumer(MediaStreamTrack):
         self._rebase = False
         self._switch: _SwitchTap | None = None  # waiting for the target's keyframe
         self.muted = False  # audio only: the video consumer sends nothing
-        self.switches = 0
         producer.add_reader(self)
 
     # -- called by the producer, on the event loop --------------------------------------
@@ -219,7 +218,6 @@ class Consumer(MediaStreamTrack):
         self.producer.remove_reader(self)
         self.producer = tap.target
         tap.target.take_over(self)
-        self.switches += 1
         self._queue.clear()
         self.waiting_for_keyframe = False
         self._recovering = False

@@ -1,5 +1,5 @@
-"""LinkMonitor: what a viewer's RTCP says about its link, for the rendition a viewer gets
-(`auto` moves viewers between renditions on it) and for diagnostics.
+"""LinkMonitor: what a viewer's RTCP says about its link, shown by `GET {session}/quality`;
+the input that `auto` (not built yet: it plays `high`) is to move viewers between renditions on.
 
 Read from the RTCP the viewer's browser sends to the video sender: receiver reports (the
 fraction of packets lost since the last report, interarrival jitter), NACKs (packets the viewer
@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from aiortc.rtcrtpsender import RTCRtpSender
@@ -31,17 +30,6 @@ from aiortc.rtp import (
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class LinkSample:
-    """The link over one window (since the previous sample)."""
-
-    seconds: float
-    remb_bps: int | None     # the viewer's latest estimate (None: it sent none yet)
-    loss: float              # the worst fraction lost any receiver report gave, 0..1
-    nacked: int              # packets the viewer asked for again
-    reports: int             # receiver reports in the window (none: the viewer is silent)
-
-
 class LinkMonitor:
     def __init__(self) -> None:
         self.remb_bps: int | None = None
@@ -50,10 +38,6 @@ class LinkMonitor:
         self.jitter = 0           # the last report's interarrival jitter (clock units)
         self.nacked_total = 0
         self.reports_total = 0
-        self._window_start = time.monotonic()
-        self._window_loss = 0.0
-        self._window_nacked = 0
-        self._window_reports = 0
 
     def on_rtcp(self, packet: Any, ssrc: int) -> None:
         if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
@@ -61,12 +45,9 @@ class LinkMonitor:
                 if report.ssrc == ssrc:
                     self.loss = report.fraction_lost / 256
                     self.jitter = report.jitter
-                    self._window_loss = max(self._window_loss, self.loss)
-                    self._window_reports += 1
                     self.reports_total += 1
         elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
             self.nacked_total += len(packet.lost)
-            self._window_nacked += len(packet.lost)
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
             try:
                 bitrate, ssrcs = unpack_remb_fci(packet.fci)
@@ -75,15 +56,6 @@ class LinkMonitor:
             if ssrc in ssrcs or not ssrcs:
                 self.remb_bps = bitrate
                 self.remb_at = time.monotonic()
-
-    def sample(self) -> LinkSample:
-        """The window since the last call, which starts a new one."""
-        now = time.monotonic()
-        out = LinkSample(now - self._window_start, self.remb_bps, self._window_loss, self._window_nacked,
-                         self._window_reports)
-        self._window_start = now
-        self._window_loss, self._window_nacked, self._window_reports = 0.0, 0, 0
-        return out
 
     def status(self) -> dict[str, Any]:
         return {"remb_kbps": None if self.remb_bps is None else round(self.remb_bps / 1000),
