@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import itertools
 import statistics
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -38,7 +40,7 @@ def decode(path: Path) -> Decoded:
         out.keyframes = sum(1 for p in container.demux(video=0) if p.is_keyframe)
     with av.open(str(path)) as container:
         flashing = False
-        for frame in container.decode(video=0):
+        for frame in _video_frames(container, path):
             luma = frame.to_ndarray(format="gray")
             out.counters.append(read_code(luma))
             out.size = (frame.width, frame.height)
@@ -56,11 +58,11 @@ def decode(path: Path) -> Decoded:
         if not container.streams.audio:
             return out
         chunks, start = [], None
-        for frame in container.decode(audio=0):
+        for sound in container.decode(audio=0):
             if start is None:
-                start = float(frame.time)
+                start = float(sound.time or 0.0)
                 out.first_audio = start
-            chunks.append(frame.to_ndarray().astype(np.float64).mean(axis=0))
+            chunks.append(sound.to_ndarray().astype(np.float64).mean(axis=0))
         if not chunks:
             return out
         samples = np.concatenate(chunks)
@@ -75,6 +77,27 @@ def decode(path: Path) -> Decoded:
                 out.beeps.append((start or 0.0) + i * window / rate)
             quiet_run = 0 if is_loud else quiet_run + 1
     return out
+
+
+def _video_frames(container: av.container.InputContainer, path: Path) -> Iterator[Any]:
+    """The video frames, packet by packet: a packet the decoder refuses is named in the error
+    (its place, timestamp, size and NAL unit types), so a failure says which frame was bad."""
+    for index, packet in enumerate(container.demux(video=0)):
+        try:
+            frames = packet.decode()
+        except av.error.FFmpegError as exc:
+            data = bytes(packet)
+            units: list[str] = []
+            i = 0
+            while i + 4 <= len(data) and len(units) < 12:  # MP4/MKV H.264: 4-byte lengths
+                size = int.from_bytes(data[i:i + 4], "big")
+                units.append(f"{data[i + 4] & 0x1F if i + 4 < len(data) else '?'}:{size}")
+                i += 4 + size
+            raise AssertionError(
+                f"{path.name}: video packet {index} (pts {packet.pts}, keyframe {packet.is_keyframe}, "
+                f"{packet.size} bytes, NAL type:size {units}, tail {len(data) - i}) does not decode: {exc}"
+            ) from exc
+        yield from (f for f in frames if isinstance(f, av.VideoFrame))
 
 
 def av_offset(decoded: Decoded) -> float:
