@@ -41,7 +41,14 @@ const RENDITION_NOTE = {
 };
 function showRendition() {
   const choice = byId("quality-choice", HTMLSelectElement).value;
-  byId("rendition-note", HTMLElement).textContent = RENDITION_NOTE[choice] || "";
+  const note = byId("rendition-note", HTMLElement);
+  if (choice === "auto" && main?.rendition === "low") {
+    note.textContent = "Low quality — your connection is slow";
+    note.title = `${main.why}. The full picture comes back by itself when the connection allows it.`;
+  } else {
+    note.textContent = RENDITION_NOTE[choice] || "";
+    note.title = "";
+  }
 }
 
 function mainFeed() {
@@ -338,6 +345,7 @@ async function ask(e) {
 
 // -- start -----------------------------------------------------------------------------------
 function showQuality() {
+  showRendition();
   const box = byId("quality", HTMLElement);
   const tile = mode === "multi" ? tiles[heardTile] : null;
   const q = mode === "multi" ? tile?.player.quality : main?.quality;

@@ -117,7 +117,7 @@ class Consumer(MediaStreamTrack):
         """Called when aiortc starts the viewer's sender: from now on frames go out here."""
         self._rtp_sender = sender
         self._link = link
-        self.fast = FastSender(params, link)
+        self.fast = FastSender(params, link, ntp_clock=fast_ntp_time)
         return self.fast
 
     def _send_now(self, frame: EncodedFrame, link: IcePairLink) -> None:

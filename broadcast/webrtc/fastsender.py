@@ -19,10 +19,20 @@ from __future__ import annotations
 
 import random
 import struct
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 HISTORY = 512            # packets kept for retransmission: about 2 s of 2 Mbit/s video
+PADDING_MAX = 255        # bytes of padding one RTP packet can carry (its last byte counts them)
+# Retransmissions may take this share of what the media sends (a token bucket filled by each
+# frame sent): on a link too narrow for the feed every packet is NACKed, and answering them all
+# fills the link with old packets, so nothing new gets through (libwebrtc limits its own too).
+RETRANSMIT_SHARE = 0.5
+RETRANSMIT_BURST = 64 * 1024   # the bucket's size, bytes
+RESEND_GAP_S = 0.1             # one packet is not sent again sooner than this (a NACK repeated
+                               # before the first answer could arrive)
 _HEADER = struct.Struct("!BBHII")
 _RTX_OSN = struct.Struct("!H")
 EXT_PROFILE = 0xBEDE     # RFC 8285 one-byte header extensions
@@ -88,8 +98,10 @@ SentPacket = tuple[int, int, int, bytes, bytes]
 
 
 class FastSender:
-    def __init__(self, params: RtpParameters, link: SendLink, rng: random.Random | None = None) -> None:
+    def __init__(self, params: RtpParameters, link: SendLink, rng: random.Random | None = None,
+                 ntp_clock: Callable[[], int] | None = None) -> None:
         rng = rng or random.Random()
+        self.ntp_clock = ntp_clock  # for a resent packet's abs-send-time: now, as for any packet
         self.params = params
         self.link = link
         self.seq = rng.randrange(1 << 16)
@@ -108,6 +120,11 @@ class FastSender:
         self.bytes_sent = 0       # what went on the wire (headers, SRTP tags)
         self.last_timestamp = 0
         self.retransmitted = 0
+        self.retransmits_refused = 0  # over the budget, or asked again too soon
+        self.media_bytes = 0      # sent by send_frame (headers included): what the viewer watches
+        self.padding_bytes = 0    # sent only to probe the link (`pad`)
+        self._resend_budget = float(RETRANSMIT_BURST)
+        self._resent_at = [0.0] * HISTORY
 
     def _extensions(self, ntp: int) -> bytes:
         body = self._mid_ext
@@ -141,24 +158,80 @@ class FastSender:
         self.packets_sent += len(payloads)
         self.seq = seq
         self.bytes_sent += sent
+        self.media_bytes += sent
+        self._resend_budget = min(self._resend_budget + sent * RETRANSMIT_SHARE, RETRANSMIT_BURST)
         self.last_timestamp = ts
         return sent
 
     def retransmit(self, seq: int) -> bool:
-        """A NACK for `seq`: send it again (wrapped in RTX if negotiated). False if too old."""
+        """A NACK for `seq`: send it again (wrapped in RTX if negotiated). False if too old,
+        sent again a moment ago, or over the retransmission budget."""
         entry = self._history[seq % HISTORY]
         if entry is None or entry[0] != seq or not self.link.ready():
             return False
-        _, timestamp, marker, payload, extensions = entry
+        now = time.monotonic()
+        size = len(entry[3]) + 40
+        if now - self._resent_at[seq % HISTORY] < RESEND_GAP_S or size > self._resend_budget:
+            self.retransmits_refused += 1
+            return False
+        self._resent_at[seq % HISTORY] = now
+        packet = self._resend(entry)
+        self._resend_budget -= len(packet)
+        self.link.send(packet)
+        self.retransmitted += 1
+        self.bytes_sent += len(packet)
+        return True
+
+    def _resend(self, entry: SentPacket) -> bytes:
+        seq, timestamp, marker, payload, extensions = entry
+        if self.ntp_clock is not None and extensions:
+            # the receiver's bandwidth estimate reads the send time of every packet: this one's is now
+            extensions = self._extensions(self.ntp_clock())
         p = self.params
         if p.rtx_payload_type is not None and p.rtx_ssrc is not None:
             packet = (_HEADER.pack(self._first_byte, marker | p.rtx_payload_type, self.rtx_seq, timestamp, p.rtx_ssrc)
                       + extensions + _RTX_OSN.pack(seq) + payload)
             self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
+            return packet
+        return _HEADER.pack(self._first_byte, marker | p.payload_type, seq, timestamp, p.ssrc) + extensions + payload
+
+    def pad(self, budget: int, ntp: int) -> int:
+        """Send about `budget` bytes that carry nothing new, to probe whether the link carries
+        more (`auto` renditions); returns the bytes sent. With RTX, recent packets are sent
+        again as RTX (the receiver drops what it has; its bandwidth estimate counts them), as
+        libwebrtc pads; without, padding-only packets on the media stream."""
+        if budget <= 0 or not self.link.ready():
+            return 0
+        packets: list[bytes] = []
+        sent = 0
+        if self.params.rtx_payload_type is not None and self.params.rtx_ssrc is not None:
+            seq = self.seq
+            for _ in range(HISTORY):
+                if sent >= budget:
+                    break
+                seq = (seq - 1) & 0xFFFF
+                entry = self._history[seq % HISTORY]
+                if entry is None or entry[0] != seq:
+                    seq = self.seq  # the history's start: again from the newest
+                    if not packets:
+                        break
+                    continue
+                packet = self._resend(entry)
+                packets.append(packet)
+                sent += len(packet)
         else:
-            header = _HEADER.pack(self._first_byte, marker | p.payload_type, seq, timestamp, p.ssrc)
-            packet = header + extensions + payload
-        self.link.send(packet)
-        self.retransmitted += 1
-        self.bytes_sent += len(packet)
-        return True
+            ext = self._extensions(ntp)
+            first = self._first_byte | 0x20  # P: the payload is padding, its last byte says how much
+            padding = b"\x00" * (PADDING_MAX - 1) + bytes([PADDING_MAX])
+            while sent < budget:
+                packet = _HEADER.pack(first, self.params.payload_type, self.seq, self.last_timestamp,
+                                      self.params.ssrc) + ext + padding
+                self.seq = (self.seq + 1) & 0xFFFF
+                self.packets_sent += 1
+                packets.append(packet)
+                sent += len(packet)
+        if packets:
+            self.link.send_many(packets)
+        self.padding_bytes += sent
+        self.bytes_sent += sent
+        return sent

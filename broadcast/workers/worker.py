@@ -148,8 +148,9 @@ class WorkerServer:
         if mirror is None:
             raise BroadcastError("the feed is not followed by this worker; try again")
         shaped = decode_shaped_offer(message["offer"])
+        # the feed as published: the low rendition is made (and its viewers held) in the front
         session = ViewerSession(mirror.stream, self.settings, str(message.get("protocol", "whep")),
-                                decode_participant(message.get("participant")))
+                                decode_participant(message.get("participant")), quality="high")
         sid = session.id
         session.on_joined = lambda seconds: self.channel.send({"type": "joined", "session": sid, "seconds": seconds})
         session.on_closed.append(self._on_session_closed)

@@ -59,8 +59,7 @@ def _reconnect(quality: str) -> web.Response:
 
 
 def _quality_json(session: ViewerSession) -> web.Response:
-    return web.json_response({"quality": session.quality, "rendition": session.rendition,
-                              "link": session.link.status()})
+    return web.json_response(session.quality_status())
 
 
 async def get_quality(request: web.Request) -> web.Response:

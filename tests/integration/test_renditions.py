@@ -93,7 +93,7 @@ async def test_a_viewer_switches_down_and_up_on_the_same_connection(published: R
     async with server.http.get(f"{viewer.session_url}/quality", headers=bearer(viewer.token)) as resp:
         state = await resp.json()
     assert state["quality"] == "low" and state["rendition"] == "low"
-    assert state["link"]["receiver_reports"] > 0 and state["link"]["loss_percent"] == 0.0, state
+    assert state["link"]["receiver_reports"] > 0 and state["link"]["lost"] == 0, state
     await viewer.close(server.http)
 
 

@@ -2,8 +2,9 @@
 300 ms router queue (tests/support/linkwire.py: the viewer in a network namespace of its own,
 the link emulated between two TUN devices, since this kernel has no netem). The feed is 720p30
 H.264 at 2.5 Mbit/s, published once; the viewer is Chromium itself, run in the namespace, on
-the watch page. The low rendition plays smoothly there; the feed as published cannot (which
-shows the link really is that narrow)."""
+the watch page with the default quality, auto. It is moved to the low rendition within
+seconds and plays it smoothly; when the link's limit is lifted (the same 50 ms and 1 % loss),
+a probe finds the room and it is moved back to the feed as published."""
 
 from __future__ import annotations
 
@@ -12,17 +13,19 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
-from playwright.async_api import TimeoutError as PlaywrightTimeout
+from playwright.async_api import Page
 
 from broadcast.participant import Role
 from broadcast.sources.synthetic import encode_clip
-from signaling.keys import ACCESS
+from broadcast.webrtc.viewer import ViewerSession
+from signaling.keys import ACCESS, BROADCASTER
 from tests.conftest import RunningServer, make_config, organizer_session, start_server
 from tests.support.linkwire import SERVER_ADDR
 from tests.support.peers import publish_clip
@@ -89,50 +92,74 @@ CHROME_VIDEO_JS = """async () => {
 }"""
 
 
-async def chrome_watches(server: RunningServer, base: str, quality: str, seconds: float) -> dict[str, Any]:
-    """Chromium in the viewer's namespace opens the watch page with ?quality=…; what its own
-    inbound-rtp statistics say over `seconds` once the picture is there."""
-    from signaling.auth.links import role_link
-    from tests.support.chromium import chromium
+NOTHING = {"decoded": 0, "width": 0, "freezes": 0, "frozen_s": 0.0, "lost": 0, "nacks": 0}
 
-    url = role_link(base, Role.VIEWER, "course", None, server.token(Role.VIEWER)).replace(
-        "#", f"?feed=or1/endoscope&quality={quality}#")
-    width = 640 if quality == "low" else 1280
-    async with chromium(namespace=NAMESPACE) as browser:
-        page = await browser.new_page()
-        started = asyncio.get_running_loop().time()
-        await page.goto(url)
-        try:
-            await page.wait_for_function(f"() => document.getElementById('video').videoWidth === {width}",
-                                         timeout=15000)
-            first_picture_s: float | None = round(asyncio.get_running_loop().time() - started, 1)
-        except PlaywrightTimeout:
-            first_picture_s = None  # not one whole picture in 15 s
-        # none: the player is between connections (its watchdog reconnects a picture that stopped)
-        nothing = {"decoded": 0, "width": 0, "freezes": 0, "frozen_s": 0.0, "lost": 0, "nacks": 0}
-        before = await page.evaluate(CHROME_VIDEO_JS) or nothing
-        await page.evaluate(WATCH_FRAMES_JS)
-        await asyncio.sleep(seconds)
-        after = await page.evaluate(CHROME_VIDEO_JS) or nothing
-        gaps = await page.evaluate(LONG_GAPS_JS)
-        note = await page.text_content("#rendition-note")
-    result = {"first_picture_s": first_picture_s,
-              "fps": round((after["decoded"] - before["decoded"]) / seconds, 1),
-              "freezes": len(gaps), "longest_s": max(gaps, default=0.0),  # pictures > 0.5 s apart
-              "chrome_freezes": after["freezes"] - before["freezes"],  # Chrome's own: > ~3 frame intervals
-              "chrome_frozen_s": round(after["frozen_s"] - before["frozen_s"], 1),
-              "lost": after["lost"], "nacks": after["nacks"], "width": after["width"], "note": note}
-    print(f"\nChromium on the weak link, {quality}: {result}")
-    return result
+
+async def measure(page: Page, seconds: float) -> dict[str, Any]:
+    """What Chromium's own inbound-rtp statistics and the presented pictures say over `seconds`."""
+    # none: the player is between connections (its watchdog reconnects a picture that stopped)
+    before = await page.evaluate(CHROME_VIDEO_JS) or NOTHING
+    await page.evaluate(WATCH_FRAMES_JS)
+    await asyncio.sleep(seconds)
+    after = await page.evaluate(CHROME_VIDEO_JS) or NOTHING
+    gaps = await page.evaluate(LONG_GAPS_JS)
+    return {"fps": round((after["decoded"] - before["decoded"]) / seconds, 1),
+            "freezes": len(gaps), "longest_s": max(gaps, default=0.0),  # pictures > 0.5 s apart
+            "chrome_freezes": after["freezes"] - before["freezes"],  # Chrome's own: > ~3 frame intervals
+            "chrome_frozen_s": round(after["frozen_s"] - before["frozen_s"], 1),
+            "lost": after["lost"], "nacks": after["nacks"], "width": after["width"],
+            "note": await page.text_content("#rendition-note")}
+
+
+def viewer_of(server: RunningServer) -> ViewerSession | None:
+    return next((s for s in server.app[BROADCASTER].sessions.values()
+                 if isinstance(s, ViewerSession) and str(s.path) == PATH and not s.closed), None)
+
+
+async def time_until(condition: Any, timeout: float, step: float = 0.1) -> float | None:
+    """Seconds until `condition()` holds (None: not within `timeout`)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if condition():
+            return round(time.monotonic() - started, 1)
+        await asyncio.sleep(step)
+    return None
 
 
 @pytest.mark.browser
-async def test_a_browser_on_the_weak_link_plays_the_low_rendition_smoothly(served: tuple[RunningServer, str]) -> None:
+async def test_auto_moves_a_browser_on_the_weak_link_to_the_low_rendition_and_back_up(
+        served: tuple[RunningServer, str], wire: subprocess.Popen[str]) -> None:
+    from signaling.auth.links import role_link
+    from tests.support.chromium import chromium
+
     server, base = served
-    low = await chrome_watches(server, base, "low", 30.0)
-    assert low["note"].startswith("Low quality") and low["width"] == 640
-    assert low["first_picture_s"] is not None and low["first_picture_s"] < 5.0, low  # page load over the link too
-    assert low["fps"] >= 25 and low["freezes"] <= 1, low
-    # the feed as published (2.5 Mbit/s) into the same 1 Mbit/s: it cannot keep up (the link is that narrow)
-    high = await chrome_watches(server, base, "high", 15.0)
-    assert high["first_picture_s"] is None or high["fps"] < 25 or high["freezes"] > low["freezes"] + 2, high
+    url = role_link(base, Role.VIEWER, "course", None, server.token(Role.VIEWER)).replace(
+        "#", "?feed=or1/endoscope#")
+    async with chromium(namespace=NAMESPACE) as browser:
+        page = await browser.new_page()
+        await page.goto(url)
+        assert await time_until(lambda: viewer_of(server) is not None, 20.0) is not None, "the page did not connect"
+        viewer = viewer_of(server)
+        assert viewer is not None and viewer.quality == "auto"
+        # joined on the feed as published, moved down by what the browser's reports say
+        down_s = await time_until(lambda: viewer.rendition == "low", 15.0)
+        await page.wait_for_function("() => document.getElementById('video').videoWidth === 640", timeout=10000)
+        low = await measure(page, 30.0)
+        print(f"\nauto on the 1 Mbit/s link: low {down_s} s after the session began; {low}; "
+              f"{viewer.quality_status()}")
+        assert down_s is not None and down_s < 5.0, viewer.quality_status()
+        assert low["note"].startswith("Low quality") and "slow" in low["note"] and low["width"] == 640, low
+        assert low["fps"] >= 25 and low["freezes"] <= 1, low
+
+        # the limit lifted (50 ms and 1 % loss stay): a probe finds the room, it goes back up
+        assert wire.stdin is not None and wire.stdout is not None
+        wire.stdin.write("rate 0\n")
+        wire.stdin.flush()
+        assert wire.stdout.readline().strip() == "ok"
+        up_s = await time_until(lambda: viewer.rendition == "high", 60.0, step=0.5)
+        assert up_s is not None, viewer.quality_status()
+        await page.wait_for_function("() => document.getElementById('video').videoWidth === 1280", timeout=10000)
+        high = await measure(page, 10.0)
+        print(f"unshaped: high {up_s} s after the limit went; {high}; {viewer.quality_status()}")
+        assert high["fps"] >= 25 and high["width"] == 1280 and not high["note"], high
+        assert viewer.auto is not None and viewer.auto.switches == 2, viewer.quality_status()

@@ -12,7 +12,8 @@ real kernel network stacks with real sockets, only the wire is emulated.
 
 Makes namespace NAME with address 10.78.0.2, this side 10.78.0.1, prints "ready", and forwards
 until its standard input closes; then the namespace is removed. `--down-kbps` limits what
-flows to the viewer (the server's media); the way back has the same delay and loss.
+flows to the viewer (the server's media); the way back has the same delay and loss. A line
+"rate KBPS" on standard input changes the rate to the viewer (0: no limit); "ok" answers it.
 Root is needed (ip netns, /dev/net/tun).
 """
 
@@ -27,7 +28,7 @@ import struct
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
@@ -106,7 +107,12 @@ async def forward(name: str, down: Shape, up: Shape, seed: int) -> None:
             loop.add_reader(fd, drain, fd, direction)
         print("ready", flush=True)
         started = time.monotonic()
-        await loop.run_in_executor(None, sys.stdin.read)  # until the test closes it
+        while line := await loop.run_in_executor(None, sys.stdin.readline):  # until the test closes it
+            command = line.split()
+            if len(command) == 2 and command[0] == "rate":
+                kbps = float(command[1])
+                to_viewer.shape = replace(to_viewer.shape, rate_bps=kbps * 1000 if kbps > 0 else None)
+                print("ok", flush=True)
         seconds = time.monotonic() - started
         print(f"to the viewer: {to_viewer.passed} passed, {to_viewer.lost} lost, {to_viewer.dropped} dropped by "
               f"the queue; to the server: {to_server.passed} passed, {to_server.lost} lost, in {seconds:.0f} s",

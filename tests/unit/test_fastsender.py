@@ -87,6 +87,64 @@ def test_without_rtx_the_same_packet_is_sent_again() -> None:
     assert wire.packets[0][0] == 0x80, "no extension bit without extensions"
 
 
+def test_retransmissions_keep_to_their_share_of_the_media_and_not_twice_at_once() -> None:
+    wire = Wire()
+    sender = FastSender(PARAMS, wire, random.Random(7))
+    sender._resend_budget = 0.0  # a connection that has sent nothing has no budget to spend
+    sender.send_frame([b"v" * 1000] * 10, 90, 0)   # ~10 kB sent: ~5 kB for retransmissions
+    first = RtpPacket.parse(wire.packets[0], extension_map()).sequence_number
+    answered = [sender.retransmit((first + i) % 65536) for i in range(10)]
+    assert answered == [True] * 4 + [False] * 6, "half of what the media sent"
+    assert sender.retransmits_refused == 6
+    sender.send_frame([b"w" * 1000] * 10, 180, 0)
+    assert not sender.retransmit(first), "asked again before the first answer could arrive"
+    assert sender.retransmit((first + 4) % 65536)
+
+
+def test_a_resent_packet_carries_the_time_it_is_sent_again() -> None:
+    now = [0xE000_0000_0000_0000]
+    wire = Wire()
+    sender = FastSender(PARAMS, wire, random.Random(4), ntp_clock=lambda: now[0])
+    sender.send_frame([b"p" * 50], 90, now[0])
+    now[0] += 1 << 31  # half a second later
+    assert sender.retransmit(RtpPacket.parse(wire.packets[0], extension_map()).sequence_number)
+    rtx = RtpPacket.parse(wire.packets[1], extension_map())
+    assert rtx.extensions.abs_send_time == (now[0] >> 14) & 0xFFFFFF
+
+
+def test_padding_resends_recent_packets_as_rtx_up_to_the_budget() -> None:
+    wire = Wire()
+    sender = FastSender(PARAMS, wire, random.Random(5), ntp_clock=lambda: 0)
+    sender.send_frame([b"k" * 1000] * 3, 90, 0)
+    media = [RtpPacket.parse(p, extension_map()) for p in wire.packets]
+    sent = sender.pad(5000, 0)
+    padding = [RtpPacket.parse(p, extension_map()) for p in wire.packets[3:]]
+    assert sent >= 5000 and sent == sum(len(p) for p in wire.packets[3:]) == sender.padding_bytes
+    assert len(padding) == 5 and all(p.ssrc == PARAMS.rtx_ssrc for p in padding)
+    # the newest first, then round again: the receiver already has each, so drops it
+    originals = [unwrap_rtx(p, payload_type=111, ssrc=PARAMS.ssrc).sequence_number for p in padding]
+    newest = [m.sequence_number for m in reversed(media)]
+    assert originals == newest + newest[:2]
+    assert sender.packets_sent == 3 and sender.seq == (media[-1].sequence_number + 1) % 65536
+    assert sender.pad(0, 0) == 0
+    wire.up = False
+    assert sender.pad(5000, 0) == 0, "nothing goes out before the connection is up"
+
+
+def test_padding_without_rtx_is_padding_only_packets_on_the_media_stream() -> None:
+    wire = Wire()
+    sender = FastSender(RtpParameters(ssrc=7, payload_type=96, abs_send_time_id=9), wire, random.Random(6))
+    sender.send_frame([b"m" * 100], 3000, 0)
+    sender.pad(600, 1 << 40)
+    packets = [RtpPacket.parse(p, extension_map()) for p in wire.packets]
+    assert len(packets) == 4
+    first = packets[0].sequence_number
+    assert [p.sequence_number for p in packets] == [(first + i) % 65536 for i in range(4)]
+    for raw, packet in zip(wire.packets[1:], packets[1:], strict=True):
+        assert raw[0] & 0x20 and packet.payload == b"", "P bit set; no payload after the padding"
+        assert packet.timestamp == packets[0].timestamp and packet.extensions.abs_send_time == (1 << 26) & 0xFFFFFF
+
+
 def test_gso_runs_hold_one_size_each_the_last_may_be_shorter() -> None:
     sizes = lambda runs: [[len(p) for p in run] for run in runs]  # noqa: E731
     packet = lambda n: bytes(n)  # noqa: E731

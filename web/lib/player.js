@@ -24,11 +24,13 @@ export class FeedPlayer extends Reconnecting {
     this.quality = null;
     this.choice = choice;      // the rendition asked for: auto, high, low or audio (?quality=)
     this.rendition = null;     // what the server says it sends: high, low or audio
+    this.why = "";             // … and why (auto: "the connection is slow: …")
     this.live = true;          // the page says whether the feed is live (from the event's WebSocket)
     this.sourceStalled = false; // … and whether its publisher has gone silent (the OR reconnects)
     this.recoveries = 0;       // reconnects made by the watchdog (diagnostics, tests)
     this._last = { decoded: 0, at: 0 };
     this._progress = null;     // {count, at}: when the picture (or sound) last moved on
+    this._seenHeight = 0;      // the picture's height when the rendition was last asked for
     this._tick = null;
   }
 
@@ -78,8 +80,10 @@ export class FeedPlayer extends Reconnecting {
     if (this.token) headers.Authorization = `Bearer ${this.token}`;
     try {
       const response = await fetch(`${session}/quality`, { method: "POST", headers, body: JSON.stringify({ quality: choice }) });
-      if (response.ok && !(await response.json()).reconnect) {
+      const answer = response.ok ? await response.json() : null;
+      if (answer && !answer.reconnect) {
         this.rendition = choice === "auto" ? "high" : choice;  // from the target's next keyframe
+        this.why = "";
         return;
       }
     } catch {
@@ -95,6 +99,7 @@ export class FeedPlayer extends Reconnecting {
   _teardown() {
     super._teardown();
     this._progress = null;
+    this._seenHeight = 0;
     this.quality = null;
   }
 
@@ -164,6 +169,11 @@ export class FeedPlayer extends Reconnecting {
     const received = (video.packetsReceived || 0) + (video.packetsLost || 0);
     const loss = received ? (video.packetsLost || 0) / received : 0;
     this._last = { decoded, at: now };
+    // auto: the first picture, or the server moved this viewer (the picture's size changed): ask which rendition, and why
+    if (this.choice === "auto" && video.frameHeight && video.frameHeight !== this._seenHeight) {
+      this._seenHeight = video.frameHeight;
+      this._askRendition();
+    }
     // What this page can measure is the delay the network and the player add (half the round
     // trip plus the jitter buffer); the camera, encoder and relay add more. Named as such.
     const networkMs = (rtt !== null ? (rtt * 1000) / 2 : 0) + buffer;
@@ -171,6 +181,22 @@ export class FeedPlayer extends Reconnecting {
     const grade = fps < 8 || loss > 0.05 || networkMs > 800 ? "poor" : fps < 15 || loss > 0.01 || networkMs > 300 ? "fair" : "good";
     this.quality = { width: video.frameWidth, height: video.frameHeight, fps, decoded, lost: video.packetsLost || 0, loss, networkMs, grade };
     return this.quality;
+  }
+
+  async _askRendition() {
+    const session = this._session;
+    if (!session) return;
+    const headers = this.token ? { Authorization: `Bearer ${this.token}` } : {};
+    try {
+      const response = await fetch(`${session}/quality`, { headers });
+      const answer = response.ok ? await response.json() : null;
+      if (answer && session === this._session && !answer.reconnect) {
+        this.rendition = answer.rendition;
+        this.why = answer.why || "";
+      }
+    } catch {
+      // the connection's own watch notices a server that is gone
+    }
   }
 
   _checkProgress(count, now) {
