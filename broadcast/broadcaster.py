@@ -372,14 +372,12 @@ class Broadcaster:
                 self.settings.retry_after,
             )
         shaped = shape_play_offer(offer_sdp, stream.video.codec, stream.h264_profile)
-        # an offer with a data channel stays here, with the Q&A board it talks to; so does a
-        # viewer of another rendition than the feed as published (the low one is made here)
+        # an offer with a data channel stays here, with the Q&A board it talks to
         worker = (self.workers.choose(self._front_load())
-                  if self.workers is not None and "m=application" not in shaped.sdp
-                  and quality in ("auto", "high") else None)
+                  if self.workers is not None and "m=application" not in shaped.sdp else None)
         if worker is not None:
             try:
-                return await self._play_in_worker(worker, stream, shaped, protocol, participant)
+                return await self._play_in_worker(worker, stream, shaped, protocol, participant, quality)
             except (ChannelClosed, TimeoutError) as exc:
                 logger.warning("%s: worker %d could not take a viewer (%s); the front takes it",
                                path, worker.index, exc or type(exc).__name__)
@@ -394,8 +392,8 @@ class Broadcaster:
         return viewers + PUBLISHER_LOAD * len(self.publishers)
 
     async def _play_in_worker(self, worker: WorkerProcess, stream: Stream, shaped: ShapedOffer,
-                              protocol: str, participant: Participant | None) -> RemoteViewerSession:
-        session = RemoteViewerSession(worker, stream, protocol, participant)
+                              protocol: str, participant: Participant | None, quality: str) -> RemoteViewerSession:
+        session = RemoteViewerSession(worker, stream, protocol, participant, quality)
         stream.viewers.add(session)  # the feed's viewer while it negotiates: the stream stays
         try:
             await worker.play(session, shaped)

@@ -1,12 +1,15 @@
 """A feed's renditions: `high` (the feed as published), `low` (at most 640×360, about
 500 kbit/s), and `audio` (no video).
 
-The low rendition is a Producer of its own, next to the feed's video producer. For a feed
-published in one rendition (a hardware encoder, an RTSP camera) the server makes it: the
-LowRendition reads the feed's video like any reader, decodes and encodes it once, in a thread
-(its queue full, it drops to the next keyframe: it never holds up the high rendition or its
-viewers), in the feed's codec (H.264 constrained baseline, or VP8). It runs only while the low
-producer has readers, and stops GRACE_S after the last one left.
+The low rendition is a Producer of its own, next to the feed's video producer. A publisher
+that sends it (the technician console, an encoder with a second video track) feeds it
+directly, and nothing is encoded here. For a feed published in one rendition (a hardware
+encoder, an RTSP camera) the server makes it: the LowRendition reads the feed's video like any
+reader, decodes and encodes it once, in a thread (its queue full, it drops to the next
+keyframe: it never holds up the high rendition or its viewers), in the feed's codec (H.264
+constrained baseline, or VP8). It runs only while the low producer has readers, and stops
+GRACE_S after the last one left. In a worker process the maker is a request to the front,
+which makes (or relays) it once for every process.
 
 Viewers' consumers move between the producers on a keyframe of the target (consumer.py), so
 a switch costs no reconnect.
@@ -16,9 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from typing import Protocol
 
 from broadcast.relay.frame import EncodedFrame
-from broadcast.relay.producer import Producer
+from broadcast.relay.producer import Producer, Source
 from broadcast.relay.streampath import StreamPath
 from broadcast.sources.mediaconvert import EncodeTarget, ThreadedVideoTranscoder
 
@@ -29,6 +34,15 @@ LOW_SIZE = (640, 360)
 LOW_BIT_RATE = 500_000
 GRACE_S = 5.0  # the low encode goes on this long after its last reader left
 DECODERS = {"H264": "h264", "VP8": "vp8"}
+
+
+class LowMaker(Protocol):
+    """What makes a feed's low rendition while it has readers: the server's own encode here
+    (LowRendition), or in a worker process a request to the front, which makes it."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 class LowRendition:
@@ -95,6 +109,8 @@ class LowRendition:
         if self._stopped:
             return
         self._stopped = True
+        logger.info("%s: stopped making the low rendition (%s)", self.path,
+                    "nobody watches it" if not self.low.readers else "the publisher sends its own")
         self.high.remove_reader(self)
         if self._transcoder is not None:
             self._transcoder.close()
@@ -115,16 +131,20 @@ class LowRendition:
 
 
 class Renditions:
-    """The low producer of one stream (beside `high`, its video producer) and what makes it,
-    on demand."""
+    """The low producer of one stream (beside `high`, its video producer) and what feeds it:
+    the publisher's own low rendition when it sends one (a second video track), else a maker
+    (the server's encode), on demand."""
 
-    def __init__(self, path: StreamPath, high: Producer, grace_s: float = GRACE_S) -> None:
+    def __init__(self, path: StreamPath, high: Producer, grace_s: float = GRACE_S,
+                 make: Callable[[], LowMaker] | None = None) -> None:
         self.path = path
         self.high = high
         self.low = Producer(str(path), "video")
         self.low.readers_listeners.append(self._low_readers)
         self.grace_s = grace_s
-        self.maker: LowRendition | None = None
+        self._make = make or (lambda: LowRendition(self.high, self.low, str(self.path)))
+        self.maker: LowMaker | None = None
+        self.published: object | None = None  # the publisher's own low source, while it sends one
         self._grace: asyncio.TimerHandle | None = None
         self._closed = False
 
@@ -132,6 +152,25 @@ class Renditions:
         """The producer a viewer of `quality` reads ("audio" viewers keep the high one, muted)."""
         return self.low if quality == "low" else self.high
 
+    # -- the publisher's own low rendition ---------------------------------------------------
+    def publish(self, source: Source, codec: str) -> None:
+        """A publisher sends its own low rendition: it feeds the low producer (its readers
+        resume on its first keyframe) and the server stops making one."""
+        self.published = source
+        self.low.attach(source, codec)
+        if self.maker is not None:
+            logger.info("%s: the publisher sends its own low rendition; the server stops making one", self.path)
+            self._stop_maker(force=True)
+
+    def unpublish(self, source: Source) -> None:
+        if self.published is not source:
+            return
+        self.published = None
+        self.low.detach(source)
+        if self.low.readers and not self._closed:
+            self._low_readers(len(self.low.readers))  # the server makes it from here on
+
+    # -- made on demand ------------------------------------------------------------------------
     def _low_readers(self, count: int) -> None:
         if self._closed:
             return
@@ -139,16 +178,17 @@ class Renditions:
             if self._grace is not None:
                 self._grace.cancel()
                 self._grace = None
-            if self.maker is None:
-                self.maker = LowRendition(self.high, self.low, str(self.path))
+            if self.maker is None and self.published is None:
+                self.maker = self._make()
                 self.maker.start()
         elif self.maker is not None and self._grace is None:
             self._grace = asyncio.get_running_loop().call_later(self.grace_s, self._stop_maker)
 
-    def _stop_maker(self) -> None:
+    def _stop_maker(self, force: bool = False) -> None:
+        if self._grace is not None:
+            self._grace.cancel()
         self._grace = None
-        if self.maker is not None and not self.low.readers:
-            logger.info("%s: nobody watches the low rendition; stopped making it", self.path)
+        if self.maker is not None and (force or not self.low.readers):
             self.maker.stop()
             self.maker = None
 
@@ -157,9 +197,5 @@ class Renditions:
         if self._closed:
             return
         self._closed = True
-        if self._grace is not None:
-            self._grace.cancel()
-        if self.maker is not None:
-            self.maker.stop()
-            self.maker = None
+        self._stop_maker(force=True)
         self.low.close()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from broadcast.relay.connection import Connection
 from broadcast.relay.producer import Producer, Source
-from broadcast.relay.renditions import Renditions
+from broadcast.relay.renditions import LowMaker, Renditions
 from broadcast.relay.streampath import StreamPath
 
 # A publisher silent this long is "stalled" (pages say "reconnecting"), and a new session
@@ -41,7 +42,7 @@ class StreamInfo:
 
 
 class Stream:
-    def __init__(self, path: StreamPath) -> None:
+    def __init__(self, path: StreamPath, make_low: Callable[[], LowMaker] | None = None) -> None:
         self.path = path
         self.video = Producer(str(path), "video")
         self.audio = Producer(str(path), "audio")
@@ -51,7 +52,8 @@ class Stream:
         self.viewers: set[Connection] = set()
         self.h264_profile: str | None = None
         self.live_since: float | None = None
-        self.renditions = Renditions(path, self.video)  # the low rendition, made while someone watches it
+        # the low rendition: the publisher's own, or made while someone watches it (`make_low`: how)
+        self.renditions = Renditions(path, self.video, make=make_low)
         # rates, sampled by Broadcaster once a second
         self._sample: tuple[float, int, int] | None = None
         self.bitrate_in = 0

@@ -49,5 +49,8 @@ def decode_ice_servers(data: list[dict[str, Any]]) -> list[IceServer]:
 
 
 def feed_figures(stream: Stream) -> list[int]:
-    """A mirrored feed's egress in the worker: video bytes and drops, audio bytes and drops."""
-    return [stream.video.bytes_out, stream.video.frames_dropped, stream.audio.bytes_out, stream.audio.frames_dropped]
+    """A mirrored feed's egress in the worker: video bytes and drops, audio bytes and drops, the
+    low rendition's bytes and drops."""
+    low = stream.renditions.low
+    return [stream.video.bytes_out, stream.video.frames_dropped, stream.audio.bytes_out, stream.audio.frames_dropped,
+            low.bytes_out, low.frames_dropped]

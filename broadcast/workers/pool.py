@@ -30,7 +30,7 @@ from broadcast.webrtc.session import SessionSettings
 from broadcast.webrtc.udpports import UdpPortRange
 from broadcast.workers.messages import encode_ice_servers, encode_participant, encode_shaped_offer
 from broadcast.workers.remotesession import RemoteViewerSession, local_error
-from broadcast.workers.wire import KEYFRAME_FLAG, VIDEO_FLAG, Channel, ChannelClosed, RemoteError
+from broadcast.workers.wire import KEYFRAME_FLAG, LOW_FLAG, VIDEO_FLAG, Channel, ChannelClosed, RemoteError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -72,10 +72,11 @@ def split_ports(ports: UdpPortRange, parts: int) -> list[UdpPortRange]:
 class FeedTap:
     """A reader of one front producer that forwards its frames to one worker."""
 
-    def __init__(self, link: FeedLink, producer: Producer) -> None:
+    def __init__(self, link: FeedLink, producer: Producer, low: bool = False) -> None:
         self.link = link
         self.producer = producer
-        self.flags = VIDEO_FLAG if producer.kind == "video" else 0
+        self.low = low  # the feed's low rendition (made or published in the front)
+        self.flags = (VIDEO_FLAG | (LOW_FLAG if low else 0)) if producer.kind == "video" else 0
         self.waiting_for_keyframe = False  # the worker's own producer asks while its viewers wait
         self.bytes_sent = 0      # the worker's viewers' figures for this producer, as last reported
         self.frames_dropped = 0
@@ -104,7 +105,7 @@ class FeedTap:
 
     def producer_reset(self, codec_changed: bool) -> None:
         self.link.worker.send({"type": "reset", "feed": self.link.feed, "kind": self.producer.kind,
-                               "codec": self.producer.codec})
+                               "codec": self.producer.codec, "rendition": "low" if self.low else "high"})
 
     def stop(self) -> None:
         self.producer.remove_reader(self)
@@ -124,14 +125,34 @@ class FeedLink:
         self.taps = (FeedTap(self, stream.video), FeedTap(self, stream.audio))
         for tap in self.taps:
             tap.producer.add_reader(tap)
+        self.low: FeedTap | None = None  # while the worker has viewers of the low rendition
+
+    def want_low(self, wanted: bool) -> None:
+        """The worker's viewers of the low rendition came (or all left): follow the front's low
+        producer for it (its first reader here starts the encode, unless the publisher sends it)."""
+        if wanted and self.low is None:
+            self.low = FeedTap(self, self.stream.renditions.low, low=True)
+            if self.low.producer.codec is not None:
+                self.low.producer_reset(False)  # the worker's low producer takes the codec it has
+            self.low.producer.add_reader(self.low)
+        elif not wanted and self.low is not None:
+            self.low.stop()
+            self.low = None
+
+    def request_keyframe(self, rendition: str) -> None:
+        producer = self.stream.renditions.low if rendition == "low" else self.stream.video
+        producer.request_keyframe()
 
     def report(self, figures: list[int]) -> None:
         video, audio = self.taps
-        video.bytes_sent, video.frames_dropped, audio.bytes_sent, audio.frames_dropped = (int(f) for f in figures)
+        video.bytes_sent, video.frames_dropped, audio.bytes_sent, audio.frames_dropped = (int(f) for f in figures[:4])
+        if self.low is not None and len(figures) >= 6:
+            self.low.bytes_sent, self.low.frames_dropped = int(figures[4]), int(figures[5])
 
     def close(self, tell_worker: bool = True) -> None:
         for tap in self.taps:
             tap.stop()
+        self.want_low(False)
         if tell_worker:
             self.worker.send({"type": "unsubscribe", "feed": self.feed})
 
@@ -219,10 +240,14 @@ class WorkerProcess:
         if kind == "ready":
             self.ready = True
             self._ready_event.set()
-        elif kind == "keyframe":
-            for link in self.feeds.values():
-                if link.feed == message.get("feed"):
-                    link.stream.video.request_keyframe()
+        elif kind in ("keyframe", "low"):
+            link = next((f for f in self.feeds.values() if f.feed == message.get("feed")), None)
+            if link is None:
+                return  # unsubscribed meanwhile
+            if kind == "keyframe":
+                link.request_keyframe(str(message.get("rendition", "high")))
+            else:
+                link.want_low(bool(message.get("wanted")))
         elif kind == "stats":
             self._take_stats(message)
         else:
@@ -275,7 +300,7 @@ class WorkerProcess:
         link.viewers += 1
         try:
             reply = await self.request({"type": "play", "feed": link.feed, "offer": encode_shaped_offer(shaped),
-                                        "protocol": session.protocol,
+                                        "protocol": session.protocol, "quality": session.quality,
                                         "participant": encode_participant(session.participant)})
         except RemoteError as exc:
             self._viewer_left(stream.path)

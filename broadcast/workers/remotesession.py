@@ -50,8 +50,9 @@ class RemoteViewerSession:
     role = "viewer"
 
     def __init__(self, worker: WorkerLink, stream: Stream, protocol: str,
-                 participant: Participant | None) -> None:
+                 participant: Participant | None, quality: str = "auto") -> None:
         self.worker = worker
+        self.quality = quality  # as asked when it was made; the worker's session knows what it is now
         self.id = ""  # the worker names the session when it has made it
         self.stream = stream
         self.path = stream.path
@@ -116,6 +117,21 @@ class RemoteViewerSession:
             raise local_error(exc) from None
         except (ChannelClosed, TimeoutError):
             raise errors.SessionNotFound("the session ended with its worker process; start a new one") from None
+
+    async def quality_status(self, quality: str | None = None) -> dict[str, Any]:
+        """What the viewer gets and why, from the worker; with `quality`, change it first (on the
+        target's next keyframe, on the same connection)."""
+        try:
+            reply = await self.worker.request({"type": "quality", "session": self.id, "quality": quality})
+        except RemoteError as exc:
+            raise local_error(exc) from None
+        except (ChannelClosed, TimeoutError):
+            raise errors.SessionNotFound("the session ended with its worker process; start a new one") from None
+        status = reply.get("status")
+        if not isinstance(status, dict):
+            raise errors.BroadcastError(f"worker {self.worker.index} gave no quality status")
+        self.quality = str(status.get("quality", self.quality))
+        return status
 
     async def close(self, reason: CloseReason = CloseReason.OTHER, detail: str = "") -> None:
         """Idempotent: asks the worker to close the session and returns when it has (or after

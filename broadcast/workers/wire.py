@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 HEADER = struct.Struct("!IB")  # length of the body, kind
 CONTROL, FRAME = 1, 2
 FRAME_HEAD = struct.Struct("!IBq")  # feed id, flags, timestamp on the front's timeline
-VIDEO_FLAG, KEYFRAME_FLAG = 1, 2
+VIDEO_FLAG, KEYFRAME_FLAG, LOW_FLAG = 1, 2, 4  # LOW: a frame of the feed's low rendition
 MAX_BODY = 32 * 1024 * 1024  # far above any encoded frame; anything bigger is a broken peer
 REQUEST_TIMEOUT_S = 15.0
 

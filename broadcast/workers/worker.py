@@ -16,8 +16,9 @@ import logging
 import socket
 from typing import Any
 
-from broadcast.errors import BroadcastError
+from broadcast.errors import BroadcastError, SessionNotFound
 from broadcast.lifecycle import CloseReason, start_every, stop_task
+from broadcast.relay.renditions import QUALITIES
 from broadcast.relay.stream import Stream
 from broadcast.relay.streampath import StreamPath
 from broadcast.webrtc.aiortchooks import check_internals, install_cheap_joins, install_fast_clock
@@ -30,7 +31,7 @@ from broadcast.workers.messages import (
     decode_shaped_offer,
     feed_figures,
 )
-from broadcast.workers.wire import KEYFRAME_FLAG, VIDEO_FLAG, Channel
+from broadcast.workers.wire import KEYFRAME_FLAG, LOW_FLAG, VIDEO_FLAG, Channel
 
 logger = logging.getLogger(__name__)
 
@@ -40,26 +41,50 @@ STATS_INTERVAL_S = 1.0
 class FrontSource:
     """The source of a mirrored producer: the front's producer of the same feed."""
 
-    def __init__(self, channel: Channel, feed: int, name: str) -> None:
+    def __init__(self, channel: Channel, feed: int, name: str, rendition: str = "high") -> None:
         self.channel = channel
         self.feed = feed
         self.name = name
+        self.rendition = rendition
 
     async def request_keyframe(self) -> bool:
-        self.channel.send({"type": "keyframe", "feed": self.feed})
+        self.channel.send({"type": "keyframe", "feed": self.feed, "rendition": self.rendition})
         return True
+
+
+class FrontLow:
+    """The low rendition's maker in a worker: the front makes it (once for every process) or
+    its publisher sends it; this tells the front while the worker's viewers want it."""
+
+    def __init__(self, channel: Channel, feed: int) -> None:
+        self.channel = channel
+        self.feed = feed
+
+    def start(self) -> None:
+        self.channel.send({"type": "low", "feed": self.feed, "wanted": True})
+
+    def stop(self) -> None:
+        if not self.channel.closed:
+            self.channel.send({"type": "low", "feed": self.feed, "wanted": False})
 
 
 class MirrorFeed:
     def __init__(self, channel: Channel, feed: int, path: StreamPath) -> None:
         self.feed = feed
-        self.stream = Stream(path)
+        self.stream = Stream(path, make_low=lambda: FrontLow(channel, feed))
+        # the front has its own grace before it stops an encode: none on top of it here
+        self.stream.renditions.grace_s = 0.0
         self.video_source = FrontSource(channel, feed, f"the front's {path} video")
         self.audio_source = FrontSource(channel, feed, f"the front's {path} audio")
+        self.low_source = FrontSource(channel, feed, f"the front's {path} low rendition", "low")
 
-    def reset(self, kind: str, codec: str | None) -> None:
-        producer = self.stream.video if kind == "video" else self.stream.audio
-        source = self.video_source if kind == "video" else self.audio_source
+    def reset(self, kind: str, codec: str | None, rendition: str = "high") -> None:
+        if kind == "video" and rendition == "low":
+            producer, source = self.stream.renditions.low, self.low_source
+        elif kind == "video":
+            producer, source = self.stream.video, self.video_source
+        else:
+            producer, source = self.stream.audio, self.audio_source
         if codec is None:
             producer.detach(source)
         else:
@@ -78,7 +103,7 @@ class WorkerServer:
         self._handlers = {
             "hello": self._hello, "subscribe": self._subscribe, "reset": self._reset,
             "unsubscribe": self._unsubscribe, "play": self._play, "ice": self._ice,
-            "close": self._close_session, "shutdown": self._shutdown,
+            "close": self._close_session, "shutdown": self._shutdown, "quality": self._quality,
         }
 
     # -- from the front -----------------------------------------------------------------
@@ -106,7 +131,9 @@ class WorkerServer:
         if mirror is None:
             return  # unsubscribed while the frame was on its way
         keyframe = bool(flags & KEYFRAME_FLAG)  # the front read it once, for every worker
-        if flags & VIDEO_FLAG:
+        if flags & LOW_FLAG:
+            mirror.stream.renditions.low.push(mirror.low_source, data, timestamp, keyframe=keyframe)
+        elif flags & VIDEO_FLAG:
             mirror.stream.video.push(mirror.video_source, data, timestamp, keyframe=keyframe)
         else:
             mirror.stream.audio.push(mirror.audio_source, data, timestamp, keyframe=True)
@@ -136,7 +163,7 @@ class WorkerServer:
     def _reset(self, message: dict[str, Any]) -> None:
         mirror = self.feeds.get(int(message["feed"]))
         if mirror is not None:
-            mirror.reset(str(message["kind"]), message.get("codec"))
+            mirror.reset(str(message["kind"]), message.get("codec"), str(message.get("rendition", "high")))
 
     def _unsubscribe(self, message: dict[str, Any]) -> None:
         mirror = self.feeds.pop(int(message["feed"]), None)
@@ -148,9 +175,11 @@ class WorkerServer:
         if mirror is None:
             raise BroadcastError("the feed is not followed by this worker; try again")
         shaped = decode_shaped_offer(message["offer"])
-        # the feed as published: the low rendition is made (and its viewers held) in the front
+        quality = str(message.get("quality", "auto"))
+        if quality not in QUALITIES:
+            raise BroadcastError(f"quality must be one of {', '.join(QUALITIES)}")
         session = ViewerSession(mirror.stream, self.settings, str(message.get("protocol", "whep")),
-                                decode_participant(message.get("participant")), quality="high")
+                                decode_participant(message.get("participant")), quality=quality)
         sid = session.id
         session.on_joined = lambda seconds: self.channel.send({"type": "joined", "session": sid, "seconds": seconds})
         session.on_closed.append(self._on_session_closed)
@@ -163,6 +192,18 @@ class WorkerServer:
             await session.close(CloseReason.FAILED)
             raise
         return {"session": sid, "answer": session.answer_sdp}
+
+    async def _quality(self, message: dict[str, Any]) -> dict[str, Any]:
+        """What a viewer gets and why (GET {session}/quality), or a change of it (POST)."""
+        session = self.sessions.get(str(message["session"]))
+        if session is None:
+            raise SessionNotFound("no such session (it may have ended); start a new one")
+        quality = message.get("quality")
+        if quality is not None:
+            if quality not in QUALITIES:
+                raise BroadcastError(f"quality must be one of {', '.join(QUALITIES)}")
+            session.set_quality(str(quality))
+        return {"status": session.quality_status()}
 
     async def _ice(self, message: dict[str, Any]) -> dict[str, Any]:
         session = self.sessions.get(str(message["session"]))

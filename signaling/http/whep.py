@@ -4,7 +4,8 @@ A feed that is not live answers 409 with Retry-After. A feed whose publisher is
 reconnecting accepts viewers, who start when it returns.
 
 `?quality=auto|high|low|audio` picks the rendition (default auto); `POST {session}/quality`
-with `{"quality": …}` changes it on the same connection, on the target's next keyframe.
+with `{"quality": …}` changes it on the same connection, on the target's next keyframe (for a
+viewer a worker process holds too: the worker is asked).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from broadcast.broadcaster import Session
 from broadcast.participant import Participant
 from broadcast.relay.renditions import QUALITIES
 from broadcast.webrtc.viewer import ViewerSession
+from broadcast.workers.remotesession import RemoteViewerSession
 from signaling.auth.access import Identity
 from signaling.http.bodies import check_keys, read_json
 from signaling.http.params import stream_path
@@ -46,37 +48,32 @@ async def post_offer(request: web.Request) -> web.Response:
     return await create_session(request, _admit, _play, "WHEP")
 
 
-def _viewer(request: web.Request) -> ViewerSession | None:
-    """The viewer session; None for one a worker process holds (its renditions are the feed as
-    published: the client opens it again with ?quality= to change)."""
+def _viewer(request: web.Request) -> ViewerSession | RemoteViewerSession:
     session = session_of(request)
-    return session if isinstance(session, ViewerSession) else None
+    if not isinstance(session, (ViewerSession, RemoteViewerSession)):
+        raise web.HTTPNotFound(text="no such viewer session (it may have ended); start a new one\n")
+    return session
 
 
-def _reconnect(quality: str) -> web.Response:
-    return web.json_response({"quality": quality, "rendition": None, "reconnect": True,
-                              "why": "this connection cannot change rendition; open it again with ?quality="})
-
-
-def _quality_json(session: ViewerSession) -> web.Response:
+async def _status(session: ViewerSession | RemoteViewerSession, quality: str | None = None) -> web.Response:
+    """A viewer held here answers at once; one a worker process holds is asked over its link."""
+    if isinstance(session, RemoteViewerSession):
+        return web.json_response(await session.quality_status(quality))
+    if quality is not None:
+        session.set_quality(quality)
     return web.json_response(session.quality_status())
 
 
 async def get_quality(request: web.Request) -> web.Response:
     """What the viewer asked for, what it gets, and what its RTCP says of its link."""
-    session = _viewer(request)
-    return _quality_json(session) if session is not None else _reconnect("high")
+    return await _status(_viewer(request))
 
 
 async def set_quality(request: web.Request) -> web.Response:
     session = _viewer(request)
     data = await read_json(request)
     check_keys(data, {"quality"})
-    quality = _quality(data.get("quality"))
-    if session is None:
-        return _reconnect(quality)
-    session.set_quality(quality)
-    return _quality_json(session)
+    return await _status(session, _quality(data.get("quality")))
 
 
 def routes() -> list[web.RouteDef]:

@@ -4,7 +4,9 @@ the link emulated between two TUN devices, since this kernel has no netem). The 
 H.264 at 2.5 Mbit/s, published once; the viewer is Chromium itself, run in the namespace, on
 the watch page with the default quality, auto. It is moved to the low rendition within
 seconds and plays it smoothly; when the link's limit is lifted (the same 50 ms and 1 % loss),
-a probe finds the room and it is moved back to the feed as published."""
+a probe finds the room and it is moved back to the feed as published. The server runs as it
+does by default, with worker processes: the viewer is held by a worker (the front holds the
+publisher), whose session the test reads through `GET {session}/quality`, as the page does."""
 
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from playwright.async_api import Page
 
 from broadcast.participant import Role
 from broadcast.sources.synthetic import encode_clip
-from broadcast.webrtc.viewer import ViewerSession
+from broadcast.workers.remotesession import RemoteViewerSession
 from signaling.keys import ACCESS, BROADCASTER
 from tests.conftest import RunningServer, make_config, organizer_session, start_server
 from tests.support.linkwire import SERVER_ADDR
@@ -53,7 +55,7 @@ def wire() -> Iterator[subprocess.Popen[str]]:
 
 @pytest.fixture
 async def served(wire: subprocess.Popen[str]) -> AsyncIterator[tuple[RunningServer, str]]:
-    runner, base, app = await start_server(make_config())
+    runner, base, app = await start_server(make_config(workers=2))
     site = web.TCPSite(runner, SERVER_ADDR, 0)  # what the viewer's namespace reaches
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
@@ -111,19 +113,35 @@ async def measure(page: Page, seconds: float) -> dict[str, Any]:
             "note": await page.text_content("#rendition-note")}
 
 
-def viewer_of(server: RunningServer) -> ViewerSession | None:
+def viewer_of(server: RunningServer) -> RemoteViewerSession | None:
     return next((s for s in server.app[BROADCASTER].sessions.values()
-                 if isinstance(s, ViewerSession) and str(s.path) == PATH and not s.closed), None)
+                 if isinstance(s, RemoteViewerSession) and str(s.path) == PATH and not s.closed), None)
 
 
-async def time_until(condition: Any, timeout: float, step: float = 0.1) -> float | None:
-    """Seconds until `condition()` holds (None: not within `timeout`)."""
+async def status_of(server: RunningServer, viewer: RemoteViewerSession) -> dict[str, Any]:
+    """The viewer's rendition, why, its auto policy and link, from the worker that holds it."""
+    async with server.http.get(f"{server.base}/whep/{PATH}/{viewer.id}/quality") as resp:
+        assert resp.status == 200, await resp.text()
+        return dict(await resp.json())
+
+
+async def time_until(server: RunningServer, viewer: RemoteViewerSession, rendition: str,
+                     timeout: float, step: float = 0.2) -> float | None:
+    """Seconds until the viewer gets `rendition` (None: not within `timeout`)."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
-        if condition():
+        if (await status_of(server, viewer))["rendition"] == rendition:
             return round(time.monotonic() - started, 1)
         await asyncio.sleep(step)
     return None
+
+
+async def wait_for_viewer(server: RunningServer, timeout: float) -> RemoteViewerSession:
+    started = time.monotonic()
+    while (viewer := viewer_of(server)) is None or not viewer.id:
+        assert time.monotonic() - started < timeout, "the page did not connect (to a worker)"
+        await asyncio.sleep(0.1)
+    return viewer
 
 
 @pytest.mark.browser
@@ -138,16 +156,15 @@ async def test_auto_moves_a_browser_on_the_weak_link_to_the_low_rendition_and_ba
     async with chromium(namespace=NAMESPACE) as browser:
         page = await browser.new_page()
         await page.goto(url)
-        assert await time_until(lambda: viewer_of(server) is not None, 20.0) is not None, "the page did not connect"
-        viewer = viewer_of(server)
-        assert viewer is not None and viewer.quality == "auto"
+        viewer = await wait_for_viewer(server, 20.0)
+        assert viewer.quality == "auto"
         # joined on the feed as published, moved down by what the browser's reports say
-        down_s = await time_until(lambda: viewer.rendition == "low", 15.0)
+        down_s = await time_until(server, viewer, "low", 15.0)
         await page.wait_for_function("() => document.getElementById('video').videoWidth === 640", timeout=10000)
         low = await measure(page, 30.0)
         print(f"\nauto on the 1 Mbit/s link: low {down_s} s after the session began; {low}; "
-              f"{viewer.quality_status()}")
-        assert down_s is not None and down_s < 5.0, viewer.quality_status()
+              f"{await status_of(server, viewer)}")
+        assert down_s is not None and down_s < 5.0, await status_of(server, viewer)
         assert low["note"].startswith("Low quality") and "slow" in low["note"] and low["width"] == 640, low
         assert low["fps"] >= 25 and low["freezes"] <= 1, low
 
@@ -156,10 +173,11 @@ async def test_auto_moves_a_browser_on_the_weak_link_to_the_low_rendition_and_ba
         wire.stdin.write("rate 0\n")
         wire.stdin.flush()
         assert wire.stdout.readline().strip() == "ok"
-        up_s = await time_until(lambda: viewer.rendition == "high", 60.0, step=0.5)
-        assert up_s is not None, viewer.quality_status()
+        up_s = await time_until(server, viewer, "high", 60.0, step=0.5)
+        assert up_s is not None, await status_of(server, viewer)
         await page.wait_for_function("() => document.getElementById('video').videoWidth === 1280", timeout=10000)
         high = await measure(page, 10.0)
-        print(f"unshaped: high {up_s} s after the limit went; {high}; {viewer.quality_status()}")
+        state = await status_of(server, viewer)
+        print(f"unshaped: high {up_s} s after the limit went; {high}; {state}")
         assert high["fps"] >= 25 and high["width"] == 1280 and not high["note"], high
-        assert viewer.auto is not None and viewer.auto.switches == 2, viewer.quality_status()
+        assert state["auto"] is not None and state["auto"]["switches"] == 2, state

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import shutil
 import signal
@@ -17,11 +18,13 @@ import pytest
 from aiohttp import web
 
 from broadcast.participant import Role
+from broadcast.relay.streampath import StreamPath
+from broadcast.sources.synthetic import encode_clip
 from broadcast.workers.pool import WorkerProcess
 from broadcast.workers.remotesession import RemoteViewerSession
 from signaling.keys import ACCESS
 from tests.conftest import RunningServer, make_config, organizer_session, start_server
-from tests.support.peers import Viewer, assert_consecutive, publish, wait_until, watch
+from tests.support.peers import Viewer, assert_consecutive, publish, publish_clip, wait_until, watch
 
 PATH = "course/or1/endoscope"
 
@@ -213,23 +216,48 @@ async def test_a_hung_worker_is_replaced_and_its_viewer_goes_to_the_front() -> N
     shutil.rmtree(server.app[ACCESS].config.data_dir, ignore_errors=True)
 
 
-async def test_a_worker_s_viewer_that_asks_for_another_rendition_is_told_to_reconnect(
+async def test_a_worker_s_viewers_get_the_low_rendition_made_once_in_the_front_and_switch_in_place(
         three_processes: RunningServer) -> None:
     server = three_processes
-    publisher = await publish(server.http, server.base, PATH, token=server.token(Role.TECHNICIAN, theatre="or1"))
-    viewer = await watch(server.http, server.base, PATH, token=server.token(Role.VIEWER))
-    session = server.broadcaster.get_session(viewer.session_url.rsplit("/", 1)[1])
-    assert isinstance(session, RemoteViewerSession)
-    async with server.http.post(f"{viewer.session_url}/quality", json={"quality": "low"},
-                                headers={"Authorization": f"Bearer {viewer.token}"}) as resp:
-        assert resp.status == 200  # not an error a browser's console would show
-        answer = await resp.json()
-    assert answer["reconnect"] is True and answer["quality"] == "low"
-    # the page opens it again with ?quality=low: the front takes that viewer, with the low rendition
-    low = await watch(server.http, server.base, PATH + "?quality=low", token=server.token(Role.VIEWER))
-    assert not isinstance(server.broadcaster.get_session(low.session_url.rsplit("/", 1)[1]), RemoteViewerSession)
-    await low.wait_frames(10, timeout=20.0)
-    assert low.sizes and all(w <= 640 and h <= 360 for w, h in low.sizes)
-    await low.close(server.http)
-    await viewer.close(server.http)
-    await publisher.pc.close()
+    clip = encode_clip("H264", 1280, 720, 30, 4, 2_500_000)
+    publisher = await publish_clip(server.http, server.base, PATH, clip, server.token(Role.TECHNICIAN, theatre="or1"))
+    token = server.token(Role.VIEWER)
+    low = [await watch(server.http, server.base, PATH + "?quality=low", token=token) for _ in range(2)]
+    switching = await watch(server.http, server.base, PATH, token=token)
+    for viewer in (*low, switching):
+        await viewer.wait_frames(20, timeout=20.0)
+    sessions = [server.broadcaster.get_session(v.session_url.rsplit("/", 1)[1]) for v in (*low, switching)]
+    assert all(isinstance(s, RemoteViewerSession) for s in sessions)
+    assert {s.worker_index for s in sessions if isinstance(s, RemoteViewerSession)} == {1, 2}
+    assert all(v.sizes == {(640, 360)} for v in low), [v.sizes for v in low]
+    assert switching.sizes == {(1280, 720)}
+    renditions = server.broadcaster.streams[StreamPath.parse(PATH)].renditions
+    # one encode in the front for both workers, followed once per worker
+    assert renditions.maker is not None and len(renditions.low.readers) == 2
+
+    # a worker's viewer switches on the same connection: the worker's session is asked
+    headers = {"Authorization": f"Bearer {switching.token}"}
+    for quality, size in (("low", (640, 360)), ("high", (1280, 720))):
+        before = len(switching.frame_times)
+        async with server.http.post(f"{switching.session_url}/quality", json={"quality": quality},
+                                    headers=headers) as resp:
+            assert resp.status == 200, await resp.text()
+            answer = await resp.json()
+        assert answer["quality"] == quality and "reconnect" not in answer
+        await switching.wait_until(lambda s=size: switching.last_size == s, 10.0, f"no {size} picture")  # type: ignore[misc]
+        await switching.wait_frames(len(switching.counters) + 20, timeout=10.0)
+        gaps = [b - a for a, b in itertools.pairwise(switching.frame_times[before:])]
+        assert max(gaps, default=0.0) < 1.0, f"a gap of {max(gaps):.2f} s at the switch"
+    async with server.http.get(f"{switching.session_url}/quality", headers=headers) as resp:
+        state = await resp.json()
+    assert state["quality"] == "high" and state["rendition"] == "high" and state["link"]["receiver_reports"] > 0
+    assert switching.pc.connectionState == "connected"
+    await asyncio.sleep(2.2)  # the workers' figures reach the front's feed
+    assert renditions.low.bytes_out > 0
+
+    for viewer in low:
+        await viewer.close(server.http)
+    await wait_until(lambda: not renditions.low.readers, 10.0, lambda: "a worker still follows the low rendition")
+    await wait_until(lambda: renditions.maker is None, 15.0, lambda: "the low rendition is still made")
+    await switching.close(server.http)
+    await publisher.close()

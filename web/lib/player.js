@@ -81,7 +81,7 @@ export class FeedPlayer extends Reconnecting {
     try {
       const response = await fetch(`${session}/quality`, { method: "POST", headers, body: JSON.stringify({ quality: choice }) });
       const answer = response.ok ? await response.json() : null;
-      if (answer && !answer.reconnect) {
+      if (answer) {
         this.rendition = choice === "auto" ? "high" : choice;  // from the target's next keyframe
         this.why = "";
         return;
@@ -89,7 +89,7 @@ export class FeedPlayer extends Reconnecting {
     } catch {
       // the connection's own watch notices a server that is gone
     }
-    if (session === this._session) this._reconnectNow();  // this server cannot switch it: a new connection asks
+    if (session === this._session) this._reconnectNow();  // the switch was refused: a new connection asks
   }
 
   wanted() {
