@@ -47,8 +47,16 @@ function fillDevices(card) {
   if (mic === "" && cards.indexOf(card) === 0 && !card.touched) card.mic.value = devices.audio[0]?.deviceId || "";
 }
 
-async function openMedia(card) {
+// Opens the card's camera; "Go live" waits for an opening under way (a quality just changed),
+// else it would send the old camera's tracks, stopped a moment later.
+function openMedia(card) {
+  card.opening = reopenMedia(card);
+  return card.opening;
+}
+
+async function reopenMedia(card) {
   card.media?.getTracks().forEach((t) => t.stop());
+  card.media = null;
   const [width, height] = card.quality.value.split("x").map(Number);
   const video = { width: { ideal: width }, height: { ideal: height }, frameRate: { ideal: 30 } };
   if (card.camera.value) video.deviceId = { exact: card.camera.value };
@@ -95,7 +103,7 @@ function addCard() {
     node, feed: q(".feed"), camera: q(".camera"), mic: q(".mic"), quality: q(".quality"), preview: q(".preview"),
     start: q(".start"), stop: q(".stop"), record: q(".record"), remove: q(".remove"), status: q(".feed-status"),
     health: q(".feed-health"), badge: q(".onair-badge"), capture: q(".capture"), notice: q(".card-notice"),
-    media: null, publisher: null, path: null, touched: false, asked: null, noticeTimer: null,
+    media: null, opening: null, publisher: null, path: null, touched: false, asked: null, noticeTimer: null,
   };
   const used = new Set(cards.map((c) => c.feed.value));
   card.feed.value = NAMES.find((n) => !used.has(n));
@@ -148,6 +156,7 @@ async function goLive(card) {
   }
   setButtons(card, true);
   try {
+    await card.opening?.catch(() => {});  // its error was shown; opened again below
     const kbps = card.media ? Number(card.quality.value.split("x")[2]) : await openMedia(card);
     card.path = `${event}/${theatre()}/${feed}`;
     card.publisher.start(card.path, card.media, kbps);
@@ -190,6 +199,8 @@ async function showHealth() {
       parts.push(`sending ${s.width || "?"}×${s.height || "?"}`, `${s.fps.toFixed(0)} fps`, `${(s.kbps / 1000).toFixed(2)} Mbit/s`,
         `loss ${(s.loss * 100).toFixed(1)} %`);
       if (s.rttMs !== null) parts.push(`RTT ${s.rttMs.toFixed(0)} ms`);
+      // a second, smaller encode of this camera: what viewers on weak links get
+      if (card.publisher.sendsLow) parts.push("+ low rendition for weak links");
       // the browser sends less than the camera gives when the network or the CPU cannot keep up
       const why = { bandwidth: "the network", cpu: "this computer's CPU" }[s.limitation];
       if (why) parts.push(`lowered for ${why}`);

@@ -152,6 +152,13 @@ class Renditions:
         """The producer a viewer of `quality` reads ("audio" viewers keep the high one, muted)."""
         return self.low if quality == "low" else self.high
 
+    @property
+    def made_by(self) -> str | None:
+        """Who makes the low rendition now: "publisher", "server", or None (nobody watches it)."""
+        if self.published is not None:
+            return "publisher"
+        return "server" if self.maker is not None else None
+
     # -- the publisher's own low rendition ---------------------------------------------------
     def publish(self, source: Source, codec: str) -> None:
         """A publisher sends its own low rendition: it feeds the low producer (its readers

@@ -39,6 +39,7 @@ class StreamInfo:
     source_error: str | None = None  # a pulled camera's last problem, while it reconnects
     transcoding: str | None = None  # what a pulled source transcodes ("audio AAC → Opus"), once per feed
     on_demand: bool = False  # pulled only while watched or recorded: a viewer may start it when it is not live
+    low_rendition: str | None = None  # "publisher" (sends its own), "server" (made while watched), else None
 
 
 class Stream:
@@ -136,6 +137,7 @@ class Stream:
             source_error=getattr(self.local_source, "error", None),
             transcoding=(getattr(self.video.source, "transcoding", None)
                          or getattr(self.local_source, "transcoding", None)),
+            low_rendition=self.renditions.made_by,
         )
 
     def close(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aiortc.jitterbuffer import JitterFrame
@@ -40,7 +41,7 @@ class ReceiverSource:
     thread, to H.264 without B-frames, and the log and the feed list say so."""
 
     def __init__(self, session: PublisherSession, receiver: RTCRtpReceiver, producer: Producer,
-                 codec: str) -> None:
+                 codec: str, detach: Callable[[ReceiverSource], None] | None = None) -> None:
         self.name = f"{session.protocol} {session.id[:6]}"
         self.log_name = session.log_name()
         self.receiver = receiver
@@ -51,6 +52,8 @@ class ReceiverSource:
         self._reorder: ThreadedVideoTranscoder | None = None
         self._waiting_keyframe = False
         self._last_ts: int | None = None
+        self._detach = detach or producer.detach
+        self._released = False
 
     def _on_frame(self, codec: RTCRtpCodecParameters, frame: JitterFrame) -> None:
         if codec_name(codec) != self.codec:
@@ -100,8 +103,15 @@ class ReceiverSource:
 
     def _on_end(self) -> None:
         # RTCP BYE or transport loss: viewers wait for the next source on this path.
+        self.release()
+
+    def release(self) -> None:
+        """Idempotent: the producer lets go of this source."""
+        if self._released:
+            return
+        self._released = True
         self.close()
-        self.producer.detach(self)
+        self._detach(self)
 
     async def request_keyframe(self) -> bool:
         if self._reorder is not None and not self._waiting_keyframe:
@@ -122,6 +132,10 @@ class PublisherSession(PeerSession):
 
     async def start(self, shaped: ShapedOffer) -> str:
         self.pc.on("track", self._on_track)
+        if shaped.simulcast_dropped:
+            logger.warning("%s: the encoder offered simulcast (RID), which the server cannot receive (aiortc has "
+                           "no RTP simulcast); answered with one encoding. To send a low rendition, send it as a "
+                           "second video track", self.log_name())
         answer = await self._negotiate(shaped, lambda: None)
         if not self.sources:
             raise RuntimeError("offer negotiated but no track arrived")
@@ -130,21 +144,37 @@ class PublisherSession(PeerSession):
     def _on_track(self, track: Any) -> None:
         # Runs inside setRemoteDescription, before receive() starts aiortc's decoder thread.
         assert self.shaped is not None
-        receiver = next(t.receiver for t in self.pc.getTransceivers() if t.receiver.track is track)
+        transceivers = [t for t in self.pc.getTransceivers() if t.kind == track.kind]
+        receiver = next(t.receiver for t in transceivers if t.receiver.track is track)
+        if track.kind == "video" and self.shaped.has_low_video and receiver is not transceivers[0].receiver:
+            self._on_low_track(receiver, self.shaped.video_codec or "")
+            return
         if track.kind == "video":
             producer, codec = self.stream.video, self.shaped.video_codec or ""
             self.stream.h264_profile = self.shaped.h264_profile
         else:
             producer, codec = self.stream.audio, "opus"
-        source = ReceiverSource(self, receiver, producer, codec)
-        install_receiver_tap(receiver, source.tap, track.kind)
-        install_sender_report_listener(receiver, source.on_sender_report)
+        source = self._source(receiver, producer, codec, track.kind)
         if producer.attach(source, codec):
             logger.info("%s: codec changed to %s; viewers of the old codec were closed",
                         self.log_name(), codec)
+
+    def _on_low_track(self, receiver: RTCRtpReceiver, codec: str) -> None:
+        """The second video track: the publisher's own low rendition of the same camera
+        (the console sends one): low viewers read it and the server encodes nothing."""
+        renditions = self.stream.renditions
+        source = self._source(receiver, renditions.low, codec, "video", detach=renditions.unpublish)
+        renditions.publish(source, codec)
+        logger.info("%s: the publisher sends its own low rendition (a second %s track)", self.log_name(), codec)
+
+    def _source(self, receiver: RTCRtpReceiver, producer: Producer, codec: str, kind: str,
+                detach: Callable[[ReceiverSource], None] | None = None) -> ReceiverSource:
+        source = ReceiverSource(self, receiver, producer, codec, detach)
+        install_receiver_tap(receiver, source.tap, kind)
+        install_sender_report_listener(receiver, source.on_sender_report)
         self.sources.append(source)
+        return source
 
     def _release(self) -> None:
         for source in self.sources:
-            source.close()
-            source.producer.detach(source)
+            source.release()

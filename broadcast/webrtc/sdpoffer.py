@@ -60,6 +60,9 @@ class ShapedOffer:
     has_video: bool
     client_hint: str  # e.g. "FFmpeg" when the offer says who made it
     restore_profiles: dict[int, str] = field(default_factory=dict)
+    # a publisher's second video track: its own low rendition of the same camera (same codec)
+    has_low_video: bool = False
+    simulcast_dropped: bool = False  # the offer asked for RID simulcast, answered with one encoding
 
 
 def _split(sdp_text: str) -> tuple[list[str], list[Section]]:
@@ -171,20 +174,33 @@ def _client_hint(session: list[str]) -> str:
     return ""
 
 
-def _count(sections: list[Section]) -> dict[str, int]:
+def _count(sections: list[Section], publisher: bool = False) -> dict[str, int]:
     counts = {"audio": 0, "video": 0, "application": 0}
     for s in sections:
         if s.kind not in counts:
             raise UnsupportedOffer(f"media type {s.kind!r} is not supported (audio, video, data)")
         if s.m_line.split(" ")[1:2] != ["0"]:  # port 0 = rejected section, ignore it
             counts[s.kind] += 1
-    if counts["video"] > 1 or counts["audio"] > 1 or counts["application"] > 1:
+    max_video = 2 if publisher else 1
+    if counts["video"] > max_video or counts["audio"] > 1 or counts["application"] > 1:
+        allowed = ("at most two video tracks (the second is the feed's low rendition, at most 640×360) "
+                   "and one audio track" if publisher else "at most one video and one audio track")
         raise UnsupportedOffer(
-            "too many tracks: one session carries one feed, i.e. at most one video and one "
-            f"audio track (got {counts['video']} video, {counts['audio']} audio); "
+            f"too many tracks: one session carries one feed, i.e. {allowed} "
+            f"(got {counts['video']} video, {counts['audio']} audio); "
             "publish each camera as its own feed"
         )
     return counts
+
+
+def _drop_simulcast(section: Section) -> bool:
+    """aiortc 1.16 receives one RTP stream per m-line (no RID simulcast): an offer's
+    a=simulcast / a=rid are taken out, so the answer has none and the sender sends one
+    encoding (JSEP: its first)."""
+    kept = [ln for ln in section.lines if not ln.startswith(("a=simulcast:", "a=rid:"))]
+    dropped = len(kept) != len(section.lines)
+    section.lines[:] = kept
+    return dropped
 
 
 def _join(session: list[str], sections: list[Section]) -> str:
@@ -209,7 +225,7 @@ def shape_publish_offer(sdp_text: str, preferred: tuple[str, ...] = SUPPORTED_VI
     it, it wins, so viewers keep playing across a publisher reconnect.
     """
     session, sections = _parse(sdp_text)
-    counts = _count(sections)
+    counts = _count(sections, publisher=True)
     if counts["audio"] + counts["video"] == 0:
         raise UnsupportedOffer("the offer has no audio or video track to publish")
     shaped = ShapedOffer("", None, None, counts["audio"] > 0, counts["video"] > 0,
@@ -226,7 +242,28 @@ def shape_publish_offer(sdp_text: str, preferred: tuple[str, ...] = SUPPORTED_VI
             )
         if section.kind == "audio":
             _shape_audio(section)
+        elif section.kind == "video" and section.m_line.split(" ")[1:2] == ["0"]:
+            continue  # a rejected section carries nothing
+        elif section.kind == "video" and shaped.video_codec is not None:
+            # the second video track is the feed's low rendition: viewers switch between the
+            # two on a keyframe within one negotiated codec, so it must be the same codec
+            candidates = [c for c in section.codecs.values()
+                          if _usable_video(c) and c.upper == shaped.video_codec]
+            same = next((c for c in candidates if c.h264_profile == shaped.h264_profile),
+                        candidates[0] if candidates else None)
+            if same is None:
+                raise UnsupportedOffer(
+                    f"the second video track (the feed's low rendition) must use the first one's codec, "
+                    f"{shaped.video_codec}" + (" with packetization-mode=1" if shaped.video_codec == "H264" else "")
+                )
+            _keep_payload_types(section, [same.payload_type])
+            shaped.simulcast_dropped |= _drop_simulcast(section)
+            shaped.has_low_video = True
+            if same.upper == "H264":
+                shaped.restore_profiles[same.payload_type] = same.h264_profile
+                _set_profile(section, same.payload_type, AIORTC_H264_PROFILE)
         elif section.kind == "video":
+            shaped.simulcast_dropped |= _drop_simulcast(section)
             usable = [c for c in section.codecs.values() if _usable_video(c)]
             chosen = None
             for name in order:

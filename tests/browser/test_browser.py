@@ -183,3 +183,38 @@ async def test_the_quality_menu_switches_the_picture_on_the_same_connection(serv
     finally:
         await publisher.close()
 
+
+
+async def test_the_console_sends_its_own_low_rendition_and_the_server_encodes_none(server: RunningServer) -> None:
+    from broadcast.relay.streampath import StreamPath
+    from tests.support.peers import watch
+
+    async with chromium() as browser:
+        console = await browser.new_page()
+        errors = collect_console_errors(console)
+        await console.goto(link(server, Role.TECHNICIAN, "or2"))
+        await console.wait_for_selector(".card .start")
+        await console.select_option(".card .quality", "1280x720x2000")
+        await console.click(".card .start")
+        await console.wait_for_function("window.orcast.feeds[0]?.state === 'live'", timeout=20000)
+        # two video sections: the camera as it is, and the low rendition of the same camera
+        assert await console.evaluate("window.orcast.peer.getTransceivers().filter((t) => "
+                                      "t.sender.track?.kind === 'video').length") == 2
+        token = server.token(Role.VIEWER)
+        plain = await watch(server.http, server.base, PATH, token=token)
+        low = await watch(server.http, server.base, PATH + "?quality=low", token=token)
+        try:
+            await plain.wait_frames(20, timeout=20.0)
+            await low.wait_frames(20, timeout=20.0)
+            renditions = server.broadcaster.streams[StreamPath.parse(PATH)].renditions
+            assert renditions.made_by == "publisher" and renditions.maker is None  # no server encode
+            high_size, low_size = plain.last_size, low.last_size
+            assert high_size is not None and low_size is not None
+            assert low_size[0] <= 640 and low_size[1] <= 360 and high_size[1] > 360, (high_size, low_size)
+            print(f"\nthe console sends {high_size[0]}×{high_size[1]} and its own low rendition "
+                  f"{low_size[0]}×{low_size[1]}")
+            await console.wait_for_selector(".feed-health >> text=low rendition for weak links", timeout=10000)
+        finally:
+            await plain.close(server.http)
+            await low.close(server.http)
+        assert errors == [], errors

@@ -97,6 +97,45 @@ async def test_a_viewer_switches_down_and_up_on_the_same_connection(published: R
     await viewer.close(server.http)
 
 
+async def test_the_publisher_s_own_low_rendition_is_relayed_and_nothing_is_encoded(
+        server: RunningServer, clip: EncodedClip) -> None:
+    # what the console does: a second video track of the same camera, smaller (480×270 here, so
+    # that the pictures say whose low rendition the viewers get)
+    low_clip = encode_clip("H264", 480, 270, 30, 4, 400_000)
+    publisher_token = server.token(Role.TECHNICIAN, theatre="or1")
+    pc = await publish_clip(server.http, server.base, PATH, clip, publisher_token, low_clip=low_clip)
+    token = server.token(Role.VIEWER)
+    plain = await watch(server.http, server.base, PATH, token=token)
+    low = await watch(server.http, server.base, PATH + "?quality=low", token=token)
+    await plain.wait_frames(30, timeout=20.0)
+    await low.wait_frames(30, timeout=20.0)
+    assert plain.sizes == {(1280, 720)} and low.sizes == {(480, 270)}
+    renditions = server.broadcaster.streams[StreamPath.parse(PATH)].renditions
+    assert renditions.maker is None and renditions.made_by == "publisher"
+    async with server.http.get(f"{server.base}/metrics") as resp:
+        metrics = await resp.text()
+    assert f'orcast_feed_low_encoding{{path="{PATH}"}} 0.0' in metrics
+    async with server.http.get(f"{server.base}/api/events/course/streams", headers=bearer(token)) as resp:
+        feeds = (await resp.json())["streams"]
+    assert [f["low_rendition"] for f in feeds if f["path"] == PATH] == ["publisher"]
+    # a switch lands on the publisher's low rendition too, and back
+    before = len(plain.frame_times)
+    await set_quality(server, plain, "low")
+    await plain.wait_until(lambda: plain.last_size == (480, 270), 10.0, "no switch to the publisher's low rendition")
+    await set_quality(server, plain, "high")
+    await plain.wait_until(lambda: plain.last_size == (1280, 720), 10.0, "no switch back up")
+    assert longest_gap(plain, before) < 1.0
+
+    # the encoder comes back with one rendition: the low viewer stays, now on the server's own
+    await pc.close()
+    pc = await publish_clip(server.http, server.base, PATH, clip, publisher_token)
+    await low.wait_until(lambda: low.last_size == (640, 360), 20.0, "the server did not take over the low rendition")
+    assert renditions.made_by == "server"
+    await low.close(server.http)
+    await plain.close(server.http)
+    await pc.close()
+
+
 async def test_audio_only_sends_no_video_until_asked(published: RunningServer) -> None:
     server = published
     viewer = await watch(server.http, server.base, PATH + "?quality=audio", token=server.token(Role.VIEWER))

@@ -261,3 +261,23 @@ async def test_a_worker_s_viewers_get_the_low_rendition_made_once_in_the_front_a
     await wait_until(lambda: renditions.maker is None, 15.0, lambda: "the low rendition is still made")
     await switching.close(server.http)
     await publisher.close()
+
+
+async def test_a_worker_s_low_viewers_get_the_publisher_s_own_low_rendition(three_processes: RunningServer) -> None:
+    server = three_processes
+    clip = encode_clip("H264", 1280, 720, 30, 2, 2_500_000)
+    low_clip = encode_clip("H264", 480, 270, 30, 2, 400_000)  # its size says whose it is
+    publisher = await publish_clip(server.http, server.base, PATH, clip,
+                                   server.token(Role.TECHNICIAN, theatre="or1"), low_clip=low_clip)
+    token = server.token(Role.VIEWER)
+    low = [await watch(server.http, server.base, PATH + "?quality=low", token=token) for _ in range(2)]
+    for viewer in low:
+        await viewer.wait_frames(20, timeout=20.0)
+    sessions = [server.broadcaster.get_session(v.session_url.rsplit("/", 1)[1]) for v in low]
+    assert {s.worker_index for s in sessions if isinstance(s, RemoteViewerSession)} == {1, 2}
+    assert all(v.sizes == {(480, 270)} for v in low), [v.sizes for v in low]
+    renditions = server.broadcaster.streams[StreamPath.parse(PATH)].renditions
+    assert renditions.made_by == "publisher" and renditions.maker is None  # nothing encoded anywhere
+    for viewer in low:
+        await viewer.close(server.http)
+    await publisher.close()

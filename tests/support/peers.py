@@ -217,13 +217,15 @@ def assert_consecutive(counters: list[int], what: str = "viewer") -> None:
 
 
 async def publish_clip(http: aiohttp.ClientSession, base: str, path: str, clip: Any,
-                       token: str | None = None) -> RTCPeerConnection:
+                       token: str | None = None, low_clip: Any = None) -> RTCPeerConnection:
     """A WHIP encoder that sends a pre-encoded clip (broadcast.sources.synthetic.EncodedClip)
-    and answers keyframe requests, as hardware encoders do."""
+    and answers keyframe requests, as hardware encoders do; with `low_clip`, also its own low
+    rendition, as a second video track (what the console sends)."""
     from broadcast.sources.synthetic import ClipTrack
     pc = RTCPeerConnection()
-    for kind in ("video", "audio"):
-        track = ClipTrack(clip, kind)
+    sent = [(clip, "video"), (clip, "audio")] + ([(low_clip, "video")] if low_clip is not None else [])
+    for source, kind in sent:
+        track = ClipTrack(source, kind)
         transceiver = pc.addTransceiver(track, direction="sendonly")
         if kind == "video":
             transceiver.sender._send_keyframe = track.request_keyframe

@@ -50,7 +50,28 @@ def test_a_viewer_gets_the_feeds_codec_and_profile() -> None:
         shape_play_offer(SESSION + audio("recvonly", "0").replace("opus/48000/2", "G722/8000"), None, None)
 
 
-@pytest.mark.parametrize("body", ["hello", "v=0\r\n", SESSION, SESSION + video("sendonly") * 2])
+def test_a_publisher_s_second_video_track_is_its_low_rendition_in_the_same_codec() -> None:
+    offer = SESSION + video("sendonly") + audio("sendonly") + video("sendonly", "2")
+    shaped = shape_publish_offer(offer)
+    assert shaped.has_low_video and shaped.video_codec == "H264"
+    assert shaped.sdp.count("m=video") == 2 and "VP8" not in shaped.sdp
+    # the low track cannot be VP8 when the feed is H.264: viewers switch within one codec
+    vp8_low = video("sendonly", "2").replace(" 96 102 103", " 96").split("a=rtpmap:102")[0]
+    with pytest.raises(UnsupportedOffer, match=r"low rendition.*H264"):
+        shape_publish_offer(SESSION + video("sendonly") + vp8_low)
+    with pytest.raises(UnsupportedOffer, match="at most one video"):
+        shape_play_offer(SESSION + video("recvonly") + video("recvonly", "2"), "H264", None)
+
+
+def test_a_simulcast_offer_is_answered_with_one_encoding() -> None:
+    simulcast = video("sendonly").replace("a=rtcp-mux\r\n", "a=rtcp-mux\r\na=rid:q send\r\na=rid:f send\r\n"
+                                          "a=simulcast:send q;f\r\n")
+    shaped = shape_publish_offer(SESSION + simulcast)
+    assert shaped.simulcast_dropped and "a=simulcast" not in shaped.sdp and "a=rid:" not in shaped.sdp
+    assert not shape_publish_offer(SESSION + video("sendonly")).simulcast_dropped
+
+
+@pytest.mark.parametrize("body", ["hello", "v=0\r\n", SESSION, SESSION + video("sendonly") * 3])
 def test_bad_publisher_offers_are_refused_with_a_reason(body: str) -> None:
     with pytest.raises((InvalidOffer, UnsupportedOffer)) as refused:
         shape_publish_offer(body)

@@ -4,6 +4,23 @@
 import { Reconnecting } from "./reconnecting.js";
 import { HttpError, negotiate } from "./webrtchttp.js";
 
+// The feed's low rendition, sent by the console itself so that the server encodes nothing:
+// viewers on weak links (or who pick "Low") get it. The server takes the second video track
+// of a WHIP session as the feed's low rendition (aiortc receives no RID simulcast).
+export const LOW = { width: 640, height: 360, maxBitrate: 500_000, maxFramerate: 30 };
+
+/** How much smaller than the camera the low rendition is (1: the camera is small enough already).
+ * @param {MediaStreamTrack} track */
+export function lowScale(track) {
+  // a camera that has not delivered its first frame yet has no size in its settings (Chromium):
+  // what was asked for is then the best guess
+  const got = track.getSettings?.() || {};
+  const asked = track.getConstraints?.() || {};
+  const size = (/** @type {number | undefined} */ value, /** @type {ConstrainULong | undefined} */ wanted) =>
+    value || (typeof wanted === "number" ? wanted : wanted?.exact || wanted?.ideal || 0);
+  return Math.max(size(got.width, asked.width) / LOW.width, size(got.height, asked.height) / LOW.height, 1);
+}
+
 export class FeedPublisher extends Reconnecting {
   // onState(state, text): state is idle, connecting, live, reconnecting, failed or ended
   /** @param {string} token @param {{onState?: (state: string, text: string) => void}} [options] */
@@ -14,6 +31,11 @@ export class FeedPublisher extends Reconnecting {
     this.kbps = 0;
     this._wanted = false;
     this._last = { bytes: 0, at: 0 };
+    /** @type {RTCRtpSender | null} */
+    this._video = null;
+    /** @type {MediaStreamTrack | null} */
+    this._lowTrack = null;
+    this.sendsLow = false;
   }
 
   start(path, stream, kbps) {
@@ -48,9 +70,11 @@ export class FeedPublisher extends Reconnecting {
     this._teardown();
     const pc = new RTCPeerConnection();
     this.pc = pc;
-    for (const track of this.stream.getTracks()) {
+    const video = this.stream.getVideoTracks()[0];
+    for (const track of [video, ...this.stream.getAudioTracks()].filter(Boolean)) {
       const sender = pc.addTransceiver(track, { direction: "sendonly" }).sender;
       if (track.kind === "video") {
+        this._video = sender;
         const params = sender.getParameters();
         if (this.kbps) params.encodings = [{ maxBitrate: this.kbps * 1000 }];
         // surgery needs detail: under congestion drop frames, not resolution (each resolution
@@ -58,6 +82,21 @@ export class FeedPublisher extends Reconnecting {
         params.degradationPreference = "maintain-resolution";
         sender.setParameters(params).catch(() => {});
       }
+    }
+    // the low rendition: a second video track of the same camera, after the feed's own
+    const scale = video ? lowScale(video) : 1;
+    this.sendsLow = scale > 1;
+    if (this.sendsLow) {
+      this._lowTrack = video.clone();
+      const low = pc.addTransceiver(this._lowTrack, {
+        direction: "sendonly",
+        sendEncodings: [{ scaleResolutionDownBy: scale, maxBitrate: LOW.maxBitrate, maxFramerate: LOW.maxFramerate }],
+      }).sender;
+      // one size for the low rendition too (Chromium would start it at a quarter of it while
+      // its bandwidth estimate ramps up)
+      const params = low.getParameters();
+      params.degradationPreference = "maintain-resolution";
+      low.setParameters(params).catch(() => {});
     }
     this._watch(pc, () => this._set("live", ""), () => this._retry("connection lost", 0));
     this._set("connecting", "connecting …");
@@ -76,13 +115,21 @@ export class FeedPublisher extends Reconnecting {
     }
   }
 
-  // bitrate, fps, loss and RTT of the video being sent (once a second from the page)
+  _teardown() {
+    super._teardown();
+    this._lowTrack?.stop();
+    this._lowTrack = null;
+    this._video = null;
+  }
+
+  // bitrate, fps, loss and RTT of the feed's video being sent (once a second from the page)
   async sample() {
     const pc = this.pc;
-    if (!pc || pc.connectionState !== "connected") return null;
+    const sender = this._video;
+    if (!pc || !sender || pc.connectionState !== "connected") return null;
     let out = null;
     let remote = null;
-    for (const s of (await pc.getStats()).values()) {
+    for (const s of (await sender.getStats()).values()) {
       if (s.type === "outbound-rtp" && s.kind === "video") out = s;
       if (s.type === "remote-inbound-rtp" && s.kind === "video") remote = s;
     }
