@@ -259,6 +259,7 @@ async function startTalking() {
     return setStatus(status, `Microphone unavailable: ${error.message}`, "bad");
   }
   talk = new FeedPublisher(token, {
+    withLow: false,  // the OR watches a talk-back as sent
     onState: (s, text) => setStatus(status, s === "live" ? `Speaking to ${titles.get(theatre) || theatre}` : `${s} ${text}`,
       s === "live" ? "ok" : s === "failed" || s === "ended" ? "bad" : "warn"),
   });

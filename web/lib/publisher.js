@@ -22,10 +22,12 @@ export function lowScale(track) {
 }
 
 export class FeedPublisher extends Reconnecting {
-  // onState(state, text): state is idle, connecting, live, reconnecting, failed or ended
-  /** @param {string} token @param {{onState?: (state: string, text: string) => void}} [options] */
-  constructor(token, { onState } = {}) {
+  // onState(state, text): state is idle, connecting, live, reconnecting, failed or ended;
+  // withLow: also send the feed's low rendition (a talk-back, watched in the OR only, does not)
+  /** @param {string} token @param {{onState?: (state: string, text: string) => void, withLow?: boolean}} [options] */
+  constructor(token, { onState, withLow = true } = {}) {
     super(token, onState);
+    this.withLow = withLow;
     this.path = null;
     this.stream = null;
     this.kbps = 0;
@@ -84,7 +86,7 @@ export class FeedPublisher extends Reconnecting {
       }
     }
     // the low rendition: a second video track of the same camera, after the feed's own
-    const scale = video ? lowScale(video) : 1;
+    const scale = video && this.withLow ? lowScale(video) : 1;
     this.sendsLow = scale > 1;
     if (this.sendsLow) {
       this._lowTrack = video.clone();
