@@ -110,18 +110,23 @@ async def whip_publish(pc: Any, base: str, path: str) -> None:
     await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
 
 
-async def run_publisher(base: str, path: str = PATH, codec: str = "H264") -> None:
+async def run_publisher(base: str, path: str = PATH, codec: str = "H264", with_low: bool = False) -> None:
+    """`with_low`: also send the feed's own low rendition (640×360, a second video track), as
+    the console does."""
     from aiortc import RTCPeerConnection
 
     from broadcast.sources.synthetic import ClipTrack, encode_clip
 
-    clip = encode_clip(codec, 1280, 720, 30, 4, 2_000_000)
+    clips = [encode_clip(codec, 1280, 720, 30, 4, 2_000_000)]
+    if with_low:
+        clips.append(encode_clip(codec, 640, 360, 30, 4, 500_000))
     pc = RTCPeerConnection()
-    track = ClipTrack(clip, "video")
-    t = pc.addTransceiver(track, direction="sendonly")
-    # answer PLIs as an encoder would (aiortc only passes them to its own encoders)
-    t.sender._send_keyframe = track.request_keyframe
-    codec_preferences(t, codec)
+    for clip in clips:
+        track = ClipTrack(clip, "video")
+        t = pc.addTransceiver(track, direction="sendonly")
+        # answer PLIs as an encoder would (aiortc only passes them to its own encoders)
+        t.sender._send_keyframe = track.request_keyframe
+        codec_preferences(t, codec)
     await whip_publish(pc, base, path)
     print("ready", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until EOF
@@ -664,7 +669,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "publisher":
-        asyncio.run(run_publisher(sys.argv[2], sys.argv[3], sys.argv[4]))
+        asyncio.run(run_publisher(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:6] == ["with-low"]))
     elif len(sys.argv) > 1 and sys.argv[1] == "viewers":
         asyncio.run(run_viewers(sys.argv[2], int(sys.argv[3]), sys.argv[4], *sys.argv[5:6]))
     elif len(sys.argv) > 1 and sys.argv[1] == "baseline-server":

@@ -10,8 +10,10 @@ server's CPU (/proc, all its threads) over `--seconds` in three phases of one ru
 (the server makes the low rendition), and `high` again once the low viewers have left and the
 encode has stopped (its grace period past). Viewers are bench/relay.py's light viewers in
 child processes (they decode their first picture only). low − high is the rendition's cost
-(a slight under-estimate: a low viewer's packets are fewer to send). Results print as a
-table and go to bench/results/renditions.json.
+(a slight under-estimate: a low viewer's packets are fewer to send). A last run has the
+publisher send its own low rendition (a second 640×360 track, as the console does): its low
+viewers then cost what high viewers cost, and nothing is encoded. Results print as a table
+and go to bench/results/renditions.json.
 """
 
 from __future__ import annotations
@@ -74,14 +76,14 @@ def no_viewer(server_pid: int, seconds: float) -> float:
     return (cpu_seconds(server_pid) - cpu0) / (time.monotonic() - t0)
 
 
-def run_codec(codec: str, viewers: int, seconds: float) -> dict[str, Any]:
+def run_codec(codec: str, viewers: int, seconds: float, own_low: bool = False) -> dict[str, Any]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     server = start_orcast(BENCH_CONFIG, port, "orcast-renditions-")
     publisher = None
     try:
         wait_http(base)
-        publisher = spawn(RELAY, "publisher", base, PATH, codec)
+        publisher = spawn(RELAY, "publisher", base, PATH, codec, *(["with-low"] if own_low else []))
         assert wait_line(publisher, 60) == "ready"
         deadline = time.monotonic() + 20
         while not server_frames_in(base):
@@ -93,7 +95,8 @@ def run_codec(codec: str, viewers: int, seconds: float) -> dict[str, Any]:
         low = phase(server.pid, base, codec, viewers, "low", seconds)
         time.sleep(GRACE_WAIT_S)  # the low viewers left: the encode stops after its grace period
         after = phase(server.pid, base, codec, viewers, "high", seconds)
-        return {"codec": codec, "no_viewer_cores": idle, "high": high, "low": low, "high_after": after,
+        return {"codec": codec, "low_made_by": "publisher" if own_low else "server",
+                "no_viewer_cores": idle, "high": high, "low": low, "high_after": after,
                 "rendition_cores": low["server_cores"] - high["server_cores"],
                 "left_over_cores": after["server_cores"] - high["server_cores"]}
     finally:
@@ -109,14 +112,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=12.0)
     parser.add_argument("--codecs", default="H264,VP8")
     parser.add_argument("--viewers", type=int, default=1)
+    parser.add_argument("--own-low", default="H264", help="codecs also run with the publisher's own low rendition")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "renditions.json")
     args = parser.parse_args()
     os.environ.setdefault("ORCAST_SECRET", secrets.token_hex(32))
     rows = [run_codec(codec, args.viewers, args.seconds) for codec in args.codecs.split(",")]
-    lines = [f"| feed (1280×720, 30 fps) | no viewer | {args.viewers} high | {args.viewers} low (server-made) "
+    rows += [run_codec(codec, args.viewers, args.seconds, own_low=True) for codec in args.own_low.split(",") if codec]
+    lines = [f"| feed (1280×720, 30 fps) | low made by | no viewer | {args.viewers} high | {args.viewers} low "
              "| the rendition's cost | high again, after | low viewers' fps (min) |",
-             "|---|---|---|---|---|---|---|",
-             *(f"| {r['codec']} | {r['no_viewer_cores']:.3f} | {r['high']['server_cores']:.3f} | "
+             "|---|---|---|---|---|---|---|---|",
+             *(f"| {r['codec']} | {r['low_made_by']} | {r['no_viewer_cores']:.3f} | {r['high']['server_cores']:.3f} | "
                f"{r['low']['server_cores']:.3f} | {r['rendition_cores']:.3f} | "
                f"{r['high_after']['server_cores']:.3f} | {r['low']['fps_min']:.1f} |" for r in rows)]
     table = "\n".join(lines)

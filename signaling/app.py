@@ -6,10 +6,12 @@ import logging
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
 from broadcast.broadcaster import Broadcaster, BroadcastSettings
+from broadcast.lifecycle import start_every, stop_task
 from broadcast.qa.board import BoardLimits
 from broadcast.qa.boards import QaSettings
 from broadcast.qa.store import DB_FILE as QA_DB_FILE
@@ -18,17 +20,19 @@ from broadcast.workers.pool import WorkerSettings
 from signaling.auth.access import Access
 from signaling.auth.tickets import MediaTickets
 from signaling.auth.tokens import TokenIssuer, load_secret
+from signaling.cluster.directory import Cluster, LocalCluster
+from signaling.cluster.node import ClusterNode
 from signaling.config.settings import ServerConfig
 from signaling.health import Health
 from signaling.http import admin, events, health, metrics, pages, qa, recordings, sources, whep, whip, ws
 from signaling.http.middleware import MIDDLEWARES, api_options
-from signaling.keys import ACCESS, BROADCASTER, CONFIG, HEALTH, METRICS, TICKETS, WEB_ROOT, WS_HUB
+from signaling.keys import ACCESS, BROADCASTER, CLUSTER, CONFIG, HEALTH, METRICS, TICKETS, WEB_ROOT, WS_HUB
 from signaling.livehub import WsHub
 from signaling.logs.format import install_bad_http_filter
 from signaling.store.eventstore import EventStore
-from signaling.whepclient import whep_client
 
 logger = logging.getLogger(__name__)
+GENERATIONS_S = 5.0  # how often a node checks the cluster's link generations (revocations come at once)
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 async def _broadcaster_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -70,6 +74,35 @@ async def _access_ctx(app: web.Application) -> AsyncIterator[None]:
     access.store.close()
 
 
+def make_cluster(config: ServerConfig) -> Cluster:
+    """One node alone (the default), or a node of a cluster on Redis ([cluster])."""
+    if config.cluster_redis is None or config.cluster_node_url is None:
+        return LocalCluster()
+    from signaling.cluster.rediscluster import RedisCluster, node_id_of  # needs redis only here
+    return RedisCluster(config.cluster_redis, config.cluster_node_id or node_id_of(config.cluster_node_url),
+                        config.cluster_node_url)
+
+
+async def _cluster_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Joins the cluster once the media plane and access are open; leaves it first."""
+    node, access = app[CLUSTER], app[ACCESS]
+
+    async def on_message(message: dict[str, Any]) -> None:
+        await node.on_message(message, access)
+
+    await node.cluster.start(node.report, on_message)
+    access.announce = node.announce
+    generations = None
+    if node.cluster.enabled:
+        await node.agree_generations(access.store)  # before the first request: the same links everywhere
+        generations = start_every(GENERATIONS_S, lambda: node.agree_generations(access.store),
+                                  "agreeing on the events' links with the cluster")
+    yield
+    await stop_task(generations)
+    access.announce = None
+    await node.cluster.close()
+
+
 def open_store(config: ServerConfig) -> EventStore:
     """The event store, with the config file's events written in (config wins for them)."""
     store = EventStore(config.data_dir)
@@ -100,15 +133,20 @@ def create_app(config: ServerConfig, broadcaster: Broadcaster | None = None) -> 
         recording=recording_settings(config),
         qa=qa_settings(config, secret),
     ))
-    app[BROADCASTER].whep_client = whep_client  # pulls from other servers' WHEP endpoints
     app[ACCESS] = Access(config, TokenIssuer(secret), open_store(config), app[BROADCASTER])
+    app[CLUSTER] = ClusterNode(make_cluster(config), app[BROADCASTER], app[ACCESS].issuer,
+                               app[ACCESS].store.token_gen)
+    # pulls from other servers' WHEP endpoints, and from the cluster's other nodes
+    app[BROADCASTER].whep_client = app[CLUSTER].whep_client
     app[TICKETS] = MediaTickets(secret)
     app[WS_HUB] = WsHub(app[BROADCASTER])
+    app[WS_HUB].infos = app[CLUSTER].stream_infos  # every node's feeds
     app[HEALTH] = Health()
     app[METRICS] = metrics.make_registry(app[BROADCASTER])
     # cleanup runs in reverse: the hub and access close before the broadcaster
     app.cleanup_ctx.append(_broadcaster_ctx)
     app.cleanup_ctx.append(_access_ctx)
+    app.cleanup_ctx.append(_cluster_ctx)
     app.cleanup_ctx.append(ws.hub_ctx)
     app.on_shutdown.append(ws.on_shutdown)
     app.cleanup_ctx.append(health.health_ctx)

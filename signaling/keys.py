@@ -16,12 +16,14 @@ from signaling.livehub import WsHub
 
 if TYPE_CHECKING:
     from signaling.auth.access import Access
+    from signaling.cluster.node import ClusterNode
 
 BROADCASTER = web.AppKey("broadcaster", Broadcaster)
 CONFIG = web.AppKey("config", ServerConfig)
 WEB_ROOT = web.AppKey("web_root", Path)
 TICKETS = web.AppKey("tickets", MediaTickets)
 ACCESS: web.AppKey[Access] = web.AppKey("access")
+CLUSTER: web.AppKey[ClusterNode] = web.AppKey("cluster")
 WS_HUB = web.AppKey("ws_hub", WsHub)
 HEALTH = web.AppKey("health", Health)
 METRICS = web.AppKey("metrics", CollectorRegistry)

@@ -10,6 +10,7 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -67,6 +68,7 @@ class WsHub:
 
     def __init__(self, broadcaster: Broadcaster) -> None:
         self.broadcaster = broadcaster
+        self.infos: Callable[[], list[StreamInfo]] = broadcaster.stream_infos  # a cluster's: every node's
         self.connections: set[WsConnection] = set()
         self._task: asyncio.Task[None] | None = None
         self._sends: set[asyncio.Task[None]] = set()
@@ -101,12 +103,12 @@ class WsHub:
                 task.add_done_callback(self._sends.discard)
 
     async def push(self) -> None:
-        infos = self.broadcaster.stream_infos()  # once for every connection
+        infos = self.infos()  # once for every connection
         for conn in list(self.connections):
             await self.push_to(conn, infos)
 
     async def push_to(self, conn: WsConnection, infos: list[StreamInfo] | None = None) -> None:
-        streams = visible_streams(infos if infos is not None else self.broadcaster.stream_infos(),
+        streams = visible_streams(infos if infos is not None else self.infos(),
                                   conn.participant, conn.event)
         # live/stalled, viewers, codec, recording and who publishes only: rates change every
         # second and would wake every page

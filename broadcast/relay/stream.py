@@ -40,6 +40,7 @@ class StreamInfo:
     transcoding: str | None = None  # what a pulled source transcodes ("audio AAC → Opus"), once per feed
     on_demand: bool = False  # pulled only while watched or recorded: a viewer may start it when it is not live
     low_rendition: str | None = None  # "publisher" (sends its own), "server" (made while watched), else None
+    node: str | None = None  # in a cluster: the node that holds the feed's source
 
 
 class Stream:

@@ -13,9 +13,9 @@ import logging
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -84,6 +84,8 @@ class Access:
         # admission is still open is not counted twice.
         self._pending: dict[int, Participant] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        # tells the cluster's other nodes (revocations, kicks): set by the cluster, else None
+        self.announce: Callable[[dict[str, Any], bool], Awaitable[None]] | None = None
 
     # -- identity -----------------------------------------------------------------------
     def identify_token(self, token: str | None, event: str) -> Identity:
@@ -284,14 +286,31 @@ class Access:
             logger.info("closed %d connection(s): %s", len(closing), ", ".join(sorted(reasons)))
         return len(closing)
 
-    async def revoke(self, event: str, jti: str) -> int:
-        self.store.revoke(event, jti)
+    async def revoke(self, event: str, jti: str, expires_at: int | None = None, announce: bool = True) -> int:
+        """`announce`: tell the cluster's other nodes (not when one of them told this node)."""
+        self.store.revoke(event, jti, expires_at)
+        if announce and self.announce is not None:
+            await self.announce({"type": "revoke", "event": event, "jti": jti,
+                                 "expires_at": self.store.token_expiry(jti)}, True)
         return await self.close_where(lambda p: p.token_id == jti, lambda p: CloseReason.REVOKED)
 
-    async def revoke_all(self, event: str) -> int:
-        self.store.revoke_all(event)
+    async def revoke_all(self, event: str, gen: int | None = None, announce: bool = True) -> int:
+        """`gen`: the event's new link generation, from the node that revoked them."""
+        if gen is None:
+            gen = self.store.revoke_all(event)
+        elif not self.store.raise_token_gen(event, gen):
+            return 0  # seen already
+        if announce and self.announce is not None:
+            await self.announce({"type": "revoke_all", "event": event, "gen": gen}, True)
         return await self.close_where(lambda p: p.event == event and not p.guest,
                                       lambda p: CloseReason.EVENT_REVOKED)
+
+    async def kick_link(self, event: str, jti: str, by: str) -> int:
+        """Close one link's pages and sessions on every node (the link stays valid)."""
+        if self.announce is not None:
+            await self.announce({"type": "kick", "event": event, "jti": jti, "by": by}, False)
+        return await self.close_where(lambda p: p.event == event and p.token_id == jti,
+                                      lambda p: CloseReason.KICKED, by)
 
 
 _VERBS = {

@@ -63,6 +63,14 @@ udp_gso = true                   # fast path: a frame's packets in one system ca
 # port = 9100                    # or: a separate listener for /metrics only …
 host = "127.0.0.1"               # … on this address
 
+# [cluster]
+# Several nodes share one Redis (the directory of nodes and feeds, revocations, the Q&A): a
+# viewer may join any node, which pulls the feed from the node that has it. Every node has the
+# same signing secret (ORCAST_SECRET) and events. Without this section: one node, no Redis.
+# redis = "redis://10.0.0.2:6379/0"
+# node_url = "https://node-b.hospital.example"  # how clients and the other nodes reach this node
+# node_id = "node-b"                            # default: from node_url
+
 [logging]
 format = "text"                  # text (for people) or json (one object per line, for collectors)
 level = "info"

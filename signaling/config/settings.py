@@ -86,6 +86,9 @@ class ServerConfig:
     relay_send_path: str = "fast"          # "fast" (ORcast's send path) or "aiortc" (its RTCRtpSender)
     relay_udp_gso: bool = True             # the fast path sends a frame's packets with UDP GSO (Linux)
     workers: int = field(default_factory=lambda: usable_cores())  # processes holding viewers
+    cluster_redis: str | None = None       # [cluster] redis: "redis://host:6379/0" (none: one node alone)
+    cluster_node_url: str | None = None    # how clients and the other nodes reach this node
+    cluster_node_id: str | None = None     # a name for this node (default: from node_url)
 
     @property
     def recordings_root(self) -> Path:
@@ -106,6 +109,7 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "qa": {"questions_per_minute": int, "max_questions": int},
     "relay": {"send_path": str, "udp_gso": bool},
     "metrics": {"token": str, "port": int, "host": str},
+    "cluster": {"redis": str, "node_url": str, "node_id": str},
     "logging": {"format": str, "level": str},
     "events": {},  # an array of tables, checked by _apply_events
     "sources": {},  # an array of tables, checked by _apply_sources
@@ -190,6 +194,8 @@ def _apply(cfg: ServerConfig, section: str, key: str, value: Any, problems: list
         setattr(cfg, f"relay_{key}", value)
     elif section == "metrics":
         setattr(cfg, f"metrics_{key}", value)
+    elif section == "cluster":
+        setattr(cfg, f"cluster_{key}", value)
     elif key == "data_dir":
         cfg.data_dir = Path(value)
     elif section == "recording":
@@ -343,6 +349,15 @@ def _validate(cfg: ServerConfig, problems: list[str]) -> None:
         problems.append("server.public_url: must start with http:// or https://")
     if not all(isinstance(p, str) for p in cfg.trusted_proxies):
         problems.append("server.trusted_proxies: must be a list of addresses like \"10.0.0.5\"")
+    if (cfg.cluster_redis is None) != (cfg.cluster_node_url is None):
+        problems.append("cluster: give both redis (\"redis://host:6379/0\") and node_url (how the other nodes "
+                        "reach this one, \"https://node-b.hospital.example\"), or neither for one node alone")
+    if cfg.cluster_redis is not None and not cfg.cluster_redis.startswith(("redis://", "rediss://", "unix://")):
+        problems.append("cluster.redis: must start with redis://, rediss:// or unix://")
+    if cfg.cluster_node_url is not None and not cfg.cluster_node_url.startswith(("http://", "https://")):
+        problems.append("cluster.node_url: must start with http:// or https:// (this node's address)")
+    if cfg.cluster_node_id is not None and not is_slug(cfg.cluster_node_id):
+        problems.append("cluster.node_id: a name like \"node-b\" (a-z, 0-9, '-')")
     if not all(isinstance(o, str) for o in cfg.cors_origins):
         problems.append("server.cors_origins: must be a list of origins like \"https://hall.example\"")
 

@@ -6,7 +6,6 @@ role and name so that they can be listed and revoked.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any
@@ -18,7 +17,7 @@ from broadcast.participant import Capability, Participant, Role
 from signaling.auth.links import mint_link, request_base
 from signaling.auth.tokens import check_name, parse_ttl
 from signaling.http.bodies import check_keys, field, read_json
-from signaling.keys import ACCESS, BROADCASTER, CONFIG, WS_HUB
+from signaling.keys import ACCESS, BROADCASTER, CLUSTER, CONFIG, WS_HUB
 
 logger = logging.getLogger(__name__)
 
@@ -152,11 +151,12 @@ async def kick_link(request: web.Request) -> web.Response:
     pages = [c for c in request.app[WS_HUB].connections if c.event == slug and c.participant.token_id == jti]
     sessions = [s for s in request.app[BROADCASTER].sessions.values()
                 if s.event == slug and s.participant is not None and s.participant.token_id == jti]
-    # the pages first: told before their media drops, they stop instead of reconnecting
-    await asyncio.gather(*(c.close(CloseReason.KICKED, who.name) for c in pages), return_exceptions=True)
-    await asyncio.gather(*(s.close(CloseReason.KICKED, who.name) for s in list(sessions)), return_exceptions=True)
-    if not pages and not sessions:
+    cluster = request.app[CLUSTER].cluster.enabled
+    if not pages and not sessions and not cluster:
         raise web.HTTPNotFound(text="this link holds no live connection in this event\n")
+    # the pages first (told before their media drops, they stop instead of reconnecting), on
+    # every node of a cluster
+    await request.app[ACCESS].kick_link(slug, jti, who.name)
     logger.info("%s kicked link %s of %s: %d page(s), %d session(s)", who.describe(), jti[:8], slug,
                 len(pages), len(sessions))
     return web.json_response({"kicked": jti, "pages": len(pages), "sessions": len(sessions)})

@@ -19,7 +19,7 @@ from signaling.http import sources
 from signaling.http.bodies import check_keys, field, read_json
 from signaling.http.errors import http_error
 from signaling.http.params import query_flag, stream_path
-from signaling.keys import ACCESS, BROADCASTER
+from signaling.keys import ACCESS, BROADCASTER, CLUSTER
 from signaling.store.eventstore import Event, StoreError, Theatre
 from signaling.views import visible_streams
 
@@ -132,7 +132,7 @@ async def get_event(request: web.Request) -> web.Response:
     who = identity.participant
     return web.json_response({
         "event": access.event(slug).to_json(),
-        "streams": visible_streams(request.app[BROADCASTER].stream_infos(), who, slug),
+        "streams": visible_streams(request.app[CLUSTER].stream_infos(), who, slug),
         "you": you(who, identity.claims.exp if identity.claims else None),
     })
 
@@ -140,7 +140,7 @@ async def get_event(request: web.Request) -> web.Response:
 async def event_streams(request: web.Request) -> web.Response:
     slug = request.match_info["event"]
     who = request.app[ACCESS].require(request, slug, Capability.VIEW).participant
-    return web.json_response({"streams": visible_streams(request.app[BROADCASTER].stream_infos(), who, slug)})
+    return web.json_response({"streams": visible_streams(request.app[CLUSTER].stream_infos(), who, slug)})
 
 
 async def add_theatre(request: web.Request) -> web.Response:
@@ -159,7 +159,7 @@ async def all_streams(request: web.Request) -> web.Response:
     """Every feed on this server: a server-wide organizer's overview."""
     require_server_organizer(request)
     live_only = not query_flag(request, "all")
-    streams = [dataclasses.asdict(info) for info in request.app[BROADCASTER].stream_infos()
+    streams = [dataclasses.asdict(info) for info in request.app[CLUSTER].stream_infos()
                if info.live or not live_only]
     return web.json_response({"streams": streams})
 

@@ -21,7 +21,7 @@ from signaling.auth.access import Identity
 from signaling.http.bodies import check_keys, read_json
 from signaling.http.params import stream_path
 from signaling.http.webrtcsession import create_session, delete_session, options_handler, patch_session, session_of
-from signaling.keys import ACCESS, BROADCASTER
+from signaling.keys import ACCESS, BROADCASTER, CLUSTER
 
 FEED = "/whep/{event}/{theatre}/{feed}"
 SESSION = FEED + "/{session}"
@@ -39,6 +39,7 @@ def _quality(value: object) -> str:
 
 
 async def _play(request: web.Request, offer: str, who: Participant) -> Session:
+    request.app[CLUSTER].prepare_play(stream_path(request), who)  # a feed another node holds is pulled
     return await request.app[BROADCASTER].play(stream_path(request), offer, protocol="whep", participant=who,
                                                quality=_quality(request.query.get("quality", "auto")))
 

@@ -253,14 +253,15 @@ class EventStore:
         event = self._mem.events.get(claims.event)
         return event is not None and claims.gen < event.token_gen
 
-    def revoke(self, event: str, jti: str) -> None:
+    def revoke(self, event: str, jti: str, expires_at: int | None = None) -> None:
+        """`expires_at`: the link's expiry when another node minted it (this store has no row)."""
         now = time.time()
         with self._lock:
             with transaction(self._db):
                 row = self._db.execute("SELECT expires_at FROM tokens WHERE jti=? AND event=?",
                                        (jti, event)).fetchone()
                 self._db.execute("INSERT OR IGNORE INTO revoked VALUES (?,?,?,?)",
-                                 (jti, event, now, row[0] if row else None))
+                                 (jti, event, now, row[0] if row else expires_at))
                 self._db.execute("UPDATE tokens SET revoked_at=? WHERE jti=? AND revoked_at IS NULL",
                                  (now, jti))
             self._mem.revoked.add(jti)
@@ -276,6 +277,40 @@ class EventStore:
                                  (now, slug))
             self._mem.events[slug] = replace(event, token_gen=event.token_gen + 1)
         return event.token_gen + 1
+
+    def raise_token_gen(self, slug: str, gen: int) -> bool:
+        """Another node revoked the event's links: its generation, if newer, is taken here too."""
+        event = self._require(slug)
+        if gen <= event.token_gen:
+            return False
+        now = time.time()
+        with self._lock:
+            with transaction(self._db):
+                self._db.execute("UPDATE events SET token_gen=? WHERE slug=? AND token_gen<?", (gen, slug, gen))
+                self._db.execute("UPDATE tokens SET revoked_at=? WHERE event=? AND revoked_at IS NULL",
+                                 (now, slug))
+            self._mem.events[slug] = replace(event, token_gen=gen)
+        return True
+
+    def adopt_token_gen(self, slug: str, gen: int) -> bool:
+        """The cluster's generation for this event (every node of a cluster must accept the
+        same links), though never one at which links of an earlier event of this name, deleted
+        here, would come back."""
+        event = self._require(slug)
+        with self._lock:
+            row = self._db.execute("SELECT token_gen FROM retired WHERE slug=?", (slug,)).fetchone()
+            gen = max(gen, row[0] + 1 if row else 0)
+            if gen == event.token_gen:
+                return False
+            with transaction(self._db):
+                self._db.execute("UPDATE events SET token_gen=? WHERE slug=?", (gen, slug))
+            self._mem.events[slug] = replace(event, token_gen=gen)
+        return True
+
+    def token_expiry(self, jti: str) -> int | None:
+        with self._lock:
+            row = self._db.execute("SELECT expires_at FROM tokens WHERE jti=?", (jti,)).fetchone()
+        return int(row[0]) if row else None
 
     def token_gen(self, slug: str) -> int:
         event = self._mem.events.get(slug)

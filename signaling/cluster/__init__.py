@@ -1,0 +1,1 @@
+"""Several nodes as one ORcast: the directory, pulls between nodes, shared state."""

@@ -1,0 +1,111 @@
+"""A cluster on loopback: Debian's redis-server and three `orcast serve` processes (node-a,
+node-b, node-c) that share it. A publisher on node A, decoding viewers on B and C, one pull per
+node; the feed list of every node shows every node's feeds; a link revoked on B is refused on
+C within 2 s."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from broadcast.participant import Role
+from tests.support.clusternodes import Cluster, RedisProcess, start_redis
+from tests.support.peers import bearer, publish, watch
+
+PATH = "course/or1/endoscope"
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisProcess]:
+    server = start_redis()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisProcess) -> Iterator[Cluster]:
+    nodes = Cluster(Path(tmp_path_factory.mktemp("cluster")), redis_server)
+    nodes.start("node-a", "node-b", "node-c")
+    yield nodes
+    nodes.stop()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def streams(http: aiohttp.ClientSession, base: str, token: str) -> list[dict[str, object]]:
+    async with http.get(f"{base}/api/events/course/streams", headers=bearer(token)) as resp:
+        assert resp.status == 200, await resp.text()
+        return list((await resp.json())["streams"])
+
+
+async def viewer_sessions(http: aiohttp.ClientSession, base: str, token: str) -> list[dict[str, object]]:
+    async with http.get(f"{base}/api/events/course/sessions", headers=bearer(token)) as resp:
+        assert resp.status == 200, await resp.text()
+        return [s for s in (await resp.json())["sessions"] if s.get("kind") == "viewer"]
+
+
+async def test_viewers_on_other_nodes_are_served_by_one_pull_per_node(cluster: Cluster,
+                                                                       http: aiohttp.ClientSession) -> None:
+    a, b, c = (cluster.nodes[n] for n in ("node-a", "node-b", "node-c"))
+    organizer = cluster.organizer()
+    technician, _ = await cluster.mint(http, a, Role.TECHNICIAN, theatre="or1")
+    publisher = await publish(http, a.base, PATH, token=technician)
+    try:
+        # the feed list on C shows the feed, held by node A, once the directory has it
+        deadline = time.monotonic() + 5
+        while not [s for s in await streams(http, c.base, organizer) if s["path"] == PATH and s["live"]]:
+            assert time.monotonic() < deadline, "node C's feed list never showed node A's feed"
+            await asyncio.sleep(0.2)
+        listed = [s for s in await streams(http, c.base, organizer) if s["path"] == PATH]
+        assert listed[0]["node"] == "node-a", listed
+
+        viewer, _ = await cluster.mint(http, c, Role.VIEWER, name="Dr Remote")  # minted on C, used on B too
+        on_b = [await watch(http, b.base, PATH, token=viewer) for _ in range(2)]
+        on_c = await watch(http, c.base, PATH, token=viewer)
+        for v in (*on_b, on_c):
+            await v.wait_frames(20, timeout=20.0)
+            assert v.counters == sorted(v.counters), "frames out of order"
+        # node A serves one pull per node, whatever their viewers
+        pulls = await viewer_sessions(http, a.base, organizer)
+        assert sorted(str(s["name"]) for s in pulls) == ["ORcast node node-b", "ORcast node node-c"], pulls
+        here = next(s for s in await streams(http, b.base, organizer) if s["path"] == PATH)
+        assert here["viewers"] == 2 and here["node"] == "node-a", here
+        for v in on_b:
+            await v.close(http)
+        await on_c.close(http)
+    finally:
+        await publisher.pc.close()
+
+
+async def test_a_link_revoked_on_one_node_is_refused_on_another_within_two_seconds(
+        cluster: Cluster, http: aiohttp.ClientSession) -> None:
+    b, c = cluster.nodes["node-b"], cluster.nodes["node-c"]
+    organizer = cluster.organizer()
+    token, jti = await cluster.mint(http, c, Role.VIEWER, name="Dr Leaver")
+    async with http.get(f"{c.base}/api/events/course", headers=bearer(token)) as resp:
+        assert resp.status == 200
+    async with http.delete(f"{b.base}/api/events/course/tokens/{jti}", headers=bearer(organizer)) as resp:
+        assert resp.status == 200, await resp.text()
+    revoked_at = time.monotonic()
+
+    async def refused() -> bool:
+        async with http.get(f"{c.base}/api/events/course", headers=bearer(token)) as resp:
+            return resp.status == 401
+
+    while not await refused():
+        assert time.monotonic() - revoked_at < 2.0, "node C still lets the revoked link in after 2 s"
+        await asyncio.sleep(0.05)
+    print(f"\nrevoked on node B, refused on node C after {time.monotonic() - revoked_at:.2f} s")
+    # a node that joins later learns it too (the revocation is kept in Redis)
+    (late,) = cluster.start("node-d")
+    async with http.get(f"{late.base}/api/events/course", headers=bearer(token)) as resp:
+        assert resp.status == 401, "a node that joined after the revocation let the link in"
