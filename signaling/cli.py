@@ -48,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="live sessions this link may hold at once (default limits.sessions_per_token)")
     token.add_argument("--config", type=Path, help="TOML configuration file")
     token.add_argument("--data-dir", type=Path, help="where the server keeps its state")
+    cluster = sub.add_parser("cluster", help="the cluster's nodes, feeds and pulls, as Redis holds them")
+    cluster_sub = cluster.add_subparsers(dest="cluster_command", required=True)
+    status = cluster_sub.add_parser("status", help="nodes (load), feeds (which node holds each), pulls")
+    status.add_argument("--config", type=Path, help="TOML configuration file with the [cluster] section")
+    status.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
     config = sub.add_parser("config", help="check a configuration file, or print a complete example")
     config_sub = config.add_subparsers(dest="config_command", required=True)
     check = config_sub.add_parser("check", help="validate FILE (and the ORCAST_… environment)")
@@ -114,6 +120,16 @@ def token_command(args: argparse.Namespace, config: ServerConfig) -> int:
     return 0
 
 
+def cluster_command(args: argparse.Namespace, config: ServerConfig) -> int:
+    if config.cluster_redis is None:
+        print("orcast: this configuration has no [cluster] section (redis = \"redis://…\"); give the cluster's "
+              "config with --config, or set ORCAST_CLUSTER_REDIS", file=sys.stderr)
+        return 2
+    from signaling.cluster.rediscluster import redacted
+    from signaling.cluster.status import status_command
+    return status_command(config.cluster_redis, redacted(config.cluster_redis), args.json)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "config":
@@ -132,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     if args.command == "token":
         return token_command(args, config)
+    if args.command == "cluster":
+        return cluster_command(args, config)
     # aiortc/aioice are chatty at INFO; their warnings still show
     for noisy in ("aioice", "aiortc"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))

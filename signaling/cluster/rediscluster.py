@@ -59,7 +59,7 @@ def node_id_of(node_url: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", f"{split.hostname or 'node'}-{port}".lower()).strip("-")[:63]
 
 
-def _redacted(url: str) -> str:
+def redacted(url: str) -> str:
     """A Redis URL for logs: its password (redis://:secret@host) never shows."""
     head, sep, tail = url.partition("@")
     return f"{head.split('//', 1)[0]}//***@{tail}" if sep else url
@@ -71,7 +71,7 @@ class RedisCluster:
     def __init__(self, redis_url: str, node_id: str, node_url: str) -> None:
         self.node_id = node_id
         self.node_url: str | None = node_url
-        self.shown_url = _redacted(redis_url)
+        self.shown_url = redacted(redis_url)
         self._redis = aioredis.Redis.from_url(redis_url, socket_timeout=2.0, socket_connect_timeout=2.0,
                                               decode_responses=True)
         self._nodes: dict[str, NodeEntry] = {}
@@ -239,6 +239,19 @@ class RedisCluster:
             await self._on_message(message)
         except Exception:  # one bad message must not stop the bus
             logger.exception("cluster: the %r message from %s failed here", message.get("type"), message.get("from"))
+
+
+async def read_directory(redis_url: str) -> list[NodeEntry]:
+    """Every node's entry, for `orcast cluster status` (raises RedisError, OSError)."""
+    client = aioredis.Redis.from_url(redis_url, socket_timeout=3.0, socket_connect_timeout=3.0,
+                                     decode_responses=True)
+    try:
+        keys = [k async for k in client.scan_iter(match=NODE_KEY.format("*"), count=500)]
+        values = await client.mget(keys) if keys else []
+    finally:
+        await client.aclose()
+    entries = (_entry(str(v)) for v in values if v)
+    return sorted((e for e in entries if e is not None), key=lambda e: e.node_id)
 
 
 def _kept_field(message: dict[str, Any]) -> str:

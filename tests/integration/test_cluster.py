@@ -6,6 +6,7 @@ C within 2 s."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 
 from broadcast.participant import Role
 from tests.support.clusternodes import Cluster, RedisProcess, start_redis
+from tests.support.demoproc import ROOT, server_environment
 from tests.support.peers import bearer, publish, watch
 
 PATH = "course/or1/endoscope"
@@ -53,6 +55,17 @@ async def viewer_sessions(http: aiohttp.ClientSession, base: str, token: str) ->
         return [s for s in (await resp.json())["sessions"] if s.get("kind") == "viewer"]
 
 
+async def cluster_status(cluster: Cluster) -> str:
+    """`orcast cluster status` as an operator runs it, once the nodes' next heartbeats are in."""
+    await asyncio.sleep(1.5)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "signaling.cli", "cluster", "status", "--config", str(cluster.tmp / "node-a.toml"),
+        cwd=ROOT, env=server_environment(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await process.communicate()
+    assert process.returncode == 0, out.decode()
+    return out.decode()
+
+
 async def test_viewers_on_other_nodes_are_served_by_one_pull_per_node(cluster: Cluster,
                                                                        http: aiohttp.ClientSession) -> None:
     a, b, c = (cluster.nodes[n] for n in ("node-a", "node-b", "node-c"))
@@ -79,6 +92,11 @@ async def test_viewers_on_other_nodes_are_served_by_one_pull_per_node(cluster: C
         assert sorted(str(s["name"]) for s in pulls) == ["ORcast node node-b", "ORcast node node-c"], pulls
         here = next(s for s in await streams(http, b.base, organizer) if s["path"] == PATH)
         assert here["viewers"] == 2 and here["node"] == "node-a", here
+        # and the operator's view of it
+        status = await cluster_status(cluster)
+        for line in ("node-a", "node-b", "node-c", f"{PATH}", "on node-a", f"node-b           pulls {PATH}",
+                     f"node-c           pulls {PATH}"):
+            assert line in status, status
         for v in on_b:
             await v.close(http)
         await on_c.close(http)
