@@ -142,7 +142,7 @@ def create_app(config: ServerConfig, broadcaster: Broadcaster | None = None) -> 
     app[WS_HUB] = WsHub(app[BROADCASTER])
     app[WS_HUB].infos = app[CLUSTER].stream_infos  # every node's feeds
     app[HEALTH] = Health()
-    app[METRICS] = metrics.make_registry(app[BROADCASTER])
+    app[METRICS] = metrics.make_registry(app[BROADCASTER], app[CLUSTER])
     # cleanup runs in reverse: the hub and access close before the broadcaster
     app.cleanup_ctx.append(_broadcaster_ctx)
     app.cleanup_ctx.append(_access_ctx)

@@ -68,6 +68,10 @@ class Cluster(Protocol):
 
     @property
     def enabled(self) -> bool: ...
+    @property
+    def reachable(self) -> bool:
+        """The shared store answered the last heartbeat."""
+        ...
     async def start(self, report: Report, on_message: BusHandler) -> None: ...
     async def close(self) -> None: ...
     def nodes(self) -> list[NodeEntry]: ...
@@ -94,6 +98,7 @@ class LocalCluster:
     """One node alone: no other nodes, no remote feeds, nothing to announce."""
 
     enabled = False
+    reachable = True
 
     def __init__(self, node_id: str = "local", node_url: str | None = None) -> None:
         self.node_id = node_id

@@ -90,9 +90,9 @@ class ClusterNode:
         self._forget_idle_pulls()
         return NodeReport(sessions=len(b.sessions), cpu_cores=self._cpu.sample(pids),
                           bitrate_out_bps=sum(i.bitrate_out_bps for i in infos), feeds=own,
-                          pulls=sorted(p for p in self.pulls if self._pull_running(p)))
+                          pulls=sorted(p for p in self.pulls if self.pull_running(p)))
 
-    def _pull_running(self, path: str) -> bool:
+    def pull_running(self, path: str) -> bool:
         source = self.broadcaster.pulled.get(StreamPath.parse(path))
         return source is not None and getattr(source, "running", False)
 

@@ -83,6 +83,10 @@ class RedisCluster:
         self.heartbeats = 0
         self.messages_in = 0
 
+    @property
+    def reachable(self) -> bool:
+        return self._down is False
+
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self, report: Report, on_message: BusHandler) -> None:
         self._report, self._on_message = report, on_message

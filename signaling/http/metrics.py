@@ -24,6 +24,7 @@ from broadcast.broadcaster import Broadcaster
 from broadcast.participant import ALL_EVENTS, Capability
 from broadcast.relay.producer import NetworkReader
 from signaling.auth.access import bearer_token
+from signaling.cluster.node import ClusterNode
 from signaling.keys import ACCESS, CONFIG, METRICS
 
 JOIN_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0)
@@ -147,11 +148,36 @@ class MediaCollector(Collector):
         yield from (workers, up, restarts)
 
 
-def make_registry(broadcaster: Broadcaster) -> CollectorRegistry:
+class ClusterCollector(Collector):
+    """This node's view of its cluster (nothing without [cluster])."""
+
+    def __init__(self, node: ClusterNode) -> None:
+        self.node = node
+
+    def collect(self) -> Iterator[Metric]:
+        cluster = self.node.cluster
+        if not cluster.enabled:
+            return
+        nodes = GaugeMetricFamily("orcast_cluster_nodes", "Nodes of the cluster this node sees (itself too)")
+        nodes.add_metric([], len(cluster.nodes()))
+        remote = GaugeMetricFamily("orcast_cluster_remote_feeds", "Live feeds whose source is on another node")
+        remote.add_metric([], len(cluster.remote_feeds()))
+        pulls = GaugeMetricFamily("orcast_cluster_pulls", "Feeds this node pulls from other nodes now",
+                                  labels=["path"])
+        for path in sorted(self.node.pulls):
+            pulls.add_metric([path], 1 if self.node.pull_running(path) else 0)
+        up = GaugeMetricFamily("orcast_cluster_redis_up", "1 while this node reaches the cluster's Redis")
+        up.add_metric([], 1 if cluster.reachable else 0)
+        yield from (nodes, remote, pulls, up)
+
+
+def make_registry(broadcaster: Broadcaster, node: ClusterNode | None = None) -> CollectorRegistry:
     """A registry for one server (no process-wide default registry: two apps in one process
     — the tests — keep their own figures)."""
     registry = CollectorRegistry(auto_describe=True)
     registry.register(MediaCollector(broadcaster))
+    if node is not None:
+        registry.register(ClusterCollector(node))
     joins = Histogram("orcast_viewer_join_seconds", "From a viewer's accepted offer to its first video frame",
                       buckets=JOIN_BUCKETS, registry=registry)
     broadcaster.join_listeners.append(joins.observe)

@@ -73,11 +73,13 @@ async def test_viewers_on_other_nodes_are_served_by_one_pull_per_node(cluster: C
     technician, _ = await cluster.mint(http, a, Role.TECHNICIAN, theatre="or1")
     publisher = await publish(http, a.base, PATH, token=technician)
     try:
-        # the feed list on C shows the feed, held by node A, once the directory has it
+        # the feed lists on B and C show the feed, held by node A, once their directories have it
+        # (each node reads it on its own heartbeat)
         deadline = time.monotonic() + 5
-        while not [s for s in await streams(http, c.base, organizer) if s["path"] == PATH and s["live"]]:
-            assert time.monotonic() < deadline, "node C's feed list never showed node A's feed"
-            await asyncio.sleep(0.2)
+        for node in (c, b):
+            while not [s for s in await streams(http, node.base, organizer) if s["path"] == PATH and s["live"]]:
+                assert time.monotonic() < deadline, f"{node.name}'s feed list never showed node A's feed"
+                await asyncio.sleep(0.2)
         listed = [s for s in await streams(http, c.base, organizer) if s["path"] == PATH]
         assert listed[0]["node"] == "node-a", listed
 
@@ -97,6 +99,11 @@ async def test_viewers_on_other_nodes_are_served_by_one_pull_per_node(cluster: C
         for line in ("node-a", "node-b", "node-c", f"{PATH}", "on node-a", f"node-b           pulls {PATH}",
                      f"node-c           pulls {PATH}"):
             assert line in status, status
+        async with http.get(f"{b.base}/metrics", headers=bearer(organizer)) as resp:
+            metrics = await resp.text()
+        for line in ("orcast_cluster_nodes 3.0", f'orcast_cluster_pulls{{path="{PATH}"}} 1.0',
+                     "orcast_cluster_redis_up 1.0", "orcast_cluster_remote_feeds 1.0"):
+            assert line in metrics, metrics
         for v in on_b:
             await v.close(http)
         await on_c.close(http)
