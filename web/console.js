@@ -200,7 +200,7 @@ async function showHealth() {
         `loss ${(s.loss * 100).toFixed(1)} %`);
       if (s.rttMs !== null) parts.push(`RTT ${s.rttMs.toFixed(0)} ms`);
       // a second, smaller encode of this camera: what viewers on weak links get
-      if (card.publisher.sendsLow) parts.push("+ low rendition for weak links");
+      if (card.publisher.sendsLow && card.publisher.lowActive) parts.push("+ low rendition for weak links");
       // the browser sends less than the camera gives when the network or the CPU cannot keep up
       const why = { bandwidth: "the network", cpu: "this computer's CPU" }[s.limitation];
       if (why) parts.push(`lowered for ${why}`);
@@ -306,6 +306,11 @@ function onStreams(list) {
     const [, t, name] = s.path.split("/");
     return [`${t}/${name}`, { ...s, feed: `${t}/${name}`, theatre: t, name }];
   }));
+  // each card encodes its low rendition only while someone watches it
+  for (const card of cards) {
+    const info = card.path ? streams.get(card.path.split("/").slice(1).join("/")) : null;
+    card.publisher.wantLow(Boolean(info?.low_wanted));
+  }
   syncTalkback();
 }
 
@@ -374,6 +379,6 @@ start();
 exposeForTests({
   get peers() { return cards.map((c) => c.publisher.pc); },
   get peer() { return cards[0]?.publisher.pc; },
-  get feeds() { return cards.map((c) => ({ path: c.path, state: c.publisher.state })); },
+  get feeds() { return cards.map((c) => ({ path: c.path, state: c.publisher.state, lowActive: c.publisher.lowActive })); },
   get talkback() { return [...talkback.values()].map((t) => t.player.pc); },
 });

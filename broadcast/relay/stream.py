@@ -41,6 +41,7 @@ class StreamInfo:
     on_demand: bool = False  # pulled only while watched or recorded: a viewer may start it when it is not live
     low_rendition: str | None = None  # "publisher" (sends its own), "server" (made while watched), else None
     node: str | None = None  # in a cluster: the node that holds the feed's source
+    low_wanted: bool = False  # someone watches the low rendition (a console encodes its own only then)
 
 
 class Stream:
@@ -139,6 +140,7 @@ class Stream:
             transcoding=(getattr(self.video.source, "transcoding", None)
                          or getattr(self.local_source, "transcoding", None)),
             low_rendition=self.renditions.made_by,
+            low_wanted=bool(self.renditions.low.readers),
         )
 
     def close(self) -> None:

@@ -200,6 +200,8 @@ async def test_the_console_sends_its_own_low_rendition_and_the_server_encodes_no
         # two video sections: the camera as it is, and the low rendition of the same camera
         assert await console.evaluate("window.orcast.peer.getTransceivers().filter((t) => "
                                       "t.sender.track?.kind === 'video').length") == 2
+        # nobody watches the low rendition yet: the console does not encode it
+        assert await console.evaluate("window.orcast.feeds[0].lowActive") is False
         token = server.token(Role.VIEWER)
         plain = await watch(server.http, server.base, PATH, token=token)
         low = await watch(server.http, server.base, PATH + "?quality=low", token=token)
@@ -217,4 +219,6 @@ async def test_the_console_sends_its_own_low_rendition_and_the_server_encodes_no
         finally:
             await plain.close(server.http)
             await low.close(server.http)
+        # its last viewer gone, the console pauses that encode again
+        await console.wait_for_function("window.orcast.feeds[0].lowActive === false", timeout=10000)
         assert errors == [], errors

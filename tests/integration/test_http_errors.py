@@ -58,10 +58,11 @@ async def test_oversized_sdp_is_413(server: RunningServer) -> None:
 
 
 async def test_too_many_tracks_is_422(server: RunningServer) -> None:
+    # two video tracks are a feed and its own low rendition; a third is one too many
     status, text, _ = await post_offer(server.http, f"{server.base}/whip/{PATH}",
-                                       await make_offer(video=2))
+                                       await make_offer(video=3))
     assert status == 422
-    assert "too many tracks" in text
+    assert "too many tracks" in text and "low rendition" in text
     assert server.broadcaster.sessions == {} and server.broadcaster.streams == {}
 
 

@@ -37,7 +37,10 @@ export class FeedPublisher extends Reconnecting {
     this._video = null;
     /** @type {MediaStreamTrack | null} */
     this._lowTrack = null;
-    this.sendsLow = false;
+    /** @type {RTCRtpSender | null} */
+    this._lowSender = null;
+    this.sendsLow = false;   // this connection has the low rendition's track
+    this.lowActive = false;  // and encodes it now (while the server says someone watches it)
   }
 
   start(path, stream, kbps) {
@@ -90,15 +93,16 @@ export class FeedPublisher extends Reconnecting {
     this.sendsLow = scale > 1;
     if (this.sendsLow) {
       this._lowTrack = video.clone();
-      const low = pc.addTransceiver(this._lowTrack, {
+      // it starts paused: encoding it costs this computer CPU, so it runs only while someone
+      // watches the low rendition (the server's feed list says so: wantLow)
+      this._lowSender = pc.addTransceiver(this._lowTrack, {
         direction: "sendonly",
-        sendEncodings: [{ scaleResolutionDownBy: scale, maxBitrate: LOW.maxBitrate, maxFramerate: LOW.maxFramerate }],
+        sendEncodings: [{
+          active: this.lowActive, scaleResolutionDownBy: scale, maxBitrate: LOW.maxBitrate,
+          maxFramerate: LOW.maxFramerate,
+        }],
       }).sender;
-      // one size for the low rendition too (Chromium would start it at a quarter of it while
-      // its bandwidth estimate ramps up)
-      const params = low.getParameters();
-      params.degradationPreference = "maintain-resolution";
-      low.setParameters(params).catch(() => {});
+      this._setLow(this.lowActive);
     }
     this._watch(pc, () => this._set("live", ""), () => this._retry("connection lost", 0));
     this._set("connecting", "connecting …");
@@ -121,7 +125,28 @@ export class FeedPublisher extends Reconnecting {
     super._teardown();
     this._lowTrack?.stop();
     this._lowTrack = null;
+    this._lowSender = null;
     this._video = null;
+  }
+
+  /** Encode the low rendition (someone watches it) or pause it. @param {boolean} wanted */
+  wantLow(wanted) {
+    if (wanted === this.lowActive) return;
+    this.lowActive = wanted;
+    this._setLow(wanted);
+  }
+
+  /** @param {boolean} active */
+  _setLow(active) {
+    const sender = this._lowSender;
+    if (!sender) return;
+    const params = sender.getParameters();
+    if (!params.encodings?.length) return;  // before negotiation: sendEncodings apply
+    params.encodings[0].active = active;
+    // one size for the low rendition (Chromium would start it at a quarter of it while its
+    // bandwidth estimate ramps up)
+    params.degradationPreference = "maintain-resolution";
+    sender.setParameters(params).catch(() => {});
   }
 
   // bitrate, fps, loss and RTT of the feed's video being sent (once a second from the page)
