@@ -33,6 +33,7 @@ from signaling.store.eventstore import EventStore
 
 logger = logging.getLogger(__name__)
 GENERATIONS_S = 5.0  # how often a node checks the cluster's link generations (revocations come at once)
+BOARD_JOIN_S = 10.0  # a joining node waits this long for its Q&A boards to catch up before serving
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 async def _broadcaster_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -93,12 +94,30 @@ async def _cluster_ctx(app: web.Application) -> AsyncIterator[None]:
     await node.cluster.start(node.report, on_message)
     access.announce = node.announce
     generations = None
-    if node.cluster.enabled:
+    boards = None
+    config, qa = app[CONFIG], app[BROADCASTER].qa
+    if node.cluster.enabled and config.cluster_redis is not None:
         await node.agree_generations(access.store)  # before the first request: the same links everywhere
         generations = start_every(GENERATIONS_S, lambda: node.agree_generations(access.store),
                                   "agreeing on the events' links with the cluster")
+        # one Q&A board per event across the cluster, each node a full copy
+        from signaling.cluster.qalog import RedisBoardLog
+        from signaling.cluster.rediscluster import redacted
+        boards = RedisBoardLog(config.cluster_redis, redacted(config.cluster_redis))
+        qa.on_board = boards.follow
+        for board in list(qa.boards.values()):
+            boards.follow(board)
+        for event in access.store.events():
+            qa.board(event.slug)
+        for event in access.store.events():
+            if not await boards.joined(event.slug, BOARD_JOIN_S):
+                logger.warning("Q&A %s: not caught up with the cluster's board yet; it catches up in the "
+                               "background", event.slug)
     yield
     await stop_task(generations)
+    if boards is not None:
+        qa.on_board = None
+        await boards.close()
     access.announce = None
     await node.cluster.close()
 

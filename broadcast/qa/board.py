@@ -18,7 +18,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from broadcast.participant import Capability, Participant
@@ -30,6 +30,8 @@ from broadcast.ratelimiter import RateLimiter
 logger = logging.getLogger(__name__)
 
 SNAPSHOT_PART_BYTES = 14_000   # well below every data channel's message size limit
+SHARED_ATTEMPTS = 4            # a shared board: a command decided again on a newer board at most this often
+SHARED_WAIT_S = 5.0            # … and its change back from the cluster's log within this
 VOTE_FLUSH_S = 0.25
 MODERATOR, AUDIENCE, DISPLAY = "moderator", "audience", "display"
 
@@ -51,6 +53,62 @@ class BoardLimits:
     max_pending_per_author: int = 20
 
 
+@dataclass
+class Change:
+    """What one accepted command changes: the changed questions (copies, without votes),
+    the moderators' log entries, votes, the hall layout. Applied as one, on every node of a
+    cluster in the same order."""
+    changed: list[Question] = field(default_factory=list)
+    actions: list[Action] = field(default_factory=list)
+    votes_added: list[tuple[int, str]] = field(default_factory=list)
+    votes_removed: list[tuple[int, str]] = field(default_factory=list)
+    layout: dict[str, Any] | None = None
+    at: float = field(default_factory=time.time)
+    # a vote commutes with any other change; everything else is checked against the board
+    # it was decided on (`checked`)
+    checked: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {"changed": [_question_json(q) for q in self.changed],
+                "actions": [dataclasses.asdict(a) for a in self.actions],
+                "votes_added": self.votes_added, "votes_removed": self.votes_removed,
+                "layout": self.layout, "at": self.at, "checked": self.checked}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Change:
+        """Raises KeyError, TypeError, ValueError on a record this version cannot read."""
+        return cls(changed=[_question_from(q) for q in data["changed"]],
+                   actions=[Action(**a) for a in data["actions"]],
+                   votes_added=[(int(q), str(v)) for q, v in data["votes_added"]],
+                   votes_removed=[(int(q), str(v)) for q, v in data["votes_removed"]],
+                   layout=data.get("layout"), at=float(data["at"]), checked=bool(data.get("checked", True)))
+
+
+def _question_json(q: Question) -> dict[str, Any]:
+    data = dataclasses.asdict(q)
+    data.pop("voters")  # votes travel as votes_added / votes_removed
+    data["state"] = str(q.state)
+    return data
+
+
+def _question_from(data: dict[str, Any]) -> Question:
+    fields = {f.name for f in dataclasses.fields(Question)} - {"voters"}
+    q = Question(**{k: v for k, v in data.items() if k in fields})
+    q.state = QuestionState(q.state)
+    return q
+
+
+class BoardSync(Protocol):
+    """A board shared by several nodes: changes count once the shared log has them, and come
+    back to every node's board (`Board.apply_shared`) in the log's order."""
+
+    async def submit(self, event: str, change: Change, expected_rev: int | None) -> tuple[bool, int]:
+        """Append `change` if the log is still at `expected_rev` (None: in any case).
+        Returns (accepted, the log's revision: the change's own, or the one that won).
+        Raises QaError when the shared store cannot be reached."""
+        ...
+
+
 def audience_of(participant: Participant) -> str:
     if participant.can(Capability.MODERATE):
         return MODERATOR
@@ -65,6 +123,19 @@ def encode(message: dict[str, Any]) -> str:
 
 def _copy(question: Question) -> Question:
     return dataclasses.replace(question, voters=set(question.voters))
+
+
+def _merged(changes: list[Change]) -> Change:
+    if len(changes) == 1:
+        return changes[0]
+    out = Change(at=changes[0].at, checked=any(c.checked for c in changes))
+    for c in changes:
+        out.changed += c.changed
+        out.actions += c.actions
+        out.votes_added += c.votes_added
+        out.votes_removed += c.votes_removed
+        out.layout = c.layout if c.layout is not None else out.layout
+    return out
 
 
 class Board:
@@ -83,6 +154,11 @@ class Board:
         self._ask_limiter = RateLimiter(rate / 60.0, max(1, rate))
         self._dirty_votes: set[int] = set()
         self._vote_flush: asyncio.TimerHandle | None = None
+        # shared by a cluster's nodes: set by the control plane; None for a board of one node
+        self.sync: BoardSync | None = None
+        self.log_rev = 0  # the shared log's last revision applied here
+        self._staged: list[Change] | None = None
+        self._rev_waiters: list[tuple[int, asyncio.Future[None]]] = []
 
     # -- clients ------------------------------------------------------------------------
     def join(self, client: BoardClient) -> None:
@@ -153,12 +229,86 @@ class Board:
 
     # -- commands -----------------------------------------------------------------------
     def handle(self, client: BoardClient, command: Command) -> dict[str, Any]:
-        """Carry out one command for `client`; returns the reply's fields or raises QaError."""
+        """Carry out one command for `client` on a board of one node; returns the reply's
+        fields or raises QaError."""
         handler = getattr(self, f"_do_{command.type}", None)
         if handler is None:
             raise QaError("unknown_type", f"{command.type} is not a board action")
         result: dict[str, Any] = handler(client, command)
         return result
+
+    async def handle_shared(self, client: BoardClient, command: Command) -> dict[str, Any]:
+        """The same on a board that a cluster shares: the command is decided on this node's
+        copy, appended to the shared log if nobody else changed the board meanwhile (else it
+        is decided again on the newer board), and answered once it is applied here."""
+        assert self.sync is not None
+        handler = getattr(self, f"_do_{command.type}", None)
+        if handler is None:
+            raise QaError("unknown_type", f"{command.type} is not a board action")
+        for _ in range(SHARED_ATTEMPTS):
+            self._staged = []
+            try:
+                result: dict[str, Any] = handler(client, command)
+                staged = self._staged
+            finally:
+                self._staged = None
+            if not staged:
+                return result
+            change = _merged(staged)
+            expected = self.log_rev if change.checked else None
+            accepted, rev = await self.sync.submit(self.event, change, expected)
+            await self._until_applied(rev)
+            if accepted:
+                return self._refreshed(result)
+        raise QaError("conflict", "the board kept changing while this was decided (many moderators at once?); "
+                                  "try again")
+
+    def _refreshed(self, result: dict[str, Any]) -> dict[str, Any]:
+        """Vote counts in a reply as the board has them after the change."""
+        key = "into" if "into" in result else "question"
+        if "votes" in result and result.get(key) in self.questions:
+            result["votes"] = len(self.questions[result[key]].voters)
+        return result
+
+    async def _until_applied(self, rev: int) -> None:
+        if self.log_rev >= rev:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._rev_waiters.append((rev, waiter))
+        try:
+            await asyncio.wait_for(waiter, SHARED_WAIT_S)
+        except TimeoutError:
+            raise QaError("storage", "the cluster's Q&A log did not come back in time; what you did may show in a "
+                                     "moment — look before trying again") from None
+
+    def apply_shared(self, rev: int, change: Change) -> None:
+        """The shared log's next change (every node applies the same ones in the same order)."""
+        if rev <= self.log_rev:
+            return  # seen already
+        self.log_rev = rev
+        self._apply(change, shared=True)
+        waiting, self._rev_waiters = self._rev_waiters, []
+        for target, waiter in waiting:
+            if rev >= target:
+                if not waiter.done():
+                    waiter.set_result(None)
+            else:
+                self._rev_waiters.append((target, waiter))
+
+    def reset(self) -> None:
+        """Forget this node's copy: the shared log is replayed into it from the start."""
+        self.questions.clear()
+        self.layout = {"mode": "single", "feeds": []}
+        self.log_rev = 0
+        self.rev += 1
+        for client in list(self.clients):
+            self.send_snapshot(client)
+
+    def seed(self) -> Change:
+        """This node's board as one change: the first entry of a shared log nobody began."""
+        return Change(changed=[_copy(q) for q in self.questions.values()],
+                      votes_added=[(q.id, v) for q in self.questions.values() for v in sorted(q.voters)],
+                      layout=self.layout)
 
     def _question(self, qid: int | None) -> Question:
         question = self.questions.get(qid or 0)
@@ -182,29 +332,52 @@ class Board:
 
     def _commit(self, changed: list[Question], actions: list[Action],
                 votes_added: Sequence[tuple[int, str]] = (),
-                votes_removed: Sequence[tuple[int, str]] = ()) -> None:
-        """Save, then install the changed copies and tell every client what it may see."""
+                votes_removed: Sequence[tuple[int, str]] = (), layout: dict[str, Any] | None = None) -> None:
+        change = Change(list(changed), list(actions), list(votes_added), list(votes_removed), layout,
+                        checked=bool(changed or actions or layout))
+        if self._staged is not None:
+            self._staged.append(change)  # a shared board: it counts once the cluster's log has it
+        else:
+            self._apply(change)
+
+    def _apply(self, change: Change, shared: bool = False) -> None:
+        """Save, then install the changed copies and tell every client what it may see. On a
+        board of one node a refused save changes nothing; on a shared one the cluster's log
+        has the change already, so it is installed even if this node's copy cannot be saved."""
         before = {theatre: q.id for theatre, q in self.slots().items()}
         try:
-            self.store.commit(self.event, changed, actions, votes_added, votes_removed)
+            self.store.commit(self.event, change.changed, change.actions, change.votes_added, change.votes_removed,
+                              change.layout)
         except StoreFailed:
-            raise QaError("storage", "the board could not be saved (the server's disk may be full); "
-                                     "nothing was changed, try again in a moment") from None
-        now = time.time()
-        for q in changed:
-            q.updated_at = now
+            if not shared:
+                raise QaError("storage", "the board could not be saved (the server's disk may be full); "
+                                         "nothing was changed, try again in a moment") from None
+            logger.error("Q&A %s: this node's copy of the shared board could not be saved; the cluster has it",
+                         self.event)
+        for q in change.changed:
+            old = self.questions.get(q.id)
+            q.voters = set(old.voters) if old is not None else set(q.voters)  # votes come as votes
+            q.updated_at = change.at
             self.questions[q.id] = q
-        for qid, voter in votes_added:
-            self.questions[qid].voters.add(voter)
-        for qid, voter in votes_removed:
-            self.questions[qid].voters.discard(voter)
-        if changed:
+        for qid, voter in change.votes_added:
+            if qid in self.questions:
+                self.questions[qid].voters.add(voter)
+        for qid, voter in change.votes_removed:
+            if qid in self.questions:
+                self.questions[qid].voters.discard(voter)
+        if change.changed:
             self.rev += 1
-            self._publish(changed, before != {t: q.id for t, q in self.slots().items()}
-                          or any(q.on_air is not None for q in changed))
-        if votes_added or votes_removed:
-            self._dirty_votes.update(qid for qid, _ in (*votes_added, *votes_removed))
+            self._publish(change.changed, before != {t: q.id for t, q in self.slots().items()}
+                          or any(q.on_air is not None for q in change.changed))
+        if change.votes_added or change.votes_removed:
+            self._dirty_votes.update(qid for qid, _ in (*change.votes_added, *change.votes_removed))
             self._schedule_vote_flush()
+        if change.layout is not None:
+            self.layout = change.layout
+            self.rev += 1
+            text = encode({"type": "layout", "rev": self.rev, "layout": change.layout})
+            for other in list(self.clients):
+                self._deliver(other, text)
 
     def _publish(self, changed: list[Question], slots_changed: bool) -> None:
         # one encoding per (kind, question) for everyone who neither wrote nor voted for it
@@ -408,17 +581,7 @@ class Board:
         for feed in cmd.feeds:
             self._check_theatre(feed.split("/")[0])
         layout = {"mode": mode, "feeds": list(cmd.feeds), "set_by": client.participant.name, "at": time.time()}
-        try:
-            self.store.save_layout(self.event, layout, self._action(client, 0, "layout", mode=mode,
-                                                                    feeds=list(cmd.feeds)))
-        except StoreFailed:
-            raise QaError("storage", "the layout could not be saved (the server's disk may be full); "
-                                     "nothing was changed, try again in a moment") from None
-        self.layout = layout
-        self.rev += 1
-        text = encode({"type": "layout", "rev": self.rev, "layout": layout})
-        for other in list(self.clients):
-            self._deliver(other, text)
+        self._commit([], [self._action(client, 0, "layout", mode=mode, feeds=list(cmd.feeds))], layout=layout)
         return {"mode": mode, "feeds": list(cmd.feeds)}
 
     def _do_pin(self, client: BoardClient, cmd: Command) -> dict[str, Any]:

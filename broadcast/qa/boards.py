@@ -39,6 +39,8 @@ class QaBoards:
         # which theatres an event has (the control plane knows; every slug passes by default)
         self.accepts_theatre: Callable[[str, str], bool] = lambda event, theatre: True
         self.boards: dict[str, Board] = {}
+        # told of each board as it is made (a cluster shares it: the control plane sets this)
+        self.on_board: Callable[[Board], None] | None = None
         self._store: QaStore | None = None
         self._closed = False
 
@@ -53,6 +55,8 @@ class QaBoards:
         if board is None:
             board = self.boards[event] = Board(event, self.store, self.settings.limits,
                                                self.accepts_theatre)
+            if self.on_board is not None:
+                self.on_board(board)
         return board
 
     def attach(self, channel: RTCDataChannel, participant: Participant | None, event: str) -> QaChannel | None:

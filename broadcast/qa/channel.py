@@ -8,13 +8,15 @@ gets a fresh snapshot once it has caught up. The channel stays open through ever
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING, Any
 
 from broadcast.participant import Participant
 from broadcast.qa.board import Board, audience_of, encode
-from broadcast.qa.messages import MAX_MESSAGE_BYTES, MAX_REASON_CHARS, MAX_TEXT_CHARS, QaError, parse
+from broadcast.qa.messages import MAX_MESSAGE_BYTES, MAX_REASON_CHARS, MAX_TEXT_CHARS, Command, QaError, parse
 from broadcast.ratelimiter import RateLimiter
 
 if TYPE_CHECKING:
@@ -47,6 +49,7 @@ class QaChannel:
         self._questions_per_minute = questions_per_minute
         self._limiter = RateLimiter(MESSAGES_PER_S, MESSAGE_BURST)
         self._last_notice = 0.0
+        self._last_shared: asyncio.Task[None] | None = None
         channel.bufferedAmountLowThreshold = SEND_LOW_WATER
         channel.on("message", self._on_message)
         channel.on("bufferedamountlow", self._on_drained)
@@ -122,12 +125,34 @@ class QaChannel:
             elif command.type == "hello":
                 self._resume(command.seat)
                 self._reply({"type": "ack", "ref": ref, "for": "hello"})
+            elif self.board.sync is not None:
+                self._shared(command)  # a cluster's board: answered once its log has it
             else:
                 result = self.board.handle(self, command)
                 self._reply({"type": "ack", "ref": ref, "for": command.type, **result})
         except QaError as exc:
             self._reply({"type": "error", "ref": ref if ref is not None else exc.ref, "code": exc.code,
                          "message": exc.message})
+
+    def _shared(self, command: Command) -> None:
+        """One command on a shared board, after this channel's earlier ones (in order)."""
+        previous = self._last_shared
+
+        async def run() -> None:
+            if previous is not None:
+                with contextlib.suppress(BaseException):
+                    await previous
+            try:
+                result = await self.board.handle_shared(self, command)
+                self._reply({"type": "ack", "ref": command.ref, "for": command.type, **result})
+            except QaError as exc:
+                self._reply({"type": "error", "ref": command.ref, "code": exc.code, "message": exc.message})
+            except Exception:
+                logger.exception("Q&A %s: a message from %s failed", self.board.event, self.participant.describe())
+                self._reply({"type": "error", "ref": command.ref, "code": "internal", "message": "the server "
+                             "failed on this message; it has been logged. Try again"})
+
+        self._last_shared = asyncio.get_running_loop().create_task(run())
 
     def _resume(self, seat: str | None) -> None:
         """A returning client presents its seat: it is the same author again."""

@@ -75,10 +75,12 @@ class QaStore:
 
     def commit(self, event: str, changed: Iterable[Question], actions: Iterable[Action] = (),
                votes_added: Iterable[tuple[int, str]] = (),
-               votes_removed: Iterable[tuple[int, str]] = ()) -> None:
-        """Write one action's changes in one transaction, or nothing (StoreFailed)."""
+               votes_removed: Iterable[tuple[int, str]] = (), layout: dict[str, Any] | None = None) -> None:
+        """Write one action's changes (the hall layout too) in one transaction, or nothing (StoreFailed)."""
         try:
             with transaction(self._db):
+                if layout is not None:
+                    self._db.execute("INSERT OR REPLACE INTO layouts VALUES (?, ?)", (event, json.dumps(layout)))
                 for q in changed:
                     self._db.execute(
                         f"INSERT OR REPLACE INTO questions ({', '.join(_COLUMNS)}) "
@@ -104,13 +106,14 @@ class QaStore:
         row = self._db.execute("SELECT layout FROM layouts WHERE event = ?", (event,)).fetchone()
         return json.loads(row[0]) if row else None
 
-    def save_layout(self, event: str, layout: dict[str, Any], action: Action) -> None:
+    def clear_event(self, event: str) -> None:
+        """Forget this copy of an event's board (a cluster's shared log replaces it)."""
         try:
             with transaction(self._db):
-                self._db.execute("INSERT OR REPLACE INTO layouts VALUES (?, ?)", (event, json.dumps(layout)))
-                self._insert_actions(event, [action])
+                for table, column in (("questions", "event"), ("votes", "event"), ("actions", "event"),
+                                      ("layouts", "event")):
+                    self._db.execute(f"DELETE FROM {table} WHERE {column} = ?", (event,))
         except sqlite3.Error as exc:
-            logger.error("hall layout of %s could not be saved: %s", event, exc)
             raise StoreFailed(str(exc)) from None
 
     def actions(self, event: str) -> list[Action]:

@@ -6,6 +6,7 @@ C within 2 s."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -18,6 +19,7 @@ from broadcast.participant import Role
 from tests.support.clusternodes import Cluster, RedisProcess, start_redis
 from tests.support.demoproc import ROOT, server_environment
 from tests.support.peers import bearer, publish, watch
+from tests.support.qaclient import connect, joined
 
 PATH = "course/or1/endoscope"
 
@@ -134,3 +136,45 @@ async def test_a_link_revoked_on_one_node_is_refused_on_another_within_two_secon
     (late,) = cluster.start("node-d")
     async with http.get(f"{late.base}/api/events/course", headers=bearer(token)) as resp:
         assert resp.status == 401, "a node that joined after the revocation let the link in"
+
+
+async def test_one_board_across_the_cluster_and_nothing_lost_when_a_node_dies(
+        cluster: Cluster, http: aiohttp.ClientSession) -> None:
+    a, b, c = (cluster.nodes[n] for n in ("node-a", "node-b", "node-c"))
+    technician, _ = await cluster.mint(http, a, Role.TECHNICIAN, theatre="or1", name="OR 1 tech")
+    console = await connect(http, a.base, "/whip/course/or1/endoscope", technician, media="send")
+    ana = await joined(http, c.base, "course", (await cluster.mint(http, c, Role.VIEWER, name="Dr Ana Lima"))[0])
+    ben = await joined(http, b.base, "course", (await cluster.mint(http, b, Role.VIEWER, name="Dr Ben Okafor"))[0])
+    moderator = await joined(http, b.base, "course", (await cluster.mint(http, b, Role.MODERATOR, name="Kim"))[0])
+    clients = [console, ana, ben, moderator]
+    try:
+        # asked on C, approved on B, on air on A's console
+        asked_at = time.monotonic()
+        qid = (await ana.ok("ask", text="How do you control the middle hepatic vein?", theatre="or1"))["question"]
+        await moderator.wait_until(lambda: qid in moderator.questions, what="node B's moderator sees C's question")
+        await moderator.ok("approve", question=qid)
+        await moderator.ok("on_air", question=qid)
+        await console.wait_until(lambda: console.slots.get("or1", {}).get("id") == qid,
+                                 what="the question on air on node A's console")
+        print(f"\nasked on C, approved and put on air on B, on A's console after {time.monotonic() - asked_at:.2f} s")
+        # a vote on B reaches C (votes are not checked against the board: they commute)
+        vote = await ben.ok("vote", question=qid)
+        assert vote["votes"] == 1 and vote["voted"] is True
+        await ana.wait_until(lambda: ana.questions[qid]["votes"] == 1, what="the vote reaches node C")
+        # a question asked on B just before B dies is not lost
+        last = (await ben.ok("ask", text="Pringle manoeuvre: how long per cycle?"))["question"]
+        b.kill()
+        late_moderator = await joined(http, c.base, "course",
+                                      (await cluster.mint(http, c, Role.MODERATOR, name="Lee"))[0])
+        clients.append(late_moderator)
+        assert {qid, last} <= set(late_moderator.questions), late_moderator.questions
+        assert late_moderator.questions[qid]["state"] == "on_air"
+        # and a node that joins later has the whole board
+        (e,) = cluster.start("node-e")
+        on_e = await joined(http, e.base, "course", (await cluster.mint(http, e, Role.MODERATOR, name="Eve"))[0])
+        clients.append(on_e)
+        assert {qid, last} <= set(on_e.questions) and on_e.questions[qid]["votes"] == 1, on_e.questions
+    finally:
+        for client in clients:
+            with contextlib.suppress(Exception):
+                await client.close()
