@@ -21,6 +21,7 @@ from signaling.auth.access import Access
 from signaling.auth.tickets import MediaTickets
 from signaling.auth.tokens import TokenIssuer, load_secret
 from signaling.cluster.directory import Cluster, LocalCluster
+from signaling.cluster.forward import session_forwarding
 from signaling.cluster.node import ClusterNode
 from signaling.config.settings import ServerConfig
 from signaling.health import Health
@@ -133,7 +134,7 @@ def open_store(config: ServerConfig) -> EventStore:
 
 def create_app(config: ServerConfig, broadcaster: Broadcaster | None = None) -> web.Application:
     install_bad_http_filter()
-    app = web.Application(middlewares=MIDDLEWARES,
+    app = web.Application(middlewares=[*MIDDLEWARES, session_forwarding],
                           client_max_size=64 * 1024)
     app[CONFIG] = config
     app[WEB_ROOT] = WEB_DIR

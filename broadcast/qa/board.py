@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 SNAPSHOT_PART_BYTES = 14_000   # well below every data channel's message size limit
 SHARED_ATTEMPTS = 4            # a shared board: a command decided again on a newer board at most this often
 SHARED_WAIT_S = 5.0            # … and its change back from the cluster's log within this
+LOG_LOST_WAIT_S = 1.0          # the shared log is shorter than this copy: it is being given again
 VOTE_FLUSH_S = 0.25
 MODERATOR, AUDIENCE, DISPLAY = "moderator", "audience", "display"
 
@@ -257,6 +258,9 @@ class Board:
             change = _merged(staged)
             expected = self.log_rev if change.checked else None
             accepted, rev = await self.sync.submit(self.event, change, expected)
+            if not accepted and rev < self.log_rev:
+                await asyncio.sleep(LOG_LOST_WAIT_S)  # the shared log was lost: this node gives it its board again
+                continue
             await self._until_applied(rev)
             if accepted:
                 return self._refreshed(result)

@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 
 from broadcast.qa.board import Board, Change
 from broadcast.qa.messages import QaError
+from signaling.cluster.rediscluster import RECONNECTING
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class RedisBoardLog:
     def __init__(self, redis_url: str, shown_url: str) -> None:
         self.shown_url = shown_url
         self._redis = aioredis.Redis.from_url(redis_url, socket_timeout=3.0, socket_connect_timeout=2.0,
-                                              decode_responses=True)
+                                              decode_responses=True, **RECONNECTING)
         self._tails: dict[str, asyncio.Task[None]] = {}
         self._joined: dict[str, asyncio.Event] = {}
         self.applied = 0

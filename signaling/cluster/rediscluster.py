@@ -25,7 +25,11 @@ import urllib.parse
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from signaling.cluster.directory import (
     BusHandler,
@@ -50,6 +54,9 @@ HEARTBEAT_S = 1.0
 TTL_S = 5.0                     # a silent node is gone after this
 MAX_MESSAGE_BYTES = 64 * 1024
 RETRY_S = 1.0
+# a command on a connection Redis dropped (it restarted) is tried again on a new one at once
+RECONNECTING: dict[str, Any] = {"retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+                                "retry_on_error": [RedisConnectionError, RedisTimeoutError]}
 
 
 def node_id_of(node_url: str) -> str:
@@ -73,7 +80,7 @@ class RedisCluster:
         self.node_url: str | None = node_url
         self.shown_url = redacted(redis_url)
         self._redis = aioredis.Redis.from_url(redis_url, socket_timeout=2.0, socket_connect_timeout=2.0,
-                                              decode_responses=True)
+                                              decode_responses=True, **RECONNECTING)
         self._nodes: dict[str, NodeEntry] = {}
         self._report: Report | None = None
         self._on_message: BusHandler | None = None
@@ -248,7 +255,7 @@ class RedisCluster:
 async def read_directory(redis_url: str) -> list[NodeEntry]:
     """Every node's entry, for `orcast cluster status` (raises RedisError, OSError)."""
     client = aioredis.Redis.from_url(redis_url, socket_timeout=3.0, socket_connect_timeout=3.0,
-                                     decode_responses=True)
+                                     decode_responses=True, **RECONNECTING)
     try:
         keys = [k async for k in client.scan_iter(match=NODE_KEY.format("*"), count=500)]
         values = await client.mget(keys) if keys else []

@@ -15,10 +15,11 @@ from broadcast.participant import Participant
 from broadcast.webrtc.sdpoffer import MAX_SDP_BYTES
 from broadcast.webrtc.session import IceServer
 from signaling.auth.access import Identity
+from signaling.cluster.forward import tagged
 from signaling.http.bodies import read_text
 from signaling.http.errors import http_error
 from signaling.http.params import stream_path
-from signaling.keys import ACCESS, BROADCASTER, HEALTH
+from signaling.keys import ACCESS, BROADCASTER, CLUSTER, HEALTH
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +77,10 @@ async def create_session(request: web.Request, admit: Admitter, start: Starter, 
         raise http_error(exc) from None
     finally:
         request.app[ACCESS].release(identity)
+    node = request.app[CLUSTER].cluster
     headers = {
-        "Location": f"{request.path.rstrip('/')}/{session.id}",
+        # in a cluster the URL names this node: any node can pass a request for it on here
+        "Location": f"{request.path.rstrip('/')}/{tagged(session.id, node.node_id if node.enabled else None)}",
         "Content-Type": SDP,
     }
     link = ice_link_header(request.app[BROADCASTER].settings.ice_servers)

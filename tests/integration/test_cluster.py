@@ -106,7 +106,16 @@ async def test_viewers_on_other_nodes_are_served_by_one_pull_per_node(cluster: C
         for line in ("orcast_cluster_nodes 3.0", f'orcast_cluster_pulls{{path="{PATH}"}} 1.0',
                      "orcast_cluster_redis_up 1.0", "orcast_cluster_remote_feeds 1.0"):
             assert line in metrics, metrics
-        for v in on_b:
+        # a session URL names its node: asked on another node (a balancer without stickiness),
+        # the request is passed on to it
+        assert on_b[0].session_url.endswith("~node-b"), on_b[0].session_url
+        elsewhere = on_b[0].session_url.replace(b.base, c.base)
+        async with http.get(f"{elsewhere}/quality", headers=bearer(viewer)) as resp:
+            assert resp.status == 200, await resp.text()
+            assert (await resp.json())["rendition"] == "high"
+        async with http.delete(elsewhere, headers=bearer(viewer)) as resp:
+            assert resp.status == 200, await resp.text()
+        for v in on_b[1:]:
             await v.close(http)
         await on_c.close(http)
     finally:
@@ -178,3 +187,48 @@ async def test_one_board_across_the_cluster_and_nothing_lost_when_a_node_dies(
         for client in clients:
             with contextlib.suppress(Exception):
                 await client.close()
+
+
+async def test_nodes_keep_serving_while_redis_is_away_and_register_again(
+        cluster: Cluster, redis_server: RedisProcess, http: aiohttp.ClientSession) -> None:
+    a, c = cluster.nodes["node-a"], cluster.nodes["node-c"]
+    organizer = cluster.organizer()
+    technician, _ = await cluster.mint(http, a, Role.TECHNICIAN, theatre="or2")
+    publisher = await publish(http, a.base, "course/or2/room", token=technician)
+    viewer_token, _ = await cluster.mint(http, a, Role.VIEWER)
+    viewer = await watch(http, a.base, "course/or2/room", token=viewer_token)
+    moderator = await joined(http, a.base, "course", (await cluster.mint(http, a, Role.MODERATOR, name="Kim"))[0])
+    try:
+        await viewer.wait_frames(10, timeout=20.0)
+        before = set(moderator.questions)
+        redis_server.stop()
+        await asyncio.sleep(2.5)
+        # the node's own feed and viewer go on; the board stays as it is and refuses changes
+        frames = len(viewer.counters)
+        await viewer.wait_frames(frames + 20, timeout=10.0)
+        async with http.get(f"{a.base}/api/events/course/streams", headers=bearer(organizer)) as resp:
+            assert resp.status == 200
+        refused = await moderator.request("ask", text="Is anyone there?")
+        assert refused["type"] == "error" and refused["code"] in ("storage", "forbidden"), refused
+        assert "Redis" in a.log() and "keeps serving" in a.log()
+
+        # Redis comes back empty: the nodes register again, and the board is given back to it
+        restarted = start_redis(redis_server.port)
+        redis_server.process = restarted.process
+        status = ""
+        deadline = time.monotonic() + 10
+        while "node-a" not in status or "node-c" not in status:
+            assert time.monotonic() < deadline, f"the nodes did not register again:\n{status}"
+            status = await cluster_status(cluster)
+        assert "Redis at" in a.log() and "is back" in a.log()
+        viewer_c, _ = await cluster.mint(http, c, Role.VIEWER, name="Dr Back")
+        on_c = await joined(http, c.base, "course", viewer_c)
+        await on_c.ok("ask", text="After the restart: is the board still one?")
+        await moderator.wait_until(lambda: len(set(moderator.questions) - before) >= 1, timeout=15.0,
+                                   what="a question asked on C after the restart reaches A")
+        assert before <= set(moderator.questions), "questions from before Redis restarted were lost"
+        await on_c.close()
+    finally:
+        await moderator.close()
+        await viewer.close(http)
+        await publisher.pc.close()

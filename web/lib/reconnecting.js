@@ -60,7 +60,8 @@ export class Reconnecting {
   // connection's is one, come back now, without a DELETE the server could only refuse.
   /** @param {string[]} ids */
   sessionsLost(ids) {
-    const mine = this._session && ids.some((id) => this._session.endsWith(`/${id}`));
+    // in a cluster a session URL ends in "{id}~{node}"
+    const mine = this._session && ids.some((id) => this._session.endsWith(`/${id}`) || this._session.includes(`/${id}~`));
     if (!mine || !this.wanted()) return;
     this._session = null;
     this._reconnectNow();
