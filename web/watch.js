@@ -467,6 +467,7 @@ start();
 // A read-only handle for diagnostics and browser tests (see exposeForTests).
 exposeForTests({
   get peer() { return main?.pc; },
+  get session() { return main?._session; },
   get recoveries() { return main?.recoveries ?? 0; },
   get path() { return main?.path; },
   get tiles() { return tiles.map((t) => ({ feed: t.feed, state: t.player.state, peer: t.player.pc })); },

@@ -69,5 +69,7 @@ async def _forward(request: web.Request, node_url: str) -> web.Response:
     except (aiohttp.ClientError, TimeoutError) as exc:
         logger.warning("cluster: passing %s %s on to its node failed: %s", request.method, request.path,
                        type(exc).__name__)
-        raise web.HTTPBadGateway(text="the node that holds this session does not answer; start a new session\n"
-                                 ) from None
+        # a 404, not a 502: a balancer would take a 502 for this node failing, and the session
+        # is gone for the client either way
+        raise web.HTTPNotFound(text="the node that held this session does not answer (it may have died); start a "
+                                    "new session (the page does so by itself)\n") from None

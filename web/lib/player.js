@@ -8,6 +8,9 @@ import { Reconnecting } from "./reconnecting.js";
 import { HttpError, negotiate } from "./webrtchttp.js";
 
 const NO_PICTURE_MS = 3000;
+// a picture still this long: is this player's session still there? (its server may have died:
+// in a cluster the page need not wait for NO_PICTURE_MS, nor ICE's half a minute)
+const PROBE_MS = 1000;
 const SAMPLE_MS = 1000;
 
 export class FeedPlayer extends Reconnecting {
@@ -199,15 +202,40 @@ export class FeedPlayer extends Reconnecting {
     }
   }
 
+  // The session does not answer (its node is gone: 502 from the balancer, 404 from another
+  // node, or no answer): a new connection now, on whichever server answers.
+  async _probeSession() {
+    const session = this._session;
+    if (!session) return;
+    const headers = this.token ? { Authorization: `Bearer ${this.token}` } : {};
+    let gone = false;
+    try {
+      const response = await fetch(`${session}/quality`, { headers, signal: AbortSignal.timeout(1500) });
+      gone = [404, 502, 503, 504].includes(response.status);
+    } catch {
+      gone = true;
+    }
+    if (gone && session === this._session && this.wanted()) {
+      this.recoveries += 1;
+      this._session = null;  // nothing there to DELETE
+      this._retry("stalled", "the server lost this connection; reconnecting …", 0);
+    }
+  }
+
   _checkProgress(count, now) {
     if (!this._progress || count !== this._progress.count) {
       const first = !this._progress;
-      this._progress = { count, at: now };
+      this._progress = { count, at: now, probed: false };
       if (!first && this.state === "stalled" && !this.sourceStalled) this._set("live", "");
       return;
     }
     const still = now - this._progress.at;
-    if (still < NO_PICTURE_MS || !this.live || this.sourceStalled || this.state === "connecting") return;
+    if (!this.live || this.sourceStalled || this.state === "connecting") return;
+    if (still >= PROBE_MS && !this._progress.probed) {
+      this._progress.probed = true;
+      this._probeSession();
+    }
+    if (still < NO_PICTURE_MS) return;
     const what = this._audioOnly ? "No sound" : count ? "Picture frozen" : "No picture";
     this.recoveries += 1;
     this._retry("stalled", `${what} for ${Math.round(still / 1000)} s; reconnecting …`, this._backoff());
