@@ -59,6 +59,7 @@ class WhepPull(PullState):
         self._last_frame = 0.0
         self._ended = asyncio.Event()  # this connection is over
         self._wake = asyncio.Event()   # close() was called: stop waiting
+        self._now = False              # reconnect_now(): the next attempt without a wait
 
     def start(self) -> None:
         if self._task is None:
@@ -102,11 +103,24 @@ class WhepPull(PullState):
                 self.error = self.error or "the other server stopped sending; reconnecting"
             self.state = "reconnecting" if self.connects else "connecting"
             logger.info("%s: %s; trying again in %.0f s", self.settings.path, self.error, backoff)
+            if self._now:
+                self._now = False
+                continue  # told where the feed is now: no backoff
             try:
                 await asyncio.wait_for(self._wake.wait(), backoff)
             except TimeoutError:
                 pass
             backoff = min(BACKOFF_MAX_S, backoff * 2)
+
+    def reconnect_now(self, why: str) -> None:
+        """End this connection and make a new one at once (the feed moved to another server:
+        its viewers here resume on the new connection's first keyframe)."""
+        if self._closed:
+            return
+        logger.info("%s: %s; pulling again now", self.settings.path, why)
+        self.error = why
+        self._now = True
+        self._ended.set()
 
     async def _pull_once(self) -> bool:
         pc = RTCPeerConnection()

@@ -23,13 +23,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
+
 from broadcast.broadcaster import Broadcaster
 from broadcast.lifecycle import CloseReason
 from broadcast.participant import Participant, Role
 from broadcast.relay.stream import StreamInfo
 from broadcast.relay.streampath import StreamPath
 from broadcast.sources.pulled import PullSettings
-from broadcast.webrtc.wheppull import Hangup, PullRefused, Signal
+from broadcast.webrtc.wheppull import Hangup, PullRefused, Signal, WhepPull
 from signaling.auth.tokens import TokenIssuer
 from signaling.cluster.directory import Cluster, ClusterUnavailable, FeedHolder, NodeReport
 from signaling.whepclient import whep_client
@@ -38,6 +40,9 @@ logger = logging.getLogger(__name__)
 
 NODE_LINK_NAME = "ORcast node "  # + node id: the name in the links nodes mint for their pulls
 NODE_LINK_TTL_S = 3600
+THUMBNAIL_TTL_S = 3.0       # a still of another node's feed is fetched at most this often
+THUMBNAIL_TIMEOUT = aiohttp.ClientTimeout(total=3)
+MAX_THUMBNAIL_BYTES = 512 * 1024
 _INFO_FIELDS = {f.name for f in dataclasses.fields(StreamInfo)}
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -80,6 +85,9 @@ class ClusterNode:
         self._cpu = ProcessCpu()
         self._tasks: set[asyncio.Task[bool]] = set()
         self._agreed: set[str] = set()  # events whose generation was taken from the cluster
+        self._pulled_from: dict[str, str] = {}  # feed → the node its pull's current session is with
+        self._thumbnails: dict[str, tuple[float, bytes, str]] = {}  # path → (fetched at, JPEG, captured at)
+        self._thumbnail_fetches: dict[str, asyncio.Task[tuple[bytes, str] | None]] = {}
 
     # -- what this node tells the directory ---------------------------------------------------
     def report(self) -> NodeReport:
@@ -88,6 +96,7 @@ class ClusterNode:
         own = [dataclasses.asdict(i) for i in infos if i.live and i.path not in self.pulls]
         pids = [row["pid"] for row in b.worker_rows() if row.get("pid")]
         self._forget_idle_pulls()
+        self._follow_moved_feeds()
         return NodeReport(sessions=len(b.sessions), cpu_cores=self._cpu.sample(pids),
                           bitrate_out_bps=sum(i.bitrate_out_bps for i in infos), feeds=own,
                           pulls=sorted(p for p in self.pulls if self.pull_running(p)))
@@ -110,6 +119,20 @@ class ClusterNode:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
                 logger.info("cluster: %s is held by no other node now; its pull is forgotten", path)
+
+    def _follow_moved_feeds(self) -> None:
+        """A feed whose source moved to another node (its encoder republished there after its
+        node died): the pull goes there now, not after it has heard nothing for seconds."""
+        for path in list(self.pulls):
+            holder = self.cluster.holder(path)
+            was = self._pulled_from.get(path)
+            if holder is None or was is None or holder.node_id == was:
+                continue
+            source = self.broadcaster.pulled.get(StreamPath.parse(path))
+            pull = getattr(source, "pull", None)
+            if isinstance(pull, WhepPull):
+                self._pulled_from[path] = holder.node_id  # asked once
+                pull.reconnect_now(f"the feed moved from node {was} to node {holder.node_id}")
 
     # -- viewers on any node ---------------------------------------------------------------------
     def prepare_play(self, path: StreamPath, who: Participant | None) -> None:
@@ -141,6 +164,9 @@ class ClusterNode:
                 raise PullRefused(f"no node holds {path} now (its publisher may be reconnecting); the pull retries")
             token = self._mint(StreamPath.parse(path).event)
             self._tokens[path] = token
+            if self._pulled_from.get(path) != holder.node_id:
+                logger.info("cluster: %s: pulling from node %s (%s)", path, holder.node_id, holder.url)
+            self._pulled_from[path] = holder.node_id
             send, _ = whep_client(PullSettings(path, f"{holder.url}/whep/{path}", token=token))
             return await send(offer)
 
@@ -155,6 +181,38 @@ class ClusterNode:
         token, _ = self.issuer.mint(event, Role.VIEWER, NODE_LINK_NAME + self.cluster.node_id, NODE_LINK_TTL_S,
                                     gen=self.token_gen(event))
         return token
+
+    # -- thumbnails of feeds held elsewhere ---------------------------------------------------------
+    async def remote_thumbnail(self, path: StreamPath) -> tuple[bytes, str] | None:
+        """The latest still of a feed another node holds (JPEG, its capture time), fetched from
+        that node at most once per THUMBNAIL_TTL_S for all of this node's pages."""
+        holder = self.cluster.holder(str(path)) if self.cluster.enabled else None
+        if holder is None:
+            return None
+        key = str(path)
+        cached = self._thumbnails.get(key)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < THUMBNAIL_TTL_S:
+            return cached[1], cached[2]
+        fetching = self._thumbnail_fetches.get(key)
+        if fetching is None:
+            fetching = asyncio.get_running_loop().create_task(self._fetch_thumbnail(holder.url, path))
+            self._thumbnail_fetches[key] = fetching
+            fetching.add_done_callback(lambda _t: self._thumbnail_fetches.pop(key, None))
+        return await asyncio.shield(fetching)
+
+    async def _fetch_thumbnail(self, node_url: str, path: StreamPath) -> tuple[bytes, str] | None:
+        url = f"{node_url}/api/events/{path.event}/thumbnails/{path.theatre}/{path.feed}"
+        headers = {"Authorization": f"Bearer {self._mint(path.event)}"}
+        try:
+            async with aiohttp.ClientSession(timeout=THUMBNAIL_TIMEOUT) as http, http.get(url, headers=headers) as resp:
+                if resp.status != 200 or resp.content_type != "image/jpeg":
+                    return None
+                picture = (await resp.content.read(MAX_THUMBNAIL_BYTES), resp.headers.get("X-Captured-At", ""))
+        except (aiohttp.ClientError, TimeoutError):
+            return None
+        self._thumbnails[str(path)] = (time.monotonic(), *picture)
+        return picture
 
     # -- the feed list ---------------------------------------------------------------------------
     def stream_infos(self) -> list[StreamInfo]:

@@ -174,7 +174,12 @@ async def thumbnail(request: web.Request) -> web.Response:
     picture = broadcaster.thumbnails.get(path)
     if picture is None:
         stream = broadcaster.streams.get(path)
-        if stream is not None and stream.live:
+        remote = None if stream is not None and stream.live else await request.app[CLUSTER].remote_thumbnail(path)
+        if remote is not None:  # a feed another node of the cluster holds
+            return web.Response(body=remote[0], content_type="image/jpeg", headers={
+                "Cache-Control": "no-store", "X-Captured-At": remote[1]})
+        held_elsewhere = request.app[CLUSTER].cluster.holder(str(path)) is not None
+        if (stream is not None and stream.live) or held_elsewhere:
             # live, its first still is on its way: not an error (a browser logs every 404)
             return web.Response(status=204, headers={"Retry-After": "2", "Cache-Control": "no-store"})
         raise web.HTTPNotFound(text=f"no picture of {path}: it is not live and has never been\n")

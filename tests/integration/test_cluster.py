@@ -84,6 +84,17 @@ async def test_viewers_on_other_nodes_are_served_by_one_pull_per_node(cluster: C
                 await asyncio.sleep(0.2)
         listed = [s for s in await streams(http, c.base, organizer) if s["path"] == PATH]
         assert listed[0]["node"] == "node-a", listed
+        # and its thumbnail, which node A makes (C has no viewer of the feed, so no copy of it)
+        thumbnail = f"{c.base}/api/events/course/thumbnails/or1/endoscope"
+        deadline = time.monotonic() + 15
+        while True:
+            async with http.get(thumbnail, headers=bearer(organizer)) as resp:
+                if resp.status == 200:
+                    assert resp.content_type == "image/jpeg" and (await resp.read())[:2] == b"\xff\xd8"
+                    break
+                assert resp.status == 204, await resp.text()  # A's first still is on its way
+            assert time.monotonic() < deadline, "node C never showed node A's thumbnail"
+            await asyncio.sleep(0.5)
 
         viewer, _ = await cluster.mint(http, c, Role.VIEWER, name="Dr Remote")  # minted on C, used on B too
         on_b = [await watch(http, b.base, PATH, token=viewer) for _ in range(2)]
@@ -232,3 +243,32 @@ async def test_nodes_keep_serving_while_redis_is_away_and_register_again(
         await moderator.close()
         await viewer.close(http)
         await publisher.pc.close()
+
+
+async def test_viewers_resume_when_the_encoder_republishes_to_another_node_after_its_node_died(
+        cluster: Cluster, http: aiohttp.ClientSession) -> None:
+    c, d, e = (cluster.nodes[n] for n in ("node-c", "node-d", "node-e"))
+    path = "course/or2/overhead"
+    technician, _ = await cluster.mint(http, e, Role.TECHNICIAN, theatre="or2")
+    first = await publish(http, c.base, path, token=technician)
+    viewer_token, _ = await cluster.mint(http, d, Role.VIEWER, name="Dr Far")
+    deadline = time.monotonic() + 5
+    while not [s for s in await streams(http, d.base, cluster.organizer()) if s["path"] == path and s["live"]]:
+        assert time.monotonic() < deadline, "node D never saw the feed"
+        await asyncio.sleep(0.2)
+    viewer = await watch(http, d.base, path, token=viewer_token)  # pulled by D from C
+    try:
+        await viewer.wait_frames(10, timeout=20.0)
+        c.kill()  # the publisher's node dies
+        await first.pc.close()
+        await asyncio.sleep(1.0)
+        republished_at = time.monotonic()
+        second = await publish(http, e.base, path, start=40_000, token=technician)  # the encoder comes back on E
+        before = len(viewer.counters)
+        await viewer.wait_until(lambda: bool(viewer.counters) and viewer.counters[-1] >= 40_000, 20.0,
+                                f"the viewer on D never got the feed from node E (after {before} frames)")
+        print(f"\nthe encoder republished to node E: the viewer on node D plays it again after "
+              f"{time.monotonic() - republished_at:.1f} s")
+        await second.pc.close()
+    finally:
+        await viewer.close(http)
