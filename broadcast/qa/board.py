@@ -232,24 +232,25 @@ class Board:
     def handle(self, client: BoardClient, command: Command) -> dict[str, Any]:
         """Carry out one command for `client` on a board of one node; returns the reply's
         fields or raises QaError."""
+        result: dict[str, Any] = self._handler(command)(client, command)
+        return result
+
+    def _handler(self, command: Command) -> Callable[[BoardClient, Command], dict[str, Any]]:
         handler = getattr(self, f"_do_{command.type}", None)
         if handler is None:
             raise QaError("unknown_type", f"{command.type} is not a board action")
-        result: dict[str, Any] = handler(client, command)
-        return result
+        return handler  # type: ignore[no-any-return]
 
     async def handle_shared(self, client: BoardClient, command: Command) -> dict[str, Any]:
         """The same on a board that a cluster shares: the command is decided on this node's
         copy, appended to the shared log if nobody else changed the board meanwhile (else it
         is decided again on the newer board), and answered once it is applied here."""
         assert self.sync is not None
-        handler = getattr(self, f"_do_{command.type}", None)
-        if handler is None:
-            raise QaError("unknown_type", f"{command.type} is not a board action")
+        handler = self._handler(command)
         for _ in range(SHARED_ATTEMPTS):
             self._staged = []
             try:
-                result: dict[str, Any] = handler(client, command)
+                result = handler(client, command)
                 staged = self._staged
             finally:
                 self._staged = None

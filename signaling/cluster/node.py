@@ -83,7 +83,7 @@ class ClusterNode:
         self.pulls: set[str] = set()  # feeds this node pulls from other nodes
         self._tokens: dict[str, str] = {}  # the link each pull's current session was made with
         self._cpu = ProcessCpu()
-        self._tasks: set[asyncio.Task[bool]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._agreed: set[str] = set()  # events whose generation was taken from the cluster
         self._pulled_from: dict[str, str] = {}  # feed → the node its pull's current session is with
         self._thumbnails: dict[str, tuple[float, bytes, str]] = {}  # path → (fetched at, JPEG, captured at)
@@ -114,8 +114,10 @@ class ClusterNode:
                 self.pulls.discard(path)
             elif source.state == "idle" and self.cluster.holder(path) is None:
                 self.pulls.discard(path)
-                task = asyncio.get_running_loop().create_task(
-                    self.broadcaster.remove_pulled_source(StreamPath.parse(path)))
+                # off the list at once (a viewer that comes now makes a new pull), closed after;
+                # idle, it feeds no stream: nothing to detach
+                del self.broadcaster.pulled[StreamPath.parse(path)]
+                task = asyncio.get_running_loop().create_task(source.close())
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
                 logger.info("cluster: %s is held by no other node now; its pull is forgotten", path)
