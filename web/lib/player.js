@@ -202,18 +202,19 @@ export class FeedPlayer extends Reconnecting {
     }
   }
 
-  // The session does not answer (its node is gone: 502 from the balancer, 404 from another
-  // node, or no answer): a new connection now, on whichever server answers.
+  // The server says the session is gone (its node died: 404 from another node of the cluster,
+  // 502-504 from a balancer): a new connection now, on whichever server answers. No answer in
+  // time proves nothing (a slow link is slow for this request too): the watchdog decides then.
   async _probeSession() {
     const session = this._session;
     if (!session) return;
     const headers = this.token ? { Authorization: `Bearer ${this.token}` } : {};
     let gone = false;
     try {
-      const response = await fetch(`${session}/quality`, { headers, signal: AbortSignal.timeout(1500) });
+      const response = await fetch(`${session}/quality`, { headers, signal: AbortSignal.timeout(3000) });
       gone = [404, 502, 503, 504].includes(response.status);
     } catch {
-      gone = true;
+      gone = false;
     }
     if (gone && session === this._session && this.wanted()) {
       this.recoveries += 1;
