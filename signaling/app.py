@@ -20,6 +20,7 @@ from broadcast.workers.pool import WorkerSettings
 from signaling.auth.access import Access
 from signaling.auth.tickets import MediaTickets
 from signaling.auth.tokens import TokenIssuer, load_secret
+from signaling.cluster import shared
 from signaling.cluster.directory import Cluster, LocalCluster
 from signaling.cluster.forward import session_forwarding
 from signaling.cluster.node import ClusterNode
@@ -90,10 +91,13 @@ async def _cluster_ctx(app: web.Application) -> AsyncIterator[None]:
     node, access = app[CLUSTER], app[ACCESS]
 
     async def on_message(message: dict[str, Any]) -> None:
-        await node.on_message(message, access)
+        if not await shared.apply(app, message):  # events and links changed on another node
+            await node.on_message(message, access)
 
     await node.cluster.start(node.report, on_message)
     access.announce = node.announce
+    if node.cluster.enabled:
+        access.elsewhere = node.sessions_elsewhere
     generations = None
     boards = None
     config, qa = app[CONFIG], app[BROADCASTER].qa
@@ -120,6 +124,7 @@ async def _cluster_ctx(app: web.Application) -> AsyncIterator[None]:
         qa.on_board = None
         await boards.close()
     access.announce = None
+    access.elsewhere = None
     await node.cluster.close()
 
 
@@ -155,7 +160,7 @@ def create_app(config: ServerConfig, broadcaster: Broadcaster | None = None) -> 
     ))
     app[ACCESS] = Access(config, TokenIssuer(secret), open_store(config), app[BROADCASTER])
     app[CLUSTER] = ClusterNode(make_cluster(config), app[BROADCASTER], app[ACCESS].issuer,
-                               app[ACCESS].store.token_gen)
+                               app[ACCESS].store.token_gen, app[ACCESS].live_counts)
     # pulls from other servers' WHEP endpoints, and from the cluster's other nodes
     app[BROADCASTER].whep_client = app[CLUSTER].whep_client
     app[TICKETS] = MediaTickets(secret)

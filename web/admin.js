@@ -98,7 +98,7 @@ function personRow(event, group) {
     ontoggle: (e) => (e.currentTarget.open ? openDetails.add(key) : openDetails.delete(key)),
   }, el("summary", { text: summary(group.items) }),
     el("ul", { className: "conn-list" }, group.items.map((s) =>
-      el("li", { text: `${KIND_WORDS[s.kind] || s.kind}${s.path ? ` ${s.path}` : ""} · ${s.state} · ${duration(s.seconds)}` }))));
+      el("li", { text: `${KIND_WORDS[s.kind] || s.kind}${s.path ? ` ${s.path}` : ""} · ${s.state} · ${duration(s.seconds)}${s.node ? ` · node ${s.node}` : ""}` }))));
   const kick = el("button", {
     disabled: !group.jti,
     title: group.jti ? "End this link's pages now" : "A guest has no link to kick",
@@ -133,7 +133,7 @@ async function refresh() {
   renderTheatres();
   if (!event) return;
   try {
-    const [{ sessions }, { tokens }, { sources }] = await Promise.all([
+    const [{ sessions, nodes_unreachable: unreachable }, { tokens }, { sources }] = await Promise.all([
       api(token, `/api/events/${event.slug}/sessions`),
       api(token, `/api/events/${event.slug}/tokens`),
       api(token, `/api/events/${event.slug}/sources`),
@@ -151,6 +151,9 @@ async function refresh() {
           (r) => `Revoked ${t.name}'s link; ${r.closed_sessions} session(s) closed`))
         : cell("")));
     byId("tokens", HTMLElement).replaceChildren(...tokenRows);
+    if (unreachable?.length) {
+      setStatus(status, `Node ${unreachable.join(", ")} did not answer: its connections are not listed (it may have died)`, "bad");
+    }
   } catch (error) {
     setStatus(status, error.message, "bad");
   }

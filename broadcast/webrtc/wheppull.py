@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -60,6 +61,7 @@ class WhepPull(PullState):
         self._ended = asyncio.Event()  # this connection is over
         self._wake = asyncio.Event()   # close() was called: stop waiting
         self._now = False              # reconnect_now(): the next attempt without a wait
+        self._session_url: str | None = None  # the current session's (a signal may pick the server)
 
     def start(self) -> None:
         if self._task is None:
@@ -147,6 +149,7 @@ class WhepPull(PullState):
             pc.addTransceiver("audio", direction="recvonly")
             await pc.setLocalDescription(await pc.createOffer())
             answer, session_url = await asyncio.wait_for(self._signal(pc.localDescription.sdp), CONNECT_TIMEOUT_S)
+            self._session_url = session_url
             codec, profile = answer_video_codec(answer)
             await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
             self._receiver = next((r for r, kind in taps if kind == "video"), None)
@@ -160,6 +163,17 @@ class WhepPull(PullState):
                     await asyncio.wait_for(self._hangup(session_url), 5)
                 except Exception as exc:  # the other server is gone: its session ends by itself
                     logger.debug("%s: WHEP DELETE failed (%s)", self.settings.path, type(exc).__name__)
+
+    def _where(self) -> str:
+        """What is pulled: the configured URL, or the server the signal went to when that is
+        another (a cluster's pull goes to whichever node holds the feed now)."""
+        shown, session = self.settings.shown_url, self._session_url
+        if session is None:
+            return shown
+        at, went = urllib.parse.urlsplit(shown), urllib.parse.urlsplit(session)
+        if (at.scheme, at.netloc) == (went.scheme, went.netloc):
+            return shown
+        return f"{went.scheme}://{went.netloc}{at.path}"
 
     async def _watch(self) -> bool:
         """Until the connection ends or goes silent; True if frames came."""
@@ -175,7 +189,7 @@ class WhepPull(PullState):
                 if not flowed:
                     flowed = True
                     self.state, self.error = "live", None
-                    logger.info("%s: pulling %s (%s)", self.settings.path, self.settings.shown_url, self.codec)
+                    logger.info("%s: pulling %s (%s)", self.settings.path, self._where(), self.codec)
                 if now - self._last_frame > SILENT_AFTER_S:
                     self.error = f"nothing came from {self.settings.shown_url} for {SILENT_AFTER_S:.0f} s"
                     break

@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_S = 1.0  # revoked or expired links lose their sessions within this (+ close time)
 GUEST_NAME = "guest"
+GUEST_PREFIX = "guest-"  # a guest's made-up token id: each guest is its own
 
 
 class Closable(Protocol):
@@ -86,6 +87,8 @@ class Access:
         self._sweeper: asyncio.Task[None] | None = None
         # tells the cluster's other nodes (revocations, kicks): set by the cluster, else None
         self.announce: Callable[[dict[str, Any], bool], Awaitable[None]] | None = None
+        # a link's live connections on the cluster's other nodes: set by the cluster, else None
+        self.elsewhere: Callable[[str], int] | None = None
 
     # -- identity -----------------------------------------------------------------------
     def identify_token(self, token: str | None, event: str) -> Identity:
@@ -96,7 +99,7 @@ class Access:
         known = self.store.get(event)
         if token is None:
             if known is not None and known.public:
-                guest = Participant(event, Role.VIEWER, GUEST_NAME, "guest-" + secrets.token_hex(6),
+                guest = Participant(event, Role.VIEWER, GUEST_NAME, GUEST_PREFIX + secrets.token_hex(6),
                                     guest=True)
                 return Identity(guest, None)
             raise _unauthorized("this needs a link: send it as 'Authorization: Bearer <token>' "
@@ -206,6 +209,8 @@ class Access:
             return
         limit = claims.max_sessions or self.config.sessions_per_token
         held = self.sessions_of(claims.jti) - spare
+        if self.elsewhere is not None:
+            held += self.elsewhere(claims.jti)
         if held >= limit:
             raise web.HTTPTooManyRequests(
                 text=f"this link already holds {held} live session(s), its limit; close one "

@@ -16,6 +16,9 @@ from typing import Any, Protocol
 
 logger = logging.getLogger(__name__)
 
+# on a request one node passes on to (or asks of) another: answered by that node alone
+FORWARDED = "X-ORcast-Forwarded-By"
+
 # what a node says of itself on each heartbeat
 Report = Callable[[], "NodeReport"]
 # a message from another node (its "type" says what: "revoke", "revoke_all", "kick")
@@ -33,6 +36,8 @@ class NodeReport:
     bitrate_out_bps: int = 0
     feeds: list[dict[str, Any]] = field(default_factory=list)  # StreamInfo dicts of the feeds whose source is here
     pulls: list[str] = field(default_factory=list)  # feeds this node pulls from other nodes
+    # live connections per link (jti) here: a link's session limit holds across the cluster
+    link_sessions: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass

@@ -16,12 +16,12 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 from aiohttp import web
 
+from signaling.cluster.directory import FORWARDED
 from signaling.keys import CLUSTER
 
 logger = logging.getLogger(__name__)
 
 NODE_MARK = "~"
-FORWARDED = "X-ORcast-Forwarded-By"
 PASSED_HEADERS = ("Authorization", "Content-Type", "If-Match", "Accept")
 RETURNED_HEADERS = ("Content-Type", "ETag", "Location", "Retry-After", "Link")
 TIMEOUT = aiohttp.ClientTimeout(total=10)

@@ -20,6 +20,7 @@ import dataclasses
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -32,8 +33,9 @@ from broadcast.relay.stream import StreamInfo
 from broadcast.relay.streampath import StreamPath
 from broadcast.sources.pulled import PullSettings
 from broadcast.webrtc.wheppull import Hangup, PullRefused, Signal, WhepPull
+from signaling.auth.access import GUEST_PREFIX
 from signaling.auth.tokens import TokenIssuer
-from signaling.cluster.directory import Cluster, ClusterUnavailable, FeedHolder, NodeReport
+from signaling.cluster.directory import FORWARDED, Cluster, ClusterUnavailable, FeedHolder, NodeEntry, NodeReport
 from signaling.whepclient import whep_client
 
 logger = logging.getLogger(__name__)
@@ -43,6 +45,8 @@ NODE_LINK_TTL_S = 3600
 THUMBNAIL_TTL_S = 3.0       # a still of another node's feed is fetched at most this often
 THUMBNAIL_TIMEOUT = aiohttp.ClientTimeout(total=3)
 MAX_THUMBNAIL_BYTES = 512 * 1024
+ASK_TIMEOUT = aiohttp.ClientTimeout(total=3)
+COUNTED_FOR_S = 2.0         # another node's per-link counts hold this long after its heartbeat
 _INFO_FIELDS = {f.name for f in dataclasses.fields(StreamInfo)}
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -75,8 +79,9 @@ class ProcessCpu:
 
 class ClusterNode:
     def __init__(self, cluster: Cluster, broadcaster: Broadcaster, issuer: TokenIssuer,
-                 token_gen: Callable[[str], int]) -> None:
+                 token_gen: Callable[[str], int], live_counts: Callable[[], Counter[str]] | None = None) -> None:
         self.cluster = cluster
+        self.live_counts = live_counts  # live connections per link on this node
         self.broadcaster = broadcaster
         self.issuer = issuer
         self.token_gen = token_gen  # an event's link generation (links of older ones are revoked)
@@ -97,9 +102,19 @@ class ClusterNode:
         pids = [row["pid"] for row in b.worker_rows() if row.get("pid")]
         self._forget_idle_pulls()
         self._follow_moved_feeds()
+        links = {jti: n for jti, n in (self.live_counts() if self.live_counts else {}).items()
+                 if n > 0 and not jti.startswith(GUEST_PREFIX)}
         return NodeReport(sessions=len(b.sessions), cpu_cores=self._cpu.sample(pids),
                           bitrate_out_bps=sum(i.bitrate_out_bps for i in infos), feeds=own,
-                          pulls=sorted(p for p in self.pulls if self.pull_running(p)))
+                          pulls=sorted(p for p in self.pulls if self.pull_running(p)), link_sessions=links)
+
+    def sessions_elsewhere(self, jti: str) -> int:
+        """A link's live connections on the other nodes (as of their last heartbeat). A node
+        silent for COUNTED_FOR_S is not counted: it may have died, and its viewers, now coming
+        here, must not be refused for the connections they had there."""
+        me, cutoff = self.cluster.node_id, time.time() - COUNTED_FOR_S
+        return sum(n.report.link_sessions.get(jti, 0) for n in self.cluster.nodes()
+                   if n.node_id != me and n.seen_at >= cutoff)
 
     def pull_running(self, path: str) -> bool:
         source = self.broadcaster.pulled.get(StreamPath.parse(path))
@@ -216,6 +231,32 @@ class ClusterNode:
         self._thumbnails[str(path)] = (time.monotonic(), *picture)
         return picture
 
+    # -- asking every other node -------------------------------------------------------------------
+    async def ask_others(self, path: str, authorization: str | None) -> list[tuple[NodeEntry, Any]]:
+        """GET `path` of every other node at once, with the caller's own link (each node checks
+        it as always); an answer is the JSON it sent, or None if it failed or sent no JSON."""
+        others = [n for n in self.cluster.nodes() if n.node_id != self.cluster.node_id]
+        if not others:
+            return []
+        headers = {FORWARDED: self.cluster.node_id}  # answered from that node alone
+        if authorization:
+            headers["Authorization"] = authorization
+
+        async def ask(http: aiohttp.ClientSession, entry: NodeEntry) -> Any:
+            try:
+                async with http.get(f"{entry.url.rstrip('/')}{path}", headers=headers) as resp:
+                    if resp.status != 200 or resp.content_type != "application/json":
+                        logger.warning("cluster: node %s answered %d to %s", entry.node_id, resp.status, path)
+                        return None
+                    return await resp.json()
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                logger.warning("cluster: node %s did not answer %s (%s)", entry.node_id, path, type(exc).__name__)
+                return None
+
+        async with aiohttp.ClientSession(timeout=ASK_TIMEOUT) as http:
+            answers = await asyncio.gather(*(ask(http, n) for n in others))
+        return list(zip(others, answers, strict=True))
+
     # -- the feed list ---------------------------------------------------------------------------
     def stream_infos(self) -> list[StreamInfo]:
         """This node's feeds and every other node's: a feed pulled here shows as here (its
@@ -256,6 +297,17 @@ class ClusterNode:
                     await self.cluster.raise_to(key, store.token_gen(event.slug))
             elif gen > store.token_gen(event.slug):
                 store.raise_token_gen(event.slug, gen)  # only ever up once joined
+
+    async def new_event_generation(self, slug: str, gen: int) -> None:
+        """An event created here: its link generation becomes the cluster's (higher than that
+        of any earlier event of this name, which another node may have had)."""
+        if not self.cluster.enabled:
+            return
+        try:
+            await self.cluster.raise_to(f"gen:{slug}", gen)
+        except ClusterUnavailable as exc:
+            logger.error("cluster: event %s's link generation could not be stored (%s); the other nodes take it "
+                         "from the announcement", slug, exc)
 
     async def announce(self, message: dict[str, Any], keep: bool) -> None:
         """Access's announcements; a new link generation is also the cluster's from now on."""

@@ -149,7 +149,7 @@ class RedisCluster:
             return
         entry = {"node": self.node_id, "url": self.node_url or "", "at": time.time(), "sessions": report.sessions,
                  "cpu_cores": report.cpu_cores, "bitrate_out_bps": report.bitrate_out_bps,
-                 "feeds": report.feeds, "pulls": report.pulls}
+                 "feeds": report.feeds, "pulls": report.pulls, "links": report.link_sessions}
         try:
             await self._redis.set(NODE_KEY.format(self.node_id), json.dumps(entry), px=int(TTL_S * 1000))
             keys = [k async for k in self._redis.scan_iter(match=NODE_KEY.format("*"), count=500)]
@@ -228,7 +228,8 @@ class RedisCluster:
         kept = await self._redis.hgetall(KEPT)
         now = time.time()
         stale = []
-        for key, data in kept.items():
+        # events before what names them (a link, a revocation of one of its links)
+        for key, data in sorted(kept.items(), key=lambda kv: not str(kv[0]).startswith("event:")):
             message = _message(data)
             if message is None or float(message.get("expires_at") or now + 1) < now:
                 stale.append(key)  # a revocation outlives its link only until the link expires
@@ -284,7 +285,8 @@ def _entry(data: str) -> NodeEntry | None:
         raw = json.loads(data)
         report = NodeReport(sessions=int(raw["sessions"]), cpu_cores=float(raw["cpu_cores"]),
                             bitrate_out_bps=int(raw["bitrate_out_bps"]), feeds=list(raw["feeds"]),
-                            pulls=[str(p) for p in raw.get("pulls", [])])
+                            pulls=[str(p) for p in raw.get("pulls", [])],
+                            link_sessions={str(k): int(v) for k, v in dict(raw.get("links") or {}).items()})
         return NodeEntry(str(raw["node"]), str(raw["url"]), float(raw["at"]), report)
     except (ValueError, KeyError, TypeError):
         logger.warning("cluster: a node entry in Redis could not be read; ignored")

@@ -16,8 +16,12 @@ from broadcast.lifecycle import CloseReason
 from broadcast.participant import Capability, Participant, Role
 from signaling.auth.links import mint_link, request_base
 from signaling.auth.tokens import check_name, parse_ttl
+from signaling.cluster import shared
+from signaling.cluster.directory import FORWARDED
+from signaling.cluster.forward import tagged
 from signaling.http.bodies import check_keys, field, read_json
 from signaling.keys import ACCESS, BROADCASTER, CLUSTER, CONFIG, WS_HUB
+from signaling.store.eventstore import MintedToken
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +66,9 @@ async def mint(request: web.Request) -> web.Response:
                                         role, name, ttl_s, theatre, max_sessions, minted_by=who.describe())
     except ValueError as exc:
         raise web.HTTPBadRequest(text=f"{exc}\n") from None
+    # listed on every node of a cluster too
+    await shared.share(request.app, shared.link_message(MintedToken(
+        claims.jti, slug, str(role), name, theatre, claims.iat, claims.exp, max_sessions, who.describe())))
     return web.json_response({
         "token": token,
         "link": link,
@@ -75,12 +82,13 @@ async def list_tokens(request: web.Request) -> web.Response:
     access = request.app[ACCESS]
     now = time.time()
     live = access.live_counts()
+    elsewhere = access.elsewhere or (lambda jti: 0)  # on the cluster's other nodes
     out = []
     for t in access.store.tokens(slug):
         state = "revoked" if t.revoked_at else "expired" if t.expires_at <= now else "valid"
         out.append({"jti": t.jti, "role": t.role, "name": t.name, "theatre": t.theatre,
                     "issued_at": t.issued_at, "expires_at": t.expires_at, "max_sessions": t.max_sessions,
-                    "minted_by": t.minted_by, "state": state, "live_sessions": live[t.jti]})
+                    "minted_by": t.minted_by, "state": state, "live_sessions": live[t.jti] + elsewhere(t.jti)})
     return web.json_response({"tokens": out})
 
 
@@ -111,22 +119,33 @@ def _session_row(kind: str, sid: str, who: Participant | None, **extra: Any) -> 
 
 
 async def list_sessions(request: web.Request) -> web.Response:
+    """The event's live sessions on this node and, in a cluster, on every other node (asked
+    with the caller's own link); each id names its node, so a kick reaches it from any node."""
     slug, _ = _organizer(request)
+    node = request.app[CLUSTER]
+    me = node.cluster.node_id if node.cluster.enabled else None
     now = time.monotonic()
     rows = []
     for session in request.app[BROADCASTER].sessions.values():
         if session.event != slug:
             continue
         rows.append(_session_row(
-            session.role, session.id, session.participant,
+            session.role, tagged(session.id, me), session.participant,
             path=str(session.path) if session.path else None,
             state=session.connection_state, seconds=round(now - session.created_at, 1),
-            worker=getattr(session, "worker_index", 0)))
+            worker=getattr(session, "worker_index", 0), node=me))
     for conn in request.app[WS_HUB].connections:
         if conn.event == slug:
-            rows.append(_session_row("websocket", conn.id, conn.participant, path=None, state="connected",
-                                     seconds=round(time.time() - conn.connected_at, 1)))
-    return web.json_response({"sessions": rows})
+            rows.append(_session_row("websocket", tagged(conn.id, me), conn.participant, path=None,
+                                     state="connected", seconds=round(time.time() - conn.connected_at, 1), node=me))
+    unreachable: list[str] = []
+    if me is not None and not request.headers.get(FORWARDED):
+        for entry, answer in await node.ask_others(request.rel_url.path, request.headers.get("Authorization")):
+            if isinstance(answer, dict) and isinstance(answer.get("sessions"), list):
+                rows.extend(r for r in answer["sessions"] if isinstance(r, dict))
+            else:
+                unreachable.append(entry.node_id)
+    return web.json_response({"sessions": rows, "nodes_unreachable": unreachable})
 
 
 async def kick(request: web.Request) -> web.Response:

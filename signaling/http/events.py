@@ -6,25 +6,20 @@ Errors are JSON `{"error": "…", "status": N}` (see middleware.api_errors).
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import Any
 
 from aiohttp import web
 
-from broadcast.lifecycle import CloseReason
 from broadcast.participant import ALL_EVENTS, Capability, Participant
-from broadcast.plaintext import single_line
-from broadcast.relay.streampath import is_slug
-from signaling.http import sources
-from signaling.http.bodies import check_keys, field, read_json
+from signaling.cluster import shared
+from signaling.eventlife import event_changed, event_removed
+from signaling.http.bodies import read_json
 from signaling.http.errors import http_error
+from signaling.http.eventbody import parse_event, parse_theatre
 from signaling.http.params import query_flag, stream_path
 from signaling.keys import ACCESS, BROADCASTER, CLUSTER
-from signaling.store.eventstore import Event, StoreError, Theatre
+from signaling.store.eventstore import StoreError
 from signaling.views import visible_streams
-
-MAX_TITLE = 200
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2})?(Z|[+-]\d{2}:?\d{2})?)?$")
 
 
 def you(who: Participant, exp: int | None) -> dict[str, Any]:
@@ -45,49 +40,6 @@ async def list_events(request: web.Request) -> web.Response:
     return web.json_response({"events": [e.to_json() for e in events]})
 
 
-def parse_event(data: dict[str, Any], slug: str | None = None) -> Event:
-    check_keys(data, {"slug", "title", "theatres", "record", "public", "adhoc_theatres",
-                      "starts_at", "ends_at"})
-    slug = slug or field(data, "slug", str, required=True)
-    if not is_slug(slug):
-        raise web.HTTPBadRequest(text="'slug' must be 1-63 of a-z, 0-9 and '-', like \"hpb-2026\"\n")
-    title = _title(field(data, "title", str, default=slug), "'title'")
-    theatres = [parse_theatre(t) for t in field(data, "theatres", list, default=[])]
-    if len({t.slug for t in theatres}) != len(theatres):
-        raise web.HTTPBadRequest(text="a theatre is listed twice\n")
-    if len(theatres) > 100:
-        raise web.HTTPBadRequest(text="at most 100 theatres per event\n")
-    dates = {}
-    for key in ("starts_at", "ends_at"):
-        value = field(data, key, str)
-        if value is not None and not _ISO_DATE.match(value):
-            raise web.HTTPBadRequest(text=f"{key!r} must be an ISO 8601 date/time like 2026-05-12T08:00+02:00\n")
-        dates[key] = value
-    return Event(slug=slug, title=title, theatres=tuple(theatres),
-                 record=field(data, "record", bool, default=False),
-                 public=field(data, "public", bool, default=False),
-                 adhoc_theatres=field(data, "adhoc_theatres", bool, default=False), **dates)
-
-
-def parse_theatre(item: Any) -> Theatre:
-    if isinstance(item, str):
-        item = {"slug": item}
-    if not isinstance(item, dict):
-        raise web.HTTPBadRequest(text="a theatre is \"or1\" or {\"slug\": \"or1\", \"title\": \"OR 1\"}\n")
-    check_keys(item, {"slug", "title"})
-    slug = field(item, "slug", str, required=True)
-    if not is_slug(slug):
-        raise web.HTTPBadRequest(text=f"theatre {slug[:40]!r}: a slug like \"or1\" (a-z, 0-9, '-')\n")
-    return Theatre(slug, _title(field(item, "title", str, default=slug), f"the title of theatre {slug!r}"))
-
-
-def _title(text: str, what: str) -> str:
-    try:
-        return single_line(text, what, MAX_TITLE)
-    except ValueError as exc:
-        raise web.HTTPBadRequest(text=f"{exc}\n") from None
-
-
 def require_server_organizer(request: web.Request) -> Participant:
     who = request.app[ACCESS].identify_any(request).participant
     if who.event != ALL_EVENTS or not who.can(Capability.ADMIN):
@@ -104,24 +56,22 @@ async def create_event(request: web.Request) -> web.Response:
         event = request.app[ACCESS].store.put_event(event)
     except StoreError as exc:
         raise http_error(exc) from None
-    await request.app[BROADCASTER].recordings.reconcile()  # `record = true` starts at once
+    await request.app[CLUSTER].new_event_generation(event.slug, event.token_gen)
+    await shared.share(request.app, shared.event_message(event))  # every node of a cluster has it
+    await event_changed(request.app)
     return web.json_response({"event": event.to_json()}, status=201,
                              headers={"Location": f"/api/events/{event.slug}"})
 
 
 async def delete_event(request: web.Request) -> web.Response:
     require_server_organizer(request)
-    access = request.app[ACCESS]
     slug = request.match_info["event"]
-    access.event(slug)
-    closed = await access.close_where(lambda p: p.event == slug, lambda p: CloseReason.EVENT_DELETED)
+    request.app[ACCESS].event(slug)
     try:
-        access.store.delete_event(slug)
+        closed = await event_removed(request.app, slug)
     except StoreError as exc:
         raise http_error(exc) from None
-    await request.app[BROADCASTER].recordings.forget_event(slug)  # the files stay in the library
-    request.app[BROADCASTER].qa.forget_event(slug)  # the Q&A is archived in the store
-    await sources.forget_event(request.app, slug)  # its cameras are no longer pulled
+    await shared.share(request.app, shared.deleted_message(slug))
     return web.json_response({"deleted": slug, "closed": closed})
 
 
@@ -152,6 +102,7 @@ async def add_theatre(request: web.Request) -> web.Response:
         event = access.store.add_theatre(slug, theatre)
     except StoreError as exc:
         raise http_error(exc) from None
+    await shared.share(request.app, shared.event_message(event))
     return web.json_response({"event": event.to_json()}, status=201)
 
 

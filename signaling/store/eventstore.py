@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,7 @@ class MintedToken:
 class _Memory:
     events: dict[str, Event] = field(default_factory=dict)
     revoked: set[str] = field(default_factory=set)
+    revoked_per_event: Counter[str] = field(default_factory=Counter)
 
 
 class EventStore:
@@ -149,8 +151,8 @@ class EventStore:
                     "SELECT slug, title FROM theatres WHERE event=? ORDER BY position", (row[0],)))
                 events[row[0]] = Event(row[0], row[1], theatres, bool(row[2]), bool(row[3]), bool(row[4]),
                                        row[5], row[6], row[7], row[8])
-            revoked = {r[0] for r in self._db.execute("SELECT jti FROM revoked")}
-        self._mem = _Memory(events, revoked)
+            rows = self._db.execute("SELECT jti, event FROM revoked").fetchall()
+        self._mem = _Memory(events, {r[0] for r in rows}, Counter(r[1] for r in rows))
 
     # -- events -------------------------------------------------------------------------
     def events(self) -> list[Event]:
@@ -242,6 +244,14 @@ class EventStore:
                              (claims.jti, claims.event, str(claims.role), claims.name, claims.theatre,
                               claims.iat, claims.exp, claims.max_sessions, minted_by))
 
+    def import_token(self, token: MintedToken) -> None:
+        """A link another node of the cluster minted: listed here too (revoked if it was)."""
+        with self._lock, transaction(self._db):
+            revoked = self._db.execute("SELECT revoked_at FROM revoked WHERE jti=?", (token.jti,)).fetchone()
+            self._db.execute("INSERT OR IGNORE INTO tokens VALUES (?,?,?,?,?,?,?,?,?,?)",
+                             (token.jti, token.event, token.role, token.name, token.theatre, token.issued_at,
+                              token.expires_at, token.max_sessions, token.minted_by, revoked[0] if revoked else None))
+
     def tokens(self, event: str) -> list[MintedToken]:
         with self._lock:
             rows = self._db.execute("SELECT * FROM tokens WHERE event=? ORDER BY issued_at", (event,)).fetchall()
@@ -264,7 +274,9 @@ class EventStore:
                                  (jti, event, now, row[0] if row else expires_at))
                 self._db.execute("UPDATE tokens SET revoked_at=? WHERE jti=? AND revoked_at IS NULL",
                                  (now, jti))
-            self._mem.revoked.add(jti)
+            if jti not in self._mem.revoked:
+                self._mem.revoked.add(jti)
+                self._mem.revoked_per_event[event] += 1
 
     def revoke_all(self, slug: str) -> int:
         """Every token of the event minted so far stops working. Returns the new generation."""
@@ -311,6 +323,10 @@ class EventStore:
         with self._lock:
             row = self._db.execute("SELECT expires_at FROM tokens WHERE jti=?", (jti,)).fetchone()
         return int(row[0]) if row else None
+
+    def revoked_count(self, slug: str) -> int:
+        """How many of the event's links are revoked (HLS prefixes change with it)."""
+        return self._mem.revoked_per_event[slug]
 
     def token_gen(self, slug: str) -> int:
         event = self._mem.events.get(slug)

@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -103,7 +103,7 @@ async def test_viewers_on_other_nodes_are_served_by_one_pull_per_node(cluster: C
             await v.wait_frames(20, timeout=20.0)
             assert v.counters == sorted(v.counters), "frames out of order"
         # node A serves one pull per node, whatever their viewers
-        pulls = await viewer_sessions(http, a.base, organizer)
+        pulls = [s for s in await viewer_sessions(http, a.base, organizer) if s["node"] == "node-a"]
         assert sorted(str(s["name"]) for s in pulls) == ["ORcast node node-b", "ORcast node node-c"], pulls
         here = next(s for s in await streams(http, b.base, organizer) if s["path"] == PATH)
         assert here["viewers"] == 2 and here["node"] == "node-a", here
@@ -131,6 +131,93 @@ async def test_viewers_on_other_nodes_are_served_by_one_pull_per_node(cluster: C
         await on_c.close(http)
     finally:
         await publisher.pc.close()
+
+
+async def eventually(what: str, check: Callable[[], Awaitable[bool]], within: float = 2.0) -> float:
+    """Seconds until `check` holds; fails after `within`."""
+    started = time.monotonic()
+    while not await check():
+        assert time.monotonic() - started < within, f"{what} not within {within} s"
+        await asyncio.sleep(0.05)
+    return time.monotonic() - started
+
+
+async def test_what_an_organizer_does_on_one_node_holds_on_every_node(cluster: Cluster,
+                                                                       http: aiohttp.ClientSession) -> None:
+    a, b, c = (cluster.nodes[n] for n in ("node-a", "node-b", "node-c"))
+    organizer = cluster.organizer()
+    ward = "ward/or1/cam"
+
+    async def status_of(url: str, token: str) -> int:
+        async with http.get(url, headers=bearer(token)) as resp:
+            return resp.status
+
+    # an event created on the organizer page of node A is on every node
+    async with http.post(f"{a.base}/api/events", headers=bearer(organizer),
+                         json={"slug": "ward", "title": "Ward round", "theatres": ["or1"]}) as resp:
+        assert resp.status == 201, await resp.text()
+    for node in (b, c):
+        took = await eventually(f"event ward on {node.name}",
+                                lambda n=node: _is(status_of(f"{n.base}/api/events/ward", organizer), 200))
+        print(f"\nevent created on node A, known on {node.name} after {took:.2f} s")
+    # a theatre added on B reaches A
+    async with http.post(f"{b.base}/api/events/ward/theatres", headers=bearer(organizer), json={"slug": "or2"}) as resp:
+        assert resp.status == 201, await resp.text()
+
+    async def a_has_or2() -> bool:
+        async with http.get(f"{a.base}/api/events/ward", headers=bearer(organizer)) as resp:
+            return any(t["slug"] == "or2" for t in (await resp.json())["event"]["theatres"])
+    await eventually("theatre or2 on node A", a_has_or2)
+
+    # its links work on every node and every node lists them, with their live connections
+    technician, _ = await cluster.mint(http, a, Role.TECHNICIAN, theatre="or1", event="ward")
+    viewer, jti = await cluster.mint(http, c, Role.VIEWER, name="Dr One Device", event="ward", max_sessions=1)
+    publisher = await publish(http, a.base, ward, token=technician)
+    try:
+        async def live_on_b() -> bool:
+            async with http.get(f"{b.base}/api/events/ward/streams", headers=bearer(organizer)) as resp:
+                return any(s["path"] == ward and s["live"] for s in (await resp.json())["streams"])
+        await eventually("the feed in node B's directory", live_on_b, within=5.0)
+        on_b = await watch(http, b.base, ward, token=viewer)
+        await on_b.wait_frames(5, timeout=20.0)
+
+        async def listed_on_a() -> bool:
+            async with http.get(f"{a.base}/api/events/ward/tokens", headers=bearer(organizer)) as resp:
+                rows = [t for t in (await resp.json())["tokens"] if t["jti"] == jti]
+            return bool(rows) and rows[0]["name"] == "Dr One Device" and rows[0]["live_sessions"] == 1
+        await eventually("C's link listed on A with its session on B", listed_on_a, within=3.0)
+        # a link's session limit holds across the nodes: its one session is on B, C refuses another
+        await watch(http, c.base, ward, token=viewer, expect=429)
+
+        # the sessions of every node are listed on any node, and kicked from there
+        async with http.get(f"{c.base}/api/events/ward/sessions", headers=bearer(organizer)) as resp:
+            listing = await resp.json()
+        assert listing["nodes_unreachable"] == []
+        row = next(s for s in listing["sessions"] if s["jti"] == jti and s["kind"] == "viewer")
+        assert row["node"] == "node-b" and str(row["id"]).endswith("~node-b"), row
+        assert any(s["kind"] == "publisher" and s["node"] == "node-a" for s in listing["sessions"]), listing
+        async with http.delete(f"{c.base}/api/events/ward/sessions/{row['id']}", headers=bearer(organizer)) as resp:
+            assert resp.status == 200, await resp.text()
+
+        async def gone_from_b() -> bool:
+            async with http.get(f"{b.base}/api/events/ward/sessions", headers=bearer(organizer)) as resp:
+                return not [s for s in (await resp.json())["sessions"] if s["jti"] == jti]
+        await eventually("the kicked session gone from node B", gone_from_b)
+        await on_b.close(http)
+    finally:
+        await publisher.pc.close()
+
+    # deleted on C: gone on every node, its links refused
+    async with http.delete(f"{c.base}/api/events/ward", headers=bearer(organizer)) as resp:
+        assert resp.status == 200, await resp.text()
+    for node in (a, b):
+        await eventually(f"event ward deleted on {node.name}",
+                         lambda n=node: _is(status_of(f"{n.base}/api/events/ward", organizer), 404))
+    assert await status_of(f"{a.base}/api/events/ward", technician) in (401, 404)
+
+
+async def _is(status: Awaitable[int], wanted: int) -> bool:
+    return await status == wanted
 
 
 async def test_a_link_revoked_on_one_node_is_refused_on_another_within_two_seconds(

@@ -102,10 +102,12 @@ class Cluster:
         return token
 
     async def mint(self, http: aiohttp.ClientSession, node: Node, role: Role, theatre: str | None = None,
-                   name: str = "test") -> tuple[str, str]:
-        """A link of the `course` event minted on `node` (as the organizer page does): (token, jti)."""
-        body = {"role": str(role), "name": name, **({"theatre": theatre} if theatre else {})}
-        async with http.post(f"{node.base}/api/events/course/tokens", json=body,
+                   name: str = "test", event: str = "course", max_sessions: int | None = None) -> tuple[str, str]:
+        """A link of an event (`course`) minted on `node` (as the organizer page does): (token, jti)."""
+        body: dict[str, object] = {"role": str(role), "name": name, **({"theatre": theatre} if theatre else {})}
+        if max_sessions is not None:
+            body["max_sessions"] = max_sessions
+        async with http.post(f"{node.base}/api/events/{event}/tokens", json=body,
                              headers={"Authorization": f"Bearer {self.organizer()}"}) as resp:
             assert resp.status == 201, await resp.text()
             data = await resp.json()
