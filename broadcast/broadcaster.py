@@ -19,6 +19,7 @@ from typing import Any
 from aiortc import RTCDataChannel
 
 from broadcast.errors import InvalidSource, Overloaded, SessionNotFound, StreamBusy, StreamNotLive
+from broadcast.hls.service import HlsService, HlsSettings
 from broadcast.lifecycle import CloseReason, notify, start_every, stop_task
 from broadcast.participant import Participant
 from broadcast.qa.boards import QaBoards, QaSettings
@@ -69,6 +70,7 @@ class BroadcastSettings:
     udp_gso: bool = True    # the fast path batches a frame's packets with UDP GSO where it can
     workers: WorkerSettings = field(default_factory=WorkerSettings)  # processes that hold viewers
     on_demand_grace_s: float = GRACE_S  # an on-demand source pulls on this long after its last viewer
+    hls: HlsSettings = field(default_factory=HlsSettings)
 
 
 class Broadcaster:
@@ -85,6 +87,8 @@ class Broadcaster:
         self.sessions: dict[str, Session] = {}
         self.recordings = RecordingManager(self.settings.recording, self.streams)
         self.thumbnails = Thumbnails()
+        self.hls = HlsService(self.settings.hls, self.streams)  # LL-HLS, made while someone asks for it
+        self.hls.demand_listeners.append(self._review_demand)
         # told each viewer's join time (WHEP answer → first video frame sent), e.g. for metrics
         self.join_listeners: list[Callable[[float], None]] = []
         # told the sessions a dead worker process took with it, so their pages can come back at once
@@ -112,6 +116,7 @@ class Broadcaster:
             if ports is not None:
                 restrict_udp_ports(asyncio.get_running_loop(), ports)
             self._sampler = start_every(1.0, self._sample_rates, "sampling the feeds' rates", first_after=0.0)
+            self.hls.start()
 
     async def open(self, record_policy: Callable[[str], bool] | None = None,
                    accepts_theatre: Callable[[str, str], bool] | None = None) -> None:
@@ -317,7 +322,7 @@ class Broadcaster:
         if self._published(path):
             return False
         stream = self.streams.get(path)
-        return (stream is not None and bool(stream.viewers)) or self.recordings.wants(path)
+        return (stream is not None and bool(stream.viewers)) or self.recordings.wants(path) or self.hls.wants(path)
 
     def _review_demand(self, path: StreamPath) -> None:
         """Start or let go of an on-demand source after its feed's viewers or rules changed."""
@@ -413,12 +418,15 @@ class Broadcaster:
         notify(self.join_listeners, seconds, what="a join time listener")
 
     def _went_live(self, stream: Stream) -> None:
-        """The readers that follow every live feed: its recorder (if wanted) and thumbnailer."""
+        """The readers that follow every live feed: its recorder (if wanted), its HLS muxer (if
+        asked for) and thumbnailer."""
         self.recordings.on_live(stream)
+        self.hls.on_live(stream)
         self.thumbnails.on_live(stream)
 
     def _went_offline(self, stream: Stream) -> None:
         self.recordings.on_offline(stream)
+        self.hls.on_offline(stream)
         self.thumbnails.on_offline(stream)
 
     # -- the Q&A ------------------------------------------------------------------------
@@ -520,6 +528,7 @@ class Broadcaster:
         await asyncio.gather(*(self.remove_pulled_source(p) for p in list(self.pulled)), return_exceptions=True)
         self.qa.say_goodbye("the server is restarting; the Q&A comes back by itself")
         await self.recordings.close()
+        await self.hls.close()
         self.thumbnails.close()
         await stop_task(self._sampler)
         await asyncio.gather(*(s.close(CloseReason.SHUTDOWN) for s in list(self.sessions.values())),

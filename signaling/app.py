@@ -18,6 +18,7 @@ from broadcast.qa.store import DB_FILE as QA_DB_FILE
 from broadcast.recording.manager import RecordingSettings
 from broadcast.workers.pool import WorkerSettings
 from signaling.auth.access import Access
+from signaling.auth.hlsprefix import HlsPrefixes
 from signaling.auth.tickets import MediaTickets
 from signaling.auth.tokens import TokenIssuer, load_secret
 from signaling.cluster import shared
@@ -26,9 +27,20 @@ from signaling.cluster.forward import session_forwarding
 from signaling.cluster.node import ClusterNode
 from signaling.config.settings import ServerConfig
 from signaling.health import Health
-from signaling.http import admin, events, health, metrics, pages, qa, recordings, sources, whep, whip, ws
+from signaling.http import admin, events, health, hls, metrics, pages, qa, recordings, sources, whep, whip, ws
 from signaling.http.middleware import MIDDLEWARES, api_options
-from signaling.keys import ACCESS, BROADCASTER, CLUSTER, CONFIG, HEALTH, METRICS, TICKETS, WEB_ROOT, WS_HUB
+from signaling.keys import (
+    ACCESS,
+    BROADCASTER,
+    CLUSTER,
+    CONFIG,
+    HEALTH,
+    HLS_PREFIXES,
+    METRICS,
+    TICKETS,
+    WEB_ROOT,
+    WS_HUB,
+)
 from signaling.livehub import WsHub
 from signaling.logs.format import install_bad_http_filter
 from signaling.store.eventstore import EventStore
@@ -164,6 +176,7 @@ def create_app(config: ServerConfig, broadcaster: Broadcaster | None = None) -> 
     # pulls from other servers' WHEP endpoints, and from the cluster's other nodes
     app[BROADCASTER].whep_client = app[CLUSTER].whep_client
     app[TICKETS] = MediaTickets(secret)
+    app[HLS_PREFIXES] = HlsPrefixes(secret)
     app[WS_HUB] = WsHub(app[BROADCASTER])
     app[WS_HUB].infos = app[CLUSTER].stream_infos  # every node's feeds
     app[HEALTH] = Health()
@@ -177,6 +190,7 @@ def create_app(config: ServerConfig, broadcaster: Broadcaster | None = None) -> 
     app.cleanup_ctx.append(health.health_ctx)
     app.add_routes(whip.routes())
     app.add_routes(whep.routes())
+    app.add_routes(hls.routes())
     app.add_routes(ws.routes())
     app.add_routes(events.routes())
     app.add_routes(admin.routes())

@@ -9,6 +9,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from broadcast.broadcaster import Broadcaster
+from signaling.auth.hlsprefix import HlsPrefixes
 from signaling.auth.tickets import MediaTickets
 from signaling.config.settings import ServerConfig
 from signaling.health import Health
@@ -22,6 +23,7 @@ BROADCASTER = web.AppKey("broadcaster", Broadcaster)
 CONFIG = web.AppKey("config", ServerConfig)
 WEB_ROOT = web.AppKey("web_root", Path)
 TICKETS = web.AppKey("tickets", MediaTickets)
+HLS_PREFIXES = web.AppKey("hls_prefixes", HlsPrefixes)
 ACCESS: web.AppKey[Access] = web.AppKey("access")
 CLUSTER: web.AppKey[ClusterNode] = web.AppKey("cluster")
 WS_HUB = web.AppKey("ws_hub", WsHub)

@@ -14,6 +14,8 @@ _PATTERNS = (
     (re.compile(r"(?i)(bearer\s+)\S+"), r"\1<token>"),
     (re.compile(r"(?i)((?:token|ticket)=)[^&\s\"']+"), r"\1<token>"),
     (re.compile(r"(a=ice-pwd:)\S+"), r"\1<redacted>"),
+    # an HLS address's signed prefix (/hls/s/{window}-{mac}/…): it opens a feed
+    (re.compile(r"(/hls/s/)[0-9]+-[A-Za-z0-9_-]+"), r"\1<prefix>"),
     (re.compile(r"(?i)(credential=\"?)[^\";\s]+"), r"\1<redacted>"),
     # a password in a URL (rtsp://user:password@camera): FFmpeg quotes URLs in its errors
     (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@"), r"\1***@"),

@@ -9,6 +9,7 @@ from typing import ClassVar
 
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]+")
 ICE_PWD = re.compile(r"a=ice-pwd:(?!<redacted>)\S+")
+HLS_PREFIX = re.compile(r"/hls/s/\d+-[A-Za-z0-9_-]{22}")
 
 
 class LogCapture(logging.Handler):
@@ -46,6 +47,7 @@ class LogCapture(logging.Handler):
         text = "\n".join(self.lines)
         found = [f"JWT-like string: {m[:20]}…" for m in JWT.findall(text)]
         found += [f"SDP ICE password: {m[:24]}…" for m in ICE_PWD.findall(text)]
+        found += [f"an HLS prefix: {m[:16]}…" for m in HLS_PREFIX.findall(text)]
         found += [f"a minted token ({t[:12]}…)" for t in self.secrets if t in text]
         return found
 

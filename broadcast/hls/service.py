@@ -1,0 +1,137 @@
+"""HlsService: each feed's LL-HLS playlist and muxer, made on demand.
+
+The first HLS request for a live feed starts its muxer (one per feed, whatever the number of
+players or caches); IDLE_S after the last request it stops and its memory is freed. While it
+runs, the muxer follows the feed as the recorder does: a publisher that reconnects gets a new
+init section and a discontinuity, not a new playlist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from broadcast.hls.muxer import HlsMuxer, NotMuxable
+from broadcast.hls.playlist import MediaPlaylist, PlaylistSettings
+from broadcast.lifecycle import notify, start_every, stop_task
+from broadcast.relay.streampath import StreamPath
+
+if TYPE_CHECKING:
+    from broadcast.relay.stream import Stream
+
+logger = logging.getLogger(__name__)
+
+IDLE_S = 30.0      # a feed's muxer stops this long after its last HLS request
+SWEEP_S = 5.0
+
+
+@dataclass(frozen=True)
+class HlsSettings:
+    playlist: PlaylistSettings = field(default_factory=PlaylistSettings)
+    idle_s: float = IDLE_S
+
+
+class FeedHls:
+    """One feed's playlist and the muxer that fills it."""
+
+    def __init__(self, path: StreamPath, settings: HlsSettings) -> None:
+        self.path = path
+        self.playlist = MediaPlaylist(settings.playlist)
+        s = settings.playlist
+        self.muxer = HlsMuxer(str(path), s.part_s, s.target_s, self.playlist.add_init, self.playlist.add_part)
+        self.last_request = time.monotonic()
+        self.started_at = time.monotonic()
+
+
+class HlsService:
+    def __init__(self, settings: HlsSettings, streams: dict[StreamPath, Stream]) -> None:
+        self.settings = settings
+        self._streams = streams
+        self.feeds: dict[StreamPath, FeedHls] = {}
+        self._waiting: dict[StreamPath, int] = {}  # requests waiting for a feed to go live
+        self._sweeper: asyncio.Task[None] | None = None
+        self.demand_listeners: list[Callable[[StreamPath], None]] = []  # an on-demand camera is wanted
+
+    def start(self) -> None:
+        if self._sweeper is None:
+            self._sweeper = start_every(SWEEP_S, self._sweep, "stopping idle HLS muxers")
+
+    async def close(self) -> None:
+        await stop_task(self._sweeper)
+        self._sweeper = None
+        for path in list(self.feeds):
+            await self._stop(path)
+
+    def wants(self, path: StreamPath) -> bool:
+        """HLS players are watching (an on-demand camera is pulled for them)."""
+        return path in self.feeds or path in self._waiting
+
+    async def when_live(self, path: StreamPath, within: float) -> FeedHls | None:
+        """A feed that is not live yet but may come (an on-demand camera, a feed another node
+        holds, pulled for this request): its HLS once it is live, or None after `within` seconds."""
+        self._waiting[path] = self._waiting.get(path, 0) + 1
+        try:
+            notify(self.demand_listeners, path, what="an HLS demand listener")
+            deadline = time.monotonic() + within
+            while time.monotonic() < deadline:
+                stream = self._streams.get(path)
+                if stream is not None and stream.live:
+                    return self.feed(path)
+                await asyncio.sleep(0.1)
+            return None
+        finally:
+            self._waiting[path] -= 1
+            if not self._waiting[path]:
+                del self._waiting[path]
+
+    def feed(self, path: StreamPath) -> FeedHls | None:
+        """The feed's HLS, started by this request if the feed is live. Raises NotMuxable."""
+        hls = self.feeds.get(path)
+        if hls is not None:
+            hls.last_request = time.monotonic()
+            return hls
+        stream = self._streams.get(path)
+        if stream is None or not stream.live:
+            return None
+        hls = FeedHls(path, self.settings)
+        try:
+            hls.muxer.attach(stream)
+        except NotMuxable:
+            asyncio.get_running_loop().create_task(hls.muxer.stop())
+            raise
+        self.feeds[path] = hls
+        logger.info("%s: HLS on (the first HLS request)", path)
+        return hls
+
+    # -- the feed going live and offline (called by the Broadcaster) -------------------
+    def on_live(self, stream: Stream) -> None:
+        hls = self.feeds.get(stream.path)
+        if hls is not None and not hls.muxer.reads(stream):
+            hls.playlist.ended = False
+            try:
+                hls.muxer.attach(stream)
+            except NotMuxable as exc:
+                logger.warning("%s: HLS stops: %s", stream.path, exc)
+
+    def on_offline(self, stream: Stream) -> None:
+        hls = self.feeds.get(stream.path)
+        if hls is not None:
+            hls.muxer.detach()
+            hls.muxer.restart("feed offline")
+            hls.playlist.end()
+
+    async def _sweep(self) -> None:
+        now = time.monotonic()
+        for path, hls in list(self.feeds.items()):
+            if now - hls.last_request > self.settings.idle_s:
+                await self._stop(path)
+                logger.info("%s: HLS off (no HLS request for %.0f s)", path, self.settings.idle_s)
+
+    async def _stop(self, path: StreamPath) -> None:
+        hls = self.feeds.pop(path, None)
+        if hls is not None:
+            await hls.muxer.stop()
