@@ -127,15 +127,20 @@ class MediaPlaylist:
         return bool(self.segments) and self.segments[-1].init in self.inits
 
     def has(self, msn: int, part: int | None) -> bool:
-        """The playlist holds part `part` of segment `msn` (or the whole segment)."""
+        """The playlist holds part `part` of segment `msn` (or the whole segment). A part past
+        the end of a segment that ended (on a keyframe, before the part a hint named) is
+        taken as the next segment's first (RFC 8216bis §6.2.5.2)."""
         last = self.segments[-1] if self.segments else None
         if last is None:
             return False
+        segment = self.segment(msn)
+        if segment is not None and segment.complete and part is not None and part >= len(segment.parts):
+            return self.has(msn + 1, 0)
         if msn < last.msn:
             return True
         if msn > last.msn:
             return False
-        return last.complete if part is None else len(last.parts) > part or last.complete
+        return last.complete if part is None else len(last.parts) > part
 
     @property
     def next_msn(self) -> int:

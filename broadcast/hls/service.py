@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+PART_SERVES_KEPT = 200  # recent parts whose serves are counted
 IDLE_S = 30.0      # a feed's muxer stops this long after its last HLS request
 SWEEP_S = 5.0
 
@@ -45,6 +47,29 @@ class FeedHls:
         self.muxer = HlsMuxer(str(path), s.part_s, s.target_s, self.playlist.add_init, self.playlist.add_part)
         self.last_request = time.monotonic()
         self.started_at = time.monotonic()
+        self.responses: Counter[str] = Counter()  # by kind: playlist, blocking, part, segment, init
+        self._part_serves: Counter[str] = Counter()  # per part file, while it is listed
+
+    def served(self, kind: str, name: str | None = None) -> None:
+        """One answer given (for the metrics: how often a cache in front let a part through)."""
+        self.responses[kind] += 1
+        if name is not None:
+            self._part_serves[name] += 1
+            if len(self._part_serves) > 4 * PART_SERVES_KEPT:
+                for old, _ in sorted(self._part_serves.items(), key=lambda kv: _part_order(kv[0]))[
+                        :len(self._part_serves) - PART_SERVES_KEPT]:
+                    del self._part_serves[old]
+
+    @property
+    def most_serves_of_a_part(self) -> int:
+        """The most times one of the recent parts was sent (≈ the number of players without a
+        shared cache, ≈ 1–2 with one)."""
+        return max(self._part_serves.values(), default=0)
+
+
+def _part_order(name: str) -> tuple[int, int]:
+    msn, _, index = name.removeprefix("part").removesuffix(".m4s").partition(".")
+    return int(msn), int(index or 0)
 
 
 class HlsService:

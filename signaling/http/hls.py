@@ -85,11 +85,13 @@ async def _serve(request: web.Request, path: StreamPath, scope: str) -> web.Stre
         data = playlist.inits.get(int(init))
         if data is None:
             raise _not_found(f"init section {init} of {path} is gone (the feed restarted); reload the playlist")
+        hls.served("init")
         return _media(data, scope)
     if seg is not None:
         msn = int(seg)
         if not await playlist.wait_for(msn, None, _wait_s(hls)) or (segment := playlist.segment(msn)) is None:
             raise _not_found(f"segment {msn} of {path} is not there (too old, or not made yet)")
+        hls.served("segment")
         return _media(segment.data, scope)
     if part_msn is not None:
         msn, index = int(part_msn), int(part_index)
@@ -98,6 +100,7 @@ async def _serve(request: web.Request, path: StreamPath, scope: str) -> web.Stre
         if await playlist.wait_for(msn, index, _wait_s(hls)):
             found = playlist.part(msn, index)
             if found is not None:
+                hls.served("part", request.match_info["file"])
                 return _media(found.data, scope)
         raise _not_found(f"part {msn}.{index} of {path} is not there (too old, or the segment ended before it)")
     return await _playlist(request, hls, scope)
@@ -123,6 +126,7 @@ async def _playlist(request: web.Request, hls: FeedHls, scope: str) -> web.Respo
             raise web.HTTPServiceUnavailable(text="that part did not come in time (the feed may be stalled)\n",
                                              headers={"Cache-Control": "no-store", "Retry-After": "1"})
         cache = BLOCKING
+    hls.served("blocking" if msn_text is not None else "playlist")
     return web.Response(text=playlist.render(), content_type=PLAYLIST,
                         headers={"Cache-Control": f"{scope}, {cache}"})
 

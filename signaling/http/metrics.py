@@ -148,6 +148,29 @@ class MediaCollector(Collector):
         yield from (workers, up, restarts)
 
 
+class HlsCollector(Collector):
+    """The feeds made into LL-HLS now, and what their players (or the caches in front) fetch."""
+
+    def __init__(self, broadcaster: Broadcaster) -> None:
+        self.broadcaster = broadcaster
+
+    def collect(self) -> Iterator[Metric]:
+        feeds = self.broadcaster.hls.feeds
+        on = GaugeMetricFamily("orcast_hls_feeds", "Feeds whose LL-HLS muxer runs (someone asked in the last 30 s)")
+        on.add_metric([], len(feeds))
+        answers = CounterMetricFamily("orcast_hls_responses", "HLS answers given, by kind (playlist, blocking "
+                                      "reload, part, segment, init)", labels=["path", "kind"])
+        most = GaugeMetricFamily("orcast_hls_part_serves_max", "The most times one recent part was sent: about "
+                                 "the number of players without a shared cache, 1-2 with one", labels=["path"])
+        parts = CounterMetricFamily("orcast_hls_parts", "Parts muxed", labels=["path"])
+        for path, hls in sorted(feeds.items(), key=lambda kv: str(kv[0])):
+            for kind in ("playlist", "blocking", "part", "segment", "init"):
+                answers.add_metric([str(path), kind], hls.responses[kind])
+            most.add_metric([str(path)], hls.most_serves_of_a_part)
+            parts.add_metric([str(path)], hls.muxer.parts)
+        yield from (on, answers, most, parts)
+
+
 class ClusterCollector(Collector):
     """This node's view of its cluster (nothing without [cluster])."""
 
@@ -176,6 +199,7 @@ def make_registry(broadcaster: Broadcaster, node: ClusterNode | None = None) -> 
     — the tests — keep their own figures)."""
     registry = CollectorRegistry(auto_describe=True)
     registry.register(MediaCollector(broadcaster))
+    registry.register(HlsCollector(broadcaster))
     if node is not None:
         registry.register(ClusterCollector(node))
     joins = Histogram("orcast_viewer_join_seconds", "From a viewer's accepted offer to its first video frame",

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,8 +16,9 @@ import pytest
 from broadcast.participant import Role
 from signaling.auth.links import role_link
 from tests.support.chromium import chromium, collect_console_errors, screenshot
-from tests.support.clusternodes import Cluster, Node, start_redis
+from tests.support.clusternodes import Cluster, start_redis
 from tests.support.demoproc import free_port
+from tests.support.nginxproxy import Nginx
 from tests.support.peers import bearer, publish
 
 pytestmark = pytest.mark.browser
@@ -38,75 +36,18 @@ PLAYING_JS = """async () => {
 }"""
 
 
-def nginx_config(tmp: Path, port: int, nodes: list[Node]) -> Path:
-    """What the README's nginx example says, on loopback (plus the paths a non-system nginx needs)."""
-    servers = "\n".join(f"        server 127.0.0.1:{n.port} max_fails=1 fail_timeout=5s;" for n in nodes)
-    temp = {name: tmp / f"nginx-{name}" for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi")}
-    for path in temp.values():
-        path.mkdir(exist_ok=True)
-    conf = tmp / "nginx.conf"
-    conf.write_text(f"""
-{"user root;" if os.geteuid() == 0 else ""}
-worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log {tmp}/nginx-error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {temp["body"]};
-    proxy_temp_path {temp["proxy"]};
-    fastcgi_temp_path {temp["fastcgi"]};
-    uwsgi_temp_path {temp["uwsgi"]};
-    scgi_temp_path {temp["scgi"]};
-    map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
-    upstream orcast {{
-{servers}
-    }}
-    server {{
-        listen 127.0.0.1:{port};
-        client_max_body_size 64k;
-        location / {{
-            proxy_pass http://orcast;
-            proxy_http_version 1.1;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection $connection_upgrade;
-            proxy_set_header Host $host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_read_timeout 1h;
-            proxy_next_upstream error timeout;
-        }}
-    }}
-}}
-""")
-    return conf
-
-
 @pytest.fixture
 def edge_cluster(tmp_path: Path) -> Iterator[tuple[Cluster, str]]:
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    assert os.path.exists(nginx), "nginx is missing: ./scripts/test.sh installs it (apt install nginx)"
     redis = start_redis()
     cluster = Cluster(tmp_path, redis)
     proxy = None
     try:
         cluster.start("node-a", "node-b", "node-c")
-        port = free_port()
-        conf = nginx_config(tmp_path, port, [cluster.nodes["node-b"], cluster.nodes["node-c"]])
-        proxy = subprocess.Popen([nginx, "-p", str(tmp_path), "-c", str(conf), "-g", "daemon off;"],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline and proxy.poll() is None, (tmp_path / "nginx-error.log").read_text()
-                time.sleep(0.1)
-        yield cluster, f"http://127.0.0.1:{port}"
+        proxy = Nginx(tmp_path, free_port(), [cluster.nodes["node-b"].port, cluster.nodes["node-c"].port])
+        yield cluster, proxy.base
     finally:
         if proxy is not None:
-            proxy.terminate()
-            proxy.wait(10)
+            proxy.stop()
         cluster.stop()
         redis.stop()
 
