@@ -1,4 +1,10 @@
 # ORcast in a container: docker build -t orcast . ; see README, "Operations".
+# The pages' one npm part, hls.js (served from /static/vendor/, never from the internet)
+FROM node:20-slim AS web
+WORKDIR /web
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -17,6 +23,7 @@ COPY pyproject.toml README.md ./
 COPY broadcast ./broadcast
 COPY signaling ./signaling
 COPY web ./web
+COPY --from=web /web/node_modules/hls.js/dist/hls.min.mjs ./web/vendor/hls.min.mjs
 # editable: the pages are served from /app/web next to the code
 RUN pip install --no-cache-dir -e . && python -c "import aiortc, av, signaling.app"
 

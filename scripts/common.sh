@@ -20,20 +20,23 @@ apt_need() {
   fi
 }
 
-# npm_install: Node.js (from Debian when missing) and the project's npm tools (TypeScript, which
-# only checks web/; nothing is built), pinned by package-lock.json, into node_modules/.
+# npm_install: Node.js (from Debian when missing) and the project's npm parts, pinned by
+# package-lock.json, into node_modules/: hls.js, which the pages load from /static/vendor/ (copied
+# to web/vendor/), and TypeScript, which only checks web/ (nothing is built).
 npm_install() {
   command -v npm >/dev/null 2>&1 || apt_need nodejs npm
   local stamp="$ROOT/node_modules/.orcast-installed"
   local want
   want="$(sha256sum "$ROOT/package-lock.json" | cut -d' ' -f1) $(node --version)"
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-    echo "==> npm tools are installed (package-lock.json unchanged)"
-    return
+    echo "==> npm parts are installed (package-lock.json unchanged)"
+  else
+    echo "==> installing npm parts (hls.js, TypeScript) into node_modules/"
+    (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$want" > "$stamp"
   fi
-  echo "==> installing npm tools (TypeScript) into node_modules/"
-  (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error)
-  echo "$want" > "$stamp"
+  mkdir -p "$ROOT/web/vendor"
+  cp "$ROOT/node_modules/hls.js/dist/hls.min.mjs" "$ROOT/web/vendor/hls.min.mjs"
 }
 
 # venv_install EXTRA: creates .venv (if needed) and installs ORcast into it.

@@ -9,6 +9,8 @@ import { hallFeeds, hallQuestion } from "./lib/hallview.js";
 import { FeedPlayer } from "./lib/player.js";
 import { QaConnection } from "./lib/qa.js";
 
+const HALL_QUALITY = new URL(location.href).searchParams.get("quality") === "hls" ? "hls" : "high";
+
 const event = pathPart(2);
 const token = takeToken();
 const tilesBox = byId("tiles", HTMLElement);
@@ -39,7 +41,8 @@ function render() {
     const box = el("figure", { className: "tile" }, video, el("figcaption", { text: feedLabel(titles, feed) }), state);
     const tile = { feed, box, state, video, player: null };
     // the hall is on the hospital's LAN: the feed as published, never a rendition picked for a slow link
-    tile.player = new FeedPlayer(video, token, { onState: () => updateTiles(), choice: "high" });
+    // ?quality=hls: a hall far away (another city) plays over HLS, through its own network's cache
+    tile.player = new FeedPlayer(video, token, { onState: () => updateTiles(), choice: HALL_QUALITY });
     tile.player.play(`${event}/${feed}`, playable(feed));
     video.play().catch(() => { video.muted = true; video.play().catch(() => {}); });
     return tile;

@@ -38,11 +38,15 @@ const playable = (feed) => Boolean(streams.get(feed)?.live || streams.get(feed)?
 const RENDITION_NOTE = {
   low: "Low quality, as you chose: less data for a slow connection",
   audio: "Audio only, as you chose: no picture is sent",
+  hls: "HLS, as you chose: a few seconds behind the OR, through any network",
 };
 function showRendition() {
   const choice = byId("quality-choice", HTMLSelectElement).value;
   const note = byId("rendition-note", HTMLElement);
-  if (choice === "auto" && main?.rendition === "low") {
+  if (main?.fellBack) {
+    note.textContent = "Playing over HLS: WebRTC could not connect on this network (a few seconds behind)";
+    note.title = "Your network seems to block the connection live video uses. Pick a quality to try it again.";
+  } else if (choice === "auto" && main?.rendition === "low") {
     note.textContent = "Low quality — your connection is slow";
     note.title = `${main.why}. The full picture comes back by itself when the connection allows it.`;
   } else {
@@ -358,7 +362,7 @@ function showQuality() {
   box.dataset.grade = q.grade;
   const where = tile?.feed ? `${feedLabel(titles, tile.feed)}: ` : "";
   box.textContent = `${where}${q.grade} · ${q.width || "?"}×${q.height || "?"} · ${q.fps.toFixed(0)} fps · ` +
-    `network + buffer ${Math.round(q.networkMs)} ms`;
+    (q.transport === "hls" ? `HLS, ${(q.networkMs / 1000).toFixed(1)} s behind the live edge` : `network + buffer ${Math.round(q.networkMs)} ms`);
 }
 
 async function start() {
@@ -469,6 +473,10 @@ exposeForTests({
   get peer() { return main?.pc; },
   get session() { return main?._session; },
   get recoveries() { return main?.recoveries ?? 0; },
+  get transport() { return main?.transport; },
+  get fellBack() { return main?.fellBack ?? false; },
+  get state() { return main?.state; },
+  get hlsBehind() { return main?._hls?.behindWallClock ?? null; },
   get path() { return main?.path; },
   get tiles() { return tiles.map((t) => ({ feed: t.feed, state: t.player.state, peer: t.player.pc })); },
   get talk() { return talk; },

@@ -33,7 +33,7 @@ def image_environment() -> dict[str, str]:
 
 
 def test_the_image_runs_unprivileged_with_data_as_a_volume_and_the_udp_range_exposed() -> None:
-    assert instructions("FROM")[0].startswith("python:3.11-slim")
+    assert instructions("FROM")[-1].startswith("python:3.11-slim")  # the image (hls.js comes from a node stage)
     user = instructions("USER")
     assert user and user[-1] not in ("root", "0")
     assert '"/data"' in instructions("VOLUME")[0]

@@ -23,10 +23,10 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
 @asynccontextmanager
-async def chromium(namespace: str | None = None) -> AsyncIterator[BrowserContext]:
+async def chromium(namespace: str | None = None, flags: tuple[str, ...] = ()) -> AsyncIterator[BrowserContext]:
     """Headless Chromium; with `namespace`, run inside that network namespace (a viewer's host
     on a shaped link, tests/support/linkwire.py). Playwright talks to it over a pipe, so the
-    browser's network is the namespace's alone."""
+    browser's network is the namespace's alone. `flags`: more command-line switches."""
     with tempfile.TemporaryDirectory(prefix="orcast-chromium-") as tmp:
         executable = CHROMIUM
         if namespace is not None:
@@ -35,7 +35,7 @@ async def chromium(namespace: str | None = None) -> AsyncIterator[BrowserContext
             wrapper.chmod(0o755)
             executable = str(wrapper)
         async with async_playwright() as p:
-            browser = await p.chromium.launch(executable_path=executable, args=FLAGS)
+            browser = await p.chromium.launch(executable_path=executable, args=[*FLAGS, *flags])
             try:
                 yield await hooked_context(browser, {"width": 1200, "height": 900})
             finally:

@@ -8,12 +8,14 @@ delayed, dropped or queued as the link says, and written to the other side: both
 real kernel network stacks with real sockets, only the wire is emulated.
 
     python -m tests.support.linkwire NAME [--down-kbps 1000] [--delay-ms 50] [--loss 0.01]
-                                     [--queue-ms 300] [--seed 1]
+                                     [--queue-ms 300] [--seed 1] [--block-udp]
 
 Makes namespace NAME with address 10.78.0.2, this side 10.78.0.1, prints "ready", and forwards
 until its standard input closes; then the namespace is removed. `--down-kbps` limits what
 flows to the viewer (the server's media); the way back has the same delay and loss. A line
 "rate KBPS" on standard input changes the rate to the viewer (0: no limit); "ok" answers it.
+`--block-udp`: no UDP passes either way (a hospital or hotel network whose firewall lets only
+TCP out, and no TURN).
 Root is needed (ip netns, /dev/net/tun).
 """
 
@@ -53,6 +55,7 @@ class Shape:
     delay_s: float
     loss: float
     queue_s: float            # the router's buffer: a packet that would wait longer is dropped
+    block_udp: bool = False   # a firewall that lets no UDP through
 
 
 class Direction:
@@ -61,9 +64,12 @@ class Direction:
     def __init__(self, loop: asyncio.AbstractEventLoop, shape: Shape, out_fd: int, rng: random.Random) -> None:
         self.loop, self.shape, self.out_fd, self.rng = loop, shape, out_fd, rng
         self.free_at = 0.0        # when the link has sent everything queued
-        self.passed = self.lost = self.dropped = 0
+        self.passed = self.lost = self.dropped = self.blocked = 0
 
     def take(self, packet: bytes) -> None:
+        if self.shape.block_udp and is_udp(packet):
+            self.blocked += 1
+            return
         now = self.loop.time()
         if self.rng.random() < self.shape.loss:
             self.lost += 1
@@ -115,13 +121,20 @@ async def forward(name: str, down: Shape, up: Shape, seed: int) -> None:
                 print("ok", flush=True)
         seconds = time.monotonic() - started
         print(f"to the viewer: {to_viewer.passed} passed, {to_viewer.lost} lost, {to_viewer.dropped} dropped by "
-              f"the queue; to the server: {to_server.passed} passed, {to_server.lost} lost, in {seconds:.0f} s",
-              flush=True)
+              f"the queue; to the server: {to_server.passed} passed, {to_server.lost} lost, in {seconds:.0f} s"
+              + (f"; UDP blocked: {to_viewer.blocked} to the viewer, {to_server.blocked} to the server"
+                 if down.block_udp else ""), flush=True)
     finally:
         for fd in (viewer_fd, server_fd):
             loop.remove_reader(fd)
             os.close(fd)
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+def is_udp(packet: bytes) -> bool:
+    version = packet[0] >> 4 if packet else 0
+    protocol_at = {4: 9, 6: 6}.get(version)  # IPv4 protocol, IPv6 next header
+    return protocol_at is not None and len(packet) > protocol_at and packet[protocol_at] == 17
 
 
 def drain(fd: int, direction: Direction) -> None:
@@ -143,10 +156,11 @@ def main() -> None:
     parser.add_argument("--loss", type=float, default=0.01)
     parser.add_argument("--queue-ms", type=float, default=300.0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--block-udp", action="store_true")
     args = parser.parse_args()
     down = Shape(args.down_kbps * 1000 if args.down_kbps > 0 else None, args.delay_ms / 1000, args.loss,
-                 args.queue_ms / 1000)
-    up = Shape(None, args.delay_ms / 1000, args.loss, args.queue_ms / 1000)
+                 args.queue_ms / 1000, args.block_udp)
+    up = Shape(None, args.delay_ms / 1000, args.loss, args.queue_ms / 1000, args.block_udp)
     asyncio.run(forward(args.name, down, up, args.seed))
 
 

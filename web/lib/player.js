@@ -4,10 +4,16 @@
 // a player that has had no new picture (or, audio-only, no sound) for 3 s while its feed is live
 // says so and reconnects. The watchdog runs on its own timer, so every page that plays a feed —
 // viewer, hall, the console's talk-back — is covered without doing anything.
+import { HlsPlayback } from "./hlsplayback.js";
 import { Reconnecting } from "./reconnecting.js";
 import { HttpError, negotiate } from "./webrtchttp.js";
 
 const NO_PICTURE_MS = 3000;
+const NO_PICTURE_HLS_MS = 8000;  // HLS buffers: a short wait for a part is not a frozen player
+// WebRTC that has not connected after this long, on a page where it never has: the network blocks
+// UDP (and there is no TURN): the player falls back to HLS, which any network that loads the page passes
+const FALLBACK_MS = 5000;
+const HLS_START_MS = 15000;  // an HLS player that has not started playing by then starts again
 // a picture still this long: is this player's session still there? (its server may have died:
 // in a cluster the page need not wait for NO_PICTURE_MS, nor ICE's half a minute)
 const PROBE_MS = 1000;
@@ -25,7 +31,14 @@ export class FeedPlayer extends Reconnecting {
     this.audio = audio;
     this.path = null;
     this.quality = null;
-    this.choice = choice;      // the rendition asked for: auto, high, low or audio (?quality=)
+    this.choice = choice;      // the rendition asked for: auto, high, low, audio (?quality=), or hls
+    this.transport = "webrtc"; // what plays now: webrtc, or hls (asked for, or fallen back to)
+    this.fellBack = false;     // WebRTC could not connect on this page: HLS from now on
+    this._everConnected = false;
+    /** @type {HlsPlayback | null} */
+    this._hls = null;
+    this._fallbackTimer = null;
+    this._hlsSince = 0;
     this.rendition = null;     // what the server says it sends: high, low or audio
     this.why = "";             // … and why (auto: "the connection is slow: …")
     this.live = true;          // the page says whether the feed is live (from the event's WebSocket)
@@ -76,7 +89,14 @@ export class FeedPlayer extends Reconnecting {
   // next keyframe (no reconnect); otherwise the next connection asks for it.
   /** @param {string} choice auto, high, low or audio */
   async choose(choice) {
+    const was = this.choice;
     this.choice = choice;
+    if (choice === "hls" || this.transport === "hls" || was === "hls") {
+      // another transport: a new connection (asked for WebRTC again after a fallback: it is tried again)
+      this.fellBack = false;
+      if (this.path && this.live) this._reconnectNow();
+      return;
+    }
     const session = this._session;
     if (!session || !this.pc || this.pc.connectionState !== "connected") return;
     const headers = { "Content-Type": "application/json" };
@@ -101,6 +121,9 @@ export class FeedPlayer extends Reconnecting {
 
   _teardown() {
     super._teardown();
+    clearTimeout(this._fallbackTimer);
+    if (this._hls) this._hls.stop();
+    this._hls = null;
     this._progress = null;
     this._seenHeight = 0;
     this.quality = null;
@@ -116,6 +139,8 @@ export class FeedPlayer extends Reconnecting {
   async _connect() {
     const target = this.path;
     if (!target) return;
+    if (this.choice === "hls" || this.fellBack) return this._connectHls();
+    this.transport = "webrtc";
     const pc = new RTCPeerConnection();
     this.pc = pc;
     if (!this._audioOnly) pc.addTransceiver("video", { direction: "recvonly" });
@@ -123,13 +148,21 @@ export class FeedPlayer extends Reconnecting {
     const stream = new MediaStream();
     this.video.srcObject = stream;
     pc.ontrack = (e) => stream.addTrack(e.track);
-    this._watch(pc, () => this._set(this.sourceStalled ? "stalled" : "live", this.sourceStalled ? "the OR is reconnecting …" : ""),
-      () => this._retry("reconnecting", "connection lost, reconnecting …", this._backoff()));
+    this._watch(pc, () => {
+      this._everConnected = true;
+      this._set(this.sourceStalled ? "stalled" : "live", this.sourceStalled ? "the OR is reconnecting …" : "");
+    }, () => this._retry("reconnecting", "connection lost, reconnecting …", this._backoff()));
     this._set("connecting", "connecting …");
     try {
       const query = this.choice === "auto" ? "" : `?quality=${encodeURIComponent(this.choice)}`;
       this._session = await negotiate(pc, `/whep/${target}${query}`, this.token);
       this.rendition = this.choice === "auto" ? "high" : this.choice;
+      clearTimeout(this._fallbackTimer);
+      this._fallbackTimer = setTimeout(() => {
+        if (pc !== this.pc || pc.connectionState === "connected" || this._everConnected) return;
+        this.fellBack = true;
+        this._reconnectNow();
+      }, FALLBACK_MS);
     } catch (error) {
       if (pc !== this.pc) return;
       if (error instanceof HttpError && [401, 403].includes(error.status)) {
@@ -147,8 +180,62 @@ export class FeedPlayer extends Reconnecting {
     }
   }
 
+  // LL-HLS instead of WebRTC: a few seconds behind the OR, but through any cache and any network.
+  async _connectHls() {
+    const target = this.path;
+    this.transport = "hls";
+    this.rendition = "hls";
+    this.why = this.fellBack ? "WebRTC could not connect (this network may block it): playing over HLS, a few seconds behind" : "";
+    const playback = new HlsPlayback(this.video, target, this.token, (error) => {
+      if (playback !== this._hls) return;
+      if (error.final) {
+        this._teardown();
+        this._set("ended", error.message);
+      } else {
+        this._retry("reconnecting", `${error.message}; retrying`, this._backoff());
+      }
+    });
+    this._hls = playback;
+    this._hlsSince = performance.now();
+    this._set("connecting", "connecting (HLS) …");
+    try {
+      await playback.start();
+    } catch (error) {
+      if (playback !== this._hls) return;
+      if (error.final) {
+        this._teardown();
+        this._set("ended", error.message);
+      } else {
+        this._retry("reconnecting", `${error.message}; retrying`, this._backoff());
+      }
+    }
+  }
+
+  _sampleHls() {
+    const video = this.video;
+    const now = performance.now();
+    const frames = video.getVideoPlaybackQuality ? video.getVideoPlaybackQuality().totalVideoFrames : 0;
+    const moved = Math.round(video.currentTime * 10);  // tenths of a second played
+    if (this.state === "connecting" && moved > 0 && !video.paused) this._set("live", "");
+    if (this.state === "connecting" && now - this._hlsSince > HLS_START_MS) {
+      this.recoveries += 1;
+      return this._retry("reconnecting", "HLS did not start; retrying", this._backoff());
+    }
+    this._checkProgress(moved, now);
+    const fps = this._last.at ? ((frames - this._last.decoded) * 1000) / (now - this._last.at) : 0;
+    this._last = { decoded: frames, at: now };
+    if (!video.videoWidth) return this.quality = null;
+    const behind = this._hls?.latency;
+    const networkMs = behind != null ? behind * 1000 : 0;
+    const grade = fps < 8 ? "poor" : fps < 15 ? "fair" : "good";
+    this.quality = { width: video.videoWidth, height: video.videoHeight, fps, decoded: frames, lost: 0, loss: 0, networkMs,
+      grade, transport: "hls" };
+    return this.quality;
+  }
+
   // Once a second (its own timer): measures quality and notices a picture that does not come.
   async sample() {
+    if (this._hls) return this._sampleHls();
     const pc = this.pc;
     if (!pc || pc.connectionState !== "connected") {
       this._progress = null;
@@ -236,7 +323,7 @@ export class FeedPlayer extends Reconnecting {
       this._progress.probed = true;
       this._probeSession();
     }
-    if (still < NO_PICTURE_MS) return;
+    if (still < (this.transport === "hls" ? NO_PICTURE_HLS_MS : NO_PICTURE_MS)) return;
     const what = this._audioOnly ? "No sound" : count ? "Picture frozen" : "No picture";
     this.recoveries += 1;
     this._retry("stalled", `${what} for ${Math.round(still / 1000)} s; reconnecting …`, this._backoff());
