@@ -45,9 +45,10 @@ FEED = "demo/or1/endoscope"
 def hls_figures(metrics: str) -> dict[str, float]:
     out = {}
     for name, key in (("orcast_hls_parts_total", "parts_muxed"), ("orcast_hls_part_serves_max", "most_serves")):
-        match = re.search(rf'^{name}{{path="{FEED}"}} (\S+)$', metrics, re.M)
+        match = re.search(rf'^{name}{{path="{FEED}",variant="high"}} (\S+)$', metrics, re.M)
         out[key] = float(match.group(1)) if match else 0.0
-    match = re.search(rf'^orcast_hls_responses_total{{kind="part",path="{FEED}"}} (\S+)$', metrics, re.M)
+    match = re.search(rf'^orcast_hls_responses_total{{kind="part",path="{FEED}",variant="high"}} (\S+)$', metrics,
+                      re.M)
     out["parts_sent"] = float(match.group(1)) if match else 0.0
     return out
 
@@ -118,7 +119,7 @@ async def main() -> None:
         async with aiohttp.ClientSession() as http:
             async with http.get(f"{demo.base}/api/events/demo/hls/or1/endoscope",
                                 headers={"Authorization": f"Bearer {demo.token('viewer')}"}) as resp:
-                address = (await resp.json())["url"]
+                address = (await resp.json())["url"].replace("index.m3u8", "high/index.m3u8")  # the feed as sent
         pid, metrics = demo.process.pid, f"{demo.base}/metrics"
         await asyncio.sleep(3)  # the demo settles
         print(f"ORcast's CPU over {args.seconds:.0f} s per phase (feed {FEED}, 720p30 H.264 + Opus):")

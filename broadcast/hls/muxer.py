@@ -145,8 +145,10 @@ class _Container:
 
 
 class HlsMuxer:
-    def __init__(self, path: str, part_s: float, target_s: float, on_init: InitSink, on_part: PartSink) -> None:
+    def __init__(self, path: str, part_s: float, target_s: float, on_init: InitSink, on_part: PartSink,
+                 variant: str = "high") -> None:
         self.path = path
+        self.variant = variant  # high: the feed's video; low: its low rendition's
         self.part_s = part_s
         self.target_s = target_s
         self._on_init = on_init
@@ -189,11 +191,14 @@ class HlsMuxer:
             raise NotMuxable(self.error)
         self.error = None
         self._has_audio = stream.audio.codec is not None
-        self._inputs = [HlsInput(self, p) for p in stream.producers if p.codec is not None]
+        # reading the low rendition makes the server encode it if the publisher sends none
+        video = stream.renditions.low if self.variant == "low" else stream.video
+        self._inputs = [HlsInput(self, video)] + ([HlsInput(self, stream.audio)] if self._has_audio else [])
         self._queue.put(_Restart("attach"))
 
     def reads(self, stream: Stream) -> bool:
-        return bool(self._inputs) and all(i.producer in stream.producers for i in self._inputs)
+        mine = (stream.renditions.low if self.variant == "low" else stream.video, stream.audio)
+        return bool(self._inputs) and all(i.producer in mine for i in self._inputs)
 
     def detach(self) -> None:
         inputs, self._inputs = self._inputs, []

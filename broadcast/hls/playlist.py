@@ -211,3 +211,20 @@ class MediaPlaylist:
             msn, index = self.hinted()
             lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="part{msn}.{index}.m4s"')
         return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Variant:
+    uri: str
+    bandwidth: int                        # bits per second, peak, as EXT-X-STREAM-INF wants it
+    codecs: str
+    resolution: tuple[int, int] | None
+
+
+def multivariant(variants: list[Variant]) -> str:
+    """The feed's multivariant playlist: a player picks a variant by its bandwidth."""
+    lines = ["#EXTM3U", "#EXT-X-VERSION:9", "#EXT-X-INDEPENDENT-SEGMENTS"]
+    for v in variants:
+        size = f",RESOLUTION={v.resolution[0]}x{v.resolution[1]}" if v.resolution else ""
+        lines += [f'#EXT-X-STREAM-INF:BANDWIDTH={v.bandwidth},CODECS="{v.codecs}"{size}', v.uri]
+    return "\n".join(lines) + "\n"

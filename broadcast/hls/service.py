@@ -1,9 +1,11 @@
-"""HlsService: each feed's LL-HLS playlist and muxer, made on demand.
+"""HlsService: each feed's LL-HLS playlists and muxers, made on demand.
 
-The first HLS request for a live feed starts its muxer (one per feed, whatever the number of
-players or caches); IDLE_S after the last request it stops and its memory is freed. While it
-runs, the muxer follows the feed as the recorder does: a publisher that reconnects gets a new
-init section and a discontinuity, not a new playlist.
+A feed has two variants: `high` (the feed as published) and `low` (its low rendition: the
+publisher's own, or the one the server makes while someone watches it). The first HLS request
+for a variant of a live feed starts its muxer (one per variant, whatever the number of players
+or caches); IDLE_S after the last request it stops and its memory is freed. While it runs, a
+muxer follows the feed as the recorder does: a publisher that reconnects gets a new init
+section and a discontinuity, not a new playlist.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PART_SERVES_KEPT = 200  # recent parts whose serves are counted
-IDLE_S = 30.0      # a feed's muxer stops this long after its last HLS request
+IDLE_S = 30.0      # a variant's muxer stops this long after its last HLS request
+VARIANTS = ("high", "low")
 SWEEP_S = 5.0
 
 
@@ -38,13 +41,15 @@ class HlsSettings:
 
 
 class FeedHls:
-    """One feed's playlist and the muxer that fills it."""
+    """One variant of a feed: its playlist and the muxer that fills it."""
 
-    def __init__(self, path: StreamPath, settings: HlsSettings) -> None:
+    def __init__(self, path: StreamPath, variant: str, settings: HlsSettings) -> None:
         self.path = path
+        self.variant = variant
         self.playlist = MediaPlaylist(settings.playlist)
         s = settings.playlist
-        self.muxer = HlsMuxer(str(path), s.part_s, s.target_s, self.playlist.add_init, self.playlist.add_part)
+        self.muxer = HlsMuxer(f"{path} ({variant})", s.part_s, s.target_s, self.playlist.add_init,
+                              self.playlist.add_part, variant)
         self.last_request = time.monotonic()
         self.started_at = time.monotonic()
         self.responses: Counter[str] = Counter()  # by kind: playlist, blocking, part, segment, init
@@ -76,7 +81,7 @@ class HlsService:
     def __init__(self, settings: HlsSettings, streams: dict[StreamPath, Stream]) -> None:
         self.settings = settings
         self._streams = streams
-        self.feeds: dict[StreamPath, FeedHls] = {}
+        self.feeds: dict[tuple[StreamPath, str], FeedHls] = {}  # (path, variant) → its HLS
         self._waiting: dict[StreamPath, int] = {}  # requests waiting for a feed to go live
         self._sweeper: asyncio.Task[None] | None = None
         self.demand_listeners: list[Callable[[StreamPath], None]] = []  # an on-demand camera is wanted
@@ -88,14 +93,36 @@ class HlsService:
     async def close(self) -> None:
         await stop_task(self._sweeper)
         self._sweeper = None
-        for path in list(self.feeds):
-            await self._stop(path)
+        for key in list(self.feeds):
+            await self._stop(key)
 
     def wants(self, path: StreamPath) -> bool:
         """HLS players are watching (an on-demand camera is pulled for them)."""
-        return path in self.feeds or path in self._waiting
+        return any(p == path for p, _ in self.feeds) or path in self._waiting
 
-    async def when_live(self, path: StreamPath, within: float) -> FeedHls | None:
+    def running(self, path: StreamPath, variant: str) -> FeedHls | None:
+        return self.feeds.get((path, variant))
+
+    def feed(self, path: StreamPath, variant: str = "high") -> FeedHls | None:
+        """The variant's HLS, started by this request if the feed is live. Raises NotMuxable."""
+        hls = self.feeds.get((path, variant))
+        if hls is not None:
+            hls.last_request = time.monotonic()
+            return hls
+        stream = self._streams.get(path)
+        if stream is None or not stream.live:
+            return None
+        hls = FeedHls(path, variant, self.settings)
+        try:
+            hls.muxer.attach(stream)
+        except NotMuxable:
+            asyncio.get_running_loop().create_task(hls.muxer.stop())
+            raise
+        self.feeds[(path, variant)] = hls
+        logger.info("%s: HLS %s on (the first HLS request)", path, variant)
+        return hls
+
+    async def when_live(self, path: StreamPath, variant: str, within: float) -> FeedHls | None:
         """A feed that is not live yet but may come (an on-demand camera, a feed another node
         holds, pulled for this request): its HLS once it is live, or None after `within` seconds."""
         self._waiting[path] = self._waiting.get(path, 0) + 1
@@ -105,7 +132,7 @@ class HlsService:
             while time.monotonic() < deadline:
                 stream = self._streams.get(path)
                 if stream is not None and stream.live:
-                    return self.feed(path)
+                    return self.feed(path, variant)
                 await asyncio.sleep(0.1)
             return None
         finally:
@@ -113,50 +140,33 @@ class HlsService:
             if not self._waiting[path]:
                 del self._waiting[path]
 
-    def feed(self, path: StreamPath) -> FeedHls | None:
-        """The feed's HLS, started by this request if the feed is live. Raises NotMuxable."""
-        hls = self.feeds.get(path)
-        if hls is not None:
-            hls.last_request = time.monotonic()
-            return hls
-        stream = self._streams.get(path)
-        if stream is None or not stream.live:
-            return None
-        hls = FeedHls(path, self.settings)
-        try:
-            hls.muxer.attach(stream)
-        except NotMuxable:
-            asyncio.get_running_loop().create_task(hls.muxer.stop())
-            raise
-        self.feeds[path] = hls
-        logger.info("%s: HLS on (the first HLS request)", path)
-        return hls
-
     # -- the feed going live and offline (called by the Broadcaster) -------------------
     def on_live(self, stream: Stream) -> None:
-        hls = self.feeds.get(stream.path)
-        if hls is not None and not hls.muxer.reads(stream):
-            hls.playlist.ended = False
-            try:
-                hls.muxer.attach(stream)
-            except NotMuxable as exc:
-                logger.warning("%s: HLS stops: %s", stream.path, exc)
+        for variant in VARIANTS:
+            hls = self.feeds.get((stream.path, variant))
+            if hls is not None and not hls.muxer.reads(stream):
+                hls.playlist.ended = False
+                try:
+                    hls.muxer.attach(stream)
+                except NotMuxable as exc:
+                    logger.warning("%s: HLS stops: %s", stream.path, exc)
 
     def on_offline(self, stream: Stream) -> None:
-        hls = self.feeds.get(stream.path)
-        if hls is not None:
-            hls.muxer.detach()
-            hls.muxer.restart("feed offline")
-            hls.playlist.end()
+        for variant in VARIANTS:
+            hls = self.feeds.get((stream.path, variant))
+            if hls is not None:
+                hls.muxer.detach()
+                hls.muxer.restart("feed offline")
+                hls.playlist.end()
 
     async def _sweep(self) -> None:
         now = time.monotonic()
-        for path, hls in list(self.feeds.items()):
+        for key, hls in list(self.feeds.items()):
             if now - hls.last_request > self.settings.idle_s:
-                await self._stop(path)
-                logger.info("%s: HLS off (no HLS request for %.0f s)", path, self.settings.idle_s)
+                await self._stop(key)
+                logger.info("%s: HLS %s off (no HLS request for %.0f s)", key[0], key[1], self.settings.idle_s)
 
-    async def _stop(self, path: StreamPath) -> None:
-        hls = self.feeds.pop(path, None)
+    async def _stop(self, key: tuple[StreamPath, str]) -> None:
+        hls = self.feeds.pop(key, None)
         if hls is not None:
             await hls.muxer.stop()

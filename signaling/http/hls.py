@@ -1,12 +1,15 @@
 """LL-HLS over plain HTTP, for large passive audiences and networks that block UDP.
 
-    GET /hls/{event}/{theatre}/{feed}/{file}            with the viewer's link (Authorization: Bearer)
-    GET /hls/s/{prefix}/{event}/{theatre}/{feed}/{file} with a signed prefix (players and caches)
-    GET /api/events/{event}/hls/{theatre}/{feed}        the signed prefix's URL, for a viewer's link
+    GET /hls/{event}/{theatre}/{feed}/index.m3u8                  with the viewer's link (Bearer)
+    GET /hls/{event}/{theatre}/{feed}/{variant}/{file}
+    GET /hls/s/{prefix}/{event}/{theatre}/{feed}/…                 the same with a signed prefix
+    GET /api/events/{event}/hls/{theatre}/{feed}                   the signed prefix's URL, for a link
 
-`{file}` is `index.m3u8` (the media playlist; `?_HLS_msn=&_HLS_part=` block until that part
-is there), `init{n}.mp4`, `seg{msn}.m4s` or `part{msn}.{i}.m4s`. A part named by the
-playlist's preload hint is answered as soon as it is complete. What a shared cache may keep,
+`index.m3u8` of a feed is its multivariant playlist: `high/` (the feed as published) and `low/`
+(its low rendition, ≤ 640×360: the publisher's own, or made by the server while a player
+fetches it). In a variant, `{file}` is `index.m3u8` (the media playlist; `?_HLS_msn=&_HLS_part=`
+block until that part is there), `init{n}.mp4`, `seg{msn}.m4s` or `part{msn}.{i}.m4s`. A part
+named by the playlist's preload hint is answered as soon as it is complete. What a shared cache may keep,
 and for how long, is in each answer's Cache-Control: parts, segments and init sections never
 change (their names are never reused); a playlist changes with every part.
 """
@@ -19,7 +22,8 @@ from urllib.parse import quote
 from aiohttp import web
 
 from broadcast.hls.muxer import NotMuxable
-from broadcast.hls.service import FeedHls
+from broadcast.hls.playlist import Variant, multivariant
+from broadcast.hls.service import VARIANTS, FeedHls
 from broadcast.participant import Capability
 from broadcast.relay.streampath import StreamPath
 from signaling.http.params import stream_path
@@ -33,6 +37,8 @@ MP4 = "video/mp4"
 IMMUTABLE = "max-age=60"
 BLOCKING = "max-age=60"       # a blocking reload's answer is that of its part: the same for everyone
 LIVE = "max-age=1"            # a playlist asked without _HLS_msn changes with every part
+VARIANT_LIST = "max-age=10"   # the multivariant playlist: its codecs and sizes change with the publisher only
+LOW_BANDWIDTH = 700_000       # the low rendition's peak (≈ 500 kbit/s of video and the audio)
 
 
 def _not_found(text: str) -> web.HTTPNotFound:
@@ -75,10 +81,18 @@ async def prefix_url(request: web.Request) -> web.Response:
 
 
 async def _serve(request: web.Request, path: StreamPath, scope: str) -> web.StreamResponse:
-    match = FILE.match(request.match_info["file"])
+    variant = request.match_info.get("variant")
+    name = request.match_info["file"]
+    if variant is None:
+        if name != "index.m3u8":
+            raise _not_found("a feed's HLS is index.m3u8 (its variants), high/… and low/…")
+        return await _variants(request, path, scope)
+    if variant not in VARIANTS:
+        raise _not_found(f"no HLS variant {variant[:20]!r}: high or low")
+    match = FILE.match(name)
     if match is None:
         raise _not_found("no such HLS file: index.m3u8, init{n}.mp4, seg{msn}.m4s or part{msn}.{i}.m4s")
-    hls = await _feed(request, path)
+    hls = await _feed(request, path, variant)
     playlist = hls.playlist
     init, seg, part_msn, part_index = match.groups()
     if init is not None:
@@ -104,6 +118,22 @@ async def _serve(request: web.Request, path: StreamPath, scope: str) -> web.Stre
                 return _media(found.data, scope)
         raise _not_found(f"part {msn}.{index} of {path} is not there (too old, or the segment ended before it)")
     return await _playlist(request, hls, scope)
+
+
+async def _variants(request: web.Request, path: StreamPath, scope: str) -> web.Response:
+    """The multivariant playlist. Starts the high variant (its codecs and size are read from
+    its first keyframe); the low one starts when a player asks for it."""
+    high = await _feed(request, path, "high")
+    stream = request.app[BROADCASTER].streams.get(path)
+    bandwidth = max(1_000_000, int((stream.bitrate_in if stream is not None else 0) * 1.25))
+    low = request.app[BROADCASTER].hls.running(path, "low")
+    audio = ",opus" if high.playlist.codecs.endswith(",opus") else ""
+    low_codecs = low.playlist.codecs if low is not None and low.playlist.codecs else f"avc1.42e01f{audio}"
+    low_size = low.playlist.resolution if low is not None else None
+    text = multivariant([Variant("high/index.m3u8", bandwidth, high.playlist.codecs, high.playlist.resolution),
+                         Variant("low/index.m3u8", LOW_BANDWIDTH, low_codecs, low_size)])
+    high.served("variants")
+    return web.Response(text=text, content_type=PLAYLIST, headers={"Cache-Control": f"{scope}, {VARIANT_LIST}"})
 
 
 def _wait_s(hls: FeedHls) -> float:
@@ -135,14 +165,14 @@ def _media(data: bytes, scope: str) -> web.Response:
     return web.Response(body=data, content_type=MP4, headers={"Cache-Control": f"{scope}, {IMMUTABLE}"})
 
 
-async def _feed(request: web.Request, path: StreamPath) -> FeedHls:
-    """The feed's HLS, started by this request; waits for its first part."""
+async def _feed(request: web.Request, path: StreamPath, variant: str) -> FeedHls:
+    """The variant's HLS, started by this request; waits for its first part."""
     request.app[CLUSTER].prepare_play(path, None)  # a feed another node holds is pulled here
     service = request.app[BROADCASTER].hls
     try:
-        hls = service.feed(path)
+        hls = service.feed(path, variant)
         if hls is None:
-            hls = await service.when_live(path, START_WAIT_S)
+            hls = await service.when_live(path, variant, START_WAIT_S)
     except NotMuxable as exc:
         raise web.HTTPUnsupportedMediaType(text=f"{exc}\n", headers={"Cache-Control": "no-store"}) from None
     if hls is None:
@@ -156,6 +186,8 @@ async def _feed(request: web.Request, path: StreamPath) -> FeedHls:
 def routes() -> list[web.RouteDef]:
     return [
         web.get("/hls/s/{prefix}/{event}/{theatre}/{feed}/{file}", with_prefix),
+        web.get("/hls/s/{prefix}/{event}/{theatre}/{feed}/{variant}/{file}", with_prefix),
         web.get("/hls/{event}/{theatre}/{feed}/{file}", with_link),
+        web.get("/hls/{event}/{theatre}/{feed}/{variant}/{file}", with_link),
         web.get("/api/events/{event}/hls/{theatre}/{feed}", prefix_url),
     ]

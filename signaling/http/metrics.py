@@ -156,18 +156,20 @@ class HlsCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         feeds = self.broadcaster.hls.feeds
-        on = GaugeMetricFamily("orcast_hls_feeds", "Feeds whose LL-HLS muxer runs (someone asked in the last 30 s)")
+        on = GaugeMetricFamily("orcast_hls_feeds", "Feed variants whose LL-HLS muxer runs (someone asked in the "
+                               "last 30 s)")
         on.add_metric([], len(feeds))
         answers = CounterMetricFamily("orcast_hls_responses", "HLS answers given, by kind (playlist, blocking "
-                                      "reload, part, segment, init)", labels=["path", "kind"])
+                                      "reload, part, segment, init)", labels=["path", "variant", "kind"])
         most = GaugeMetricFamily("orcast_hls_part_serves_max", "The most times one recent part was sent: about "
-                                 "the number of players without a shared cache, 1-2 with one", labels=["path"])
-        parts = CounterMetricFamily("orcast_hls_parts", "Parts muxed", labels=["path"])
-        for path, hls in sorted(feeds.items(), key=lambda kv: str(kv[0])):
+                                 "the number of players without a shared cache, 1-2 with one",
+                                 labels=["path", "variant"])
+        parts = CounterMetricFamily("orcast_hls_parts", "Parts muxed", labels=["path", "variant"])
+        for (path, variant), hls in sorted(feeds.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
             for kind in ("playlist", "blocking", "part", "segment", "init"):
-                answers.add_metric([str(path), kind], hls.responses[kind])
-            most.add_metric([str(path)], hls.most_serves_of_a_part)
-            parts.add_metric([str(path)], hls.muxer.parts)
+                answers.add_metric([str(path), variant, kind], hls.responses[kind])
+            most.add_metric([str(path), variant], hls.most_serves_of_a_part)
+            parts.add_metric([str(path), variant], hls.muxer.parts)
         yield from (on, answers, most, parts)
 
 

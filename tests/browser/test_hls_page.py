@@ -91,7 +91,7 @@ async def test_the_viewer_page_plays_hls_when_asked(server: RunningServer, live:
         # glass to glass, less the camera and encoder: from the picture's arrival at the server
         # (PROGRAM-DATE-TIME) to its showing
         behind = []
-        for _ in range(20):
+        for _ in range(10):
             value = await page.evaluate("window.orcast.hlsBehind")
             if value is not None:
                 behind.append(value)

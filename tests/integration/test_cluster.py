@@ -107,6 +107,10 @@ async def test_viewers_on_other_nodes_are_served_by_one_pull_per_node(cluster: C
         assert sorted(str(s["name"]) for s in pulls) == ["ORcast node node-b", "ORcast node node-c"], pulls
         here = next(s for s in await streams(http, b.base, organizer) if s["path"] == PATH)
         assert here["viewers"] == 2 and here["node"] == "node-a", here
+        # HLS on a node that does not hold the feed: made there from its pull
+        async with http.get(f"{c.base}/hls/{PATH}/high/index.m3u8", headers=bearer(viewer)) as resp:
+            assert resp.status == 200, await resp.text()
+            assert "#EXT-X-PART:" in await resp.text()
         # and the operator's view of it
         status = await cluster_status(cluster)
         for line in ("node-a", "node-b", "node-c", f"{PATH}", "on node-a", f"node-b           pulls {PATH}",

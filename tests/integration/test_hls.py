@@ -24,7 +24,7 @@ from tests.conftest import RunningServer
 from tests.support.peers import bearer, publish
 
 PATH = "course/or1/endoscope"
-BASE = f"/hls/{PATH}"
+BASE = f"/hls/{PATH}/high"
 WIDTH, HEIGHT = 640, 360
 
 
@@ -115,17 +115,39 @@ async def test_the_playlist_has_the_ll_hls_tags_and_blocking_reload_returns_the_
         with av.open(str(file)) as container:
             assert sum(1 for _ in container.decode(video=0)) >= 55  # ≈ 2 s at 30 fps
 
+    # the feed's multivariant playlist: high and its low rendition, which the server makes
+    # (this source sends none) once a player asks for it
+    async with server.http.get(f"{server.base}/hls/{PATH}/index.m3u8", headers=viewer) as resp:
+        assert resp.status == 200
+        variants = await resp.text()
+    assert 'BANDWIDTH=' in variants and 'CODECS="avc1.' in variants and ',opus"' in variants, variants
+    assert f"RESOLUTION={WIDTH}x{HEIGHT}\nhigh/index.m3u8" in variants and "\nlow/index.m3u8" in variants, variants
+    async with server.http.get(f"{server.base}/hls/{PATH}/low/index.m3u8", headers=viewer) as resp:
+        assert resp.status == 200, await resp.text()
+        low = await resp.text()
+    low_part = re.findall(r'URI="(part\d+\.\d+\.m4s)",INDEPENDENT=YES', low)[0]
+    data = b""
+    for name in ("init1.mp4", low_part):
+        async with server.http.get(f"{server.base}/hls/{PATH}/low/{name}", headers=viewer) as resp:
+            assert resp.status == 200, name
+            data += await resp.read()
+    file.write_bytes(data)
+    streams = {s["codec_type"]: s for s in ffprobe(file)}
+    assert streams["video"]["codec_name"] == "h264" and streams["audio"]["codec_name"] == "opus", streams
+    assert int(str(streams["video"]["width"])) <= 640 and int(str(streams["video"]["height"])) <= 360, streams
+
     # what a player may get wrong
     for query, status in (("_HLS_part=1", 400), ("_HLS_msn=x", 400), ("_HLS_msn=999999", 400)):
         async with server.http.get(f"{server.base}{BASE}/index.m3u8?{query}", headers=viewer) as resp:
             assert resp.status == status, (query, await resp.text())
-    for name in ("index.m3u", "../x", "part1.m4s", "init99.mp4", "seg999999.m4s"):
+    for name in ("index.m3u", "../x", "part1.m4s", "init99.mp4", "seg999999.m4s", "../medium/index.m3u8",
+                 "../part0.0.m4s"):
         async with server.http.get(f"{server.base}{BASE}/{name}", headers=viewer) as resp:
             assert resp.status == 404, name
 
     # the muxer stops once nobody asks (here: at once)
     service = server.broadcaster.hls
-    assert StreamPath.parse(PATH) in service.feeds
+    assert (StreamPath.parse(PATH), "high") in service.feeds
     service.settings = HlsSettings(idle_s=0.0)
     await service._sweep()
     assert not service.feeds
@@ -152,7 +174,10 @@ async def test_who_may_fetch_hls_a_link_the_shared_prefix_and_not_once_revoked(
                 assert resp.status == 200, await resp.text()
                 urls.append((await resp.json())["url"])
         assert urls[0] == urls[1], "a cache can only share what has one URL"
-        url = server.base + urls[0]
+        assert urls[0].endswith("/index.m3u8")
+        async with anonymous.get(server.base + urls[0]) as resp:
+            assert resp.status == 200 and "high/index.m3u8" in await resp.text()  # the variants
+        url = server.base + urls[0].replace("index.m3u8", "high/index.m3u8")
         async with anonymous.get(url) as resp:
             assert resp.status == 200, await resp.text()
             assert resp.headers["Cache-Control"].startswith("public")
@@ -178,6 +203,7 @@ async def test_who_may_fetch_hls_a_link_the_shared_prefix_and_not_once_revoked(
             assert resp.status == 401
         async with anonymous.get(f"{server.base}/api/events/course/hls/or1/endoscope", headers=bearer(other)) as resp:
             fresh = server.base + (await resp.json())["url"]
+        fresh = fresh.replace("index.m3u8", "high/index.m3u8")
         assert fresh != url
         async with anonymous.get(fresh) as resp:
             assert resp.status == 200

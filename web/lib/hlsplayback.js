@@ -59,7 +59,9 @@ export class HlsPlayback {
     if (this._closed) return;
     if (Hls && Hls.isSupported()) {
       // the worker would need blob: scripts, which the pages' CSP refuses; fMP4 needs no transmuxing
-      const hls = new Hls({ lowLatencyMode: true, enableWorker: false, backBufferLength: 30, liveDurationInfinity: true });
+      // starts on the full picture (as on a good connection) and moves to the low one if the network is slow
+      const hls = new Hls({ lowLatencyMode: true, enableWorker: false, backBufferLength: 30, liveDurationInfinity: true,
+        abrEwmaDefaultEstimate: 3_000_000 });
       this.hls = hls;
       hls.on(Hls.Events.ERROR, (_event, data) => {
         if (!data.fatal || hls !== this.hls) return;
