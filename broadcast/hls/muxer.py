@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import av
 
 from broadcast.hls.fmp4 import Track, boxes, fragment_runs, init_tracks
+from broadcast.recording.segmentwriter import mux_encoded
 from broadcast.relay.frame import AUDIO_CLOCK_RATE, VIDEO_CLOCK_RATE, EncodedFrame, keyframe_resolution
 from broadcast.sources.mediaconvert import h264_profile_level_id
 
@@ -130,12 +131,7 @@ class _Container:
         self.audio_end = 0
 
     def mux(self, stream: Any, data: bytes, ts: int, time_base: fractions.Fraction, keyframe: bool) -> None:
-        packet = av.Packet(data)
-        packet.stream = stream
-        packet.pts = packet.dts = ts
-        packet.time_base = time_base
-        packet.is_keyframe = keyframe
-        self.av.mux(packet)
+        mux_encoded(self.av, stream, data, ts, time_base, keyframe)
 
     def close(self) -> None:
         try:

@@ -77,7 +77,11 @@ class MediaPlaylist:
         self.codecs, self.resolution = codecs, resolution
         if self.segments and not self.segments[-1].complete:
             self._finish()  # the old init's segment ends with it
-        for old in [n for n in self.inits if n < number and not any(s.init == n for s in self.segments)]:
+        self._drop_unused_inits()
+
+    def _drop_unused_inits(self) -> None:
+        newest = max(self.inits, default=0)
+        for old in [n for n in self.inits if n < newest and not any(s.init == n for s in self.segments)]:
             del self.inits[old]
 
     def add_part(self, init: int, data: bytes, duration: float, independent: bool, arrived_at: float) -> None:
@@ -101,6 +105,7 @@ class MediaPlaylist:
                 if self.segments[0].discontinuity:
                     # the head's tag is not written: it counts as one that left
                     self.discontinuities += 1
+            self._drop_unused_inits()
         current.parts.append(Part(data, duration, independent))
         self.bytes_in += len(data)
         self._pulse()

@@ -113,13 +113,7 @@ class SegmentWriter:
 
     def _mux(self, stream: Any, data: bytes, ts: int, time_base: fractions.Fraction,
              keyframe: bool) -> None:
-        packet = av.Packet(data)
-        packet.stream = stream
-        packet.pts = packet.dts = ts
-        # a constant, not stream.time_base: the muxer changes that when it writes the header
-        packet.time_base = time_base
-        packet.is_keyframe = keyframe
-        self._container.mux(packet)
+        mux_encoded(self._container, stream, data, ts, time_base, keyframe)
         self.good_size = self.size
 
     @property
@@ -143,6 +137,19 @@ class SegmentWriter:
             with contextlib.suppress(Exception):
                 self._container.close()
         cut_to_size(self.path, self.good_size)
+
+
+def mux_encoded(container: Any, stream: Any, data: bytes, ts: int, time_base: fractions.Fraction,
+                keyframe: bool) -> None:
+    """One encoded frame into a PyAV output container, as it came (pts = dts: WebRTC has no
+    B-frames). Also the HLS muxer's."""
+    packet = av.Packet(data)
+    packet.stream = stream
+    packet.pts = packet.dts = ts
+    # a constant, not stream.time_base: the muxer changes that when it writes the header
+    packet.time_base = time_base
+    packet.is_keyframe = keyframe
+    container.mux(packet)
 
 
 def cut_to_size(path: Path, size: int) -> None:

@@ -8,11 +8,9 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -25,12 +23,11 @@ from signaling.auth.links import role_link
 from signaling.keys import ACCESS
 from tests.conftest import RunningServer, organizer_session, start_server
 from tests.support.chromium import PICTURE_SPREAD_JS, chromium, collect_console_errors, screenshot
-from tests.support.linkwire import SERVER_ADDR
+from tests.support.linkwire import SERVER_ADDR, Wire
 
 pytestmark = pytest.mark.browser
 PATH = "course/or1/endoscope"
 NAMESPACE = f"orcu{os.getpid() % 100000}"
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @asynccontextmanager
@@ -109,15 +106,8 @@ def no_udp_wire() -> Iterator[subprocess.Popen[str]]:
     """The viewer's host behind a firewall that lets no UDP through (tests/support/linkwire.py)."""
     if os.geteuid() != 0 or not os.path.exists("/dev/net/tun") or not shutil.which("ip"):
         pytest.skip("a firewalled link needs root, /dev/net/tun and iproute2")
-    proc = subprocess.Popen([sys.executable, "-m", "tests.support.linkwire", NAMESPACE, "--down-kbps", "0",
-                             "--delay-ms", "5", "--loss", "0", "--block-udp"],
-                            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready", "the link did not start"
-    yield proc
-    assert proc.stdin is not None
-    proc.stdin.close()
-    print("\n" + (proc.stdout.read() or "").strip())
-    proc.wait(15)
+    with Wire(NAMESPACE, "--down-kbps", "0", "--delay-ms", "5", "--loss", "0", "--block-udp") as link:
+        yield link.process
 
 
 @pytest.fixture

@@ -14,10 +14,8 @@ import asyncio
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,10 +27,9 @@ from broadcast.sources.synthetic import encode_clip
 from broadcast.workers.remotesession import RemoteViewerSession
 from signaling.keys import ACCESS, BROADCASTER
 from tests.conftest import RunningServer, make_config, organizer_session, start_server
-from tests.support.linkwire import SERVER_ADDR
+from tests.support.linkwire import SERVER_ADDR, Wire
 from tests.support.peers import publish_clip
 
-ROOT = Path(__file__).resolve().parents[2]
 PATH = "course/or1/endoscope"
 NAMESPACE = f"orcv{os.getpid() % 100000}"
 
@@ -42,15 +39,8 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/ne
 
 @pytest.fixture
 def wire() -> Iterator[subprocess.Popen[str]]:
-    proc = subprocess.Popen([sys.executable, "-m", "tests.support.linkwire", NAMESPACE, "--down-kbps", "1000",
-                             "--delay-ms", "50", "--loss", "0.01", "--queue-ms", "300"],
-                            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready", "the shaped link did not start"
-    yield proc
-    assert proc.stdin is not None
-    proc.stdin.close()
-    print("\n" + (proc.stdout.read() or "").strip())
-    proc.wait(15)
+    with Wire(NAMESPACE, "--down-kbps", "1000", "--delay-ms", "50", "--loss", "0.01", "--queue-ms", "300") as link:
+        yield link.process
 
 
 @pytest.fixture

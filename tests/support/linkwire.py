@@ -39,6 +39,31 @@ SERVER_ADDR = "10.78.0.1"
 VIEWER_ADDR = "10.78.0.2"
 
 
+class Wire:
+    """This module in a subprocess, for a test: `with Wire(name, "--down-kbps", "1000"): …`."""
+
+    def __init__(self, name: str, *args: str) -> None:
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        self.process = subprocess.Popen([sys.executable, "-m", "tests.support.linkwire", name, *args], cwd=root,
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout is not None
+        assert self.process.stdout.readline().strip() == "ready", "the shaped link did not start"
+
+    def close(self) -> str:
+        """Ends the link (the namespace goes); returns what it counted."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.close()
+        said = (self.process.stdout.read() or "").strip()
+        self.process.wait(15)
+        return said
+
+    def __enter__(self) -> Wire:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        print("\n" + self.close())
+
+
 def open_tun(name: str) -> int:
     fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)
     fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TUN | IFF_NO_PI))

@@ -186,7 +186,7 @@ export class FeedPlayer extends Reconnecting {
     this.transport = "hls";
     this.rendition = "hls";
     this.why = this.fellBack ? "WebRTC could not connect (this network may block it): playing over HLS, a few seconds behind" : "";
-    const playback = new HlsPlayback(this.video, target, this.token, (error) => {
+    const failed = (error) => {
       if (playback !== this._hls) return;
       if (error.final) {
         this._teardown();
@@ -194,21 +194,12 @@ export class FeedPlayer extends Reconnecting {
       } else {
         this._retry("reconnecting", `${error.message}; retrying`, this._backoff());
       }
-    });
+    };
+    const playback = new HlsPlayback(this.video, target, this.token, failed);
     this._hls = playback;
     this._hlsSince = performance.now();
     this._set("connecting", "connecting (HLS) …");
-    try {
-      await playback.start();
-    } catch (error) {
-      if (playback !== this._hls) return;
-      if (error.final) {
-        this._teardown();
-        this._set("ended", error.message);
-      } else {
-        this._retry("reconnecting", `${error.message}; retrying`, this._backoff());
-      }
-    }
+    await playback.start().catch(failed);
   }
 
   _sampleHls() {
