@@ -26,7 +26,7 @@ from broadcast.qa.boards import QaBoards, QaSettings
 from broadcast.recording.manager import RecordingManager, RecordingSettings
 from broadcast.relay.connection import Connection
 from broadcast.relay.producer import Producer, Source
-from broadcast.relay.stream import STALLED_AFTER_S, Stream, StreamInfo
+from broadcast.relay.stream import STALLED_AFTER_S, PrivacyPause, Stream, StreamInfo
 from broadcast.relay.streampath import StreamPath
 from broadcast.relay.thumbnailer import Thumbnails
 from broadcast.sources.ondemand import GRACE_S, OnDemandPull
@@ -87,6 +87,7 @@ class Broadcaster:
         self.sessions: dict[str, Session] = {}
         self.recordings = RecordingManager(self.settings.recording, self.streams)
         self.thumbnails = Thumbnails()
+        self.privacy: dict[StreamPath, PrivacyPause] = {}  # feeds paused for privacy
         self.hls = HlsService(self.settings.hls, self.streams)  # LL-HLS, made while someone asks for it
         self.hls.demand_listeners.append(self._review_demand)
         # told each viewer's join time (WHEP answer → first video frame sent), e.g. for metrics
@@ -447,6 +448,25 @@ class Broadcaster:
     def _new_stream(self, path: StreamPath) -> Stream:
         stream = Stream(path)
         self.streams[path] = stream
+        pause = self.privacy.get(path)
+        if pause is not None:
+            stream.set_privacy(pause)  # a pause outlives the publisher's reconnect
+        return stream
+
+    # -- the privacy pause ---------------------------------------------------------------
+    def set_privacy(self, path: StreamPath, pause: PrivacyPause | None) -> Stream:
+        """Pause a feed's pictures at once (the patient's face in the room camera), or resume
+        them on the next keyframe. Nothing the source sends while paused leaves the server:
+        viewers, workers, the recorder (a gap in the file) and HLS get nothing, and the feed's
+        last still is forgotten."""
+        if pause is not None:
+            self.privacy[path] = pause
+        else:
+            self.privacy.pop(path, None)
+        stream = self.streams.get(path) or self._new_stream(path)
+        stream.set_privacy(pause)
+        if pause is not None:
+            self.thumbnails.forget(path)
         return stream
 
     async def _start(self, session: PublisherSession | ViewerSession | QaSession, shaped: ShapedOffer) -> None:

@@ -27,7 +27,7 @@ from signaling.cluster.forward import session_forwarding
 from signaling.cluster.node import ClusterNode
 from signaling.config.settings import ServerConfig
 from signaling.health import Health
-from signaling.http import admin, events, health, hls, metrics, pages, qa, recordings, sources, whep, whip, ws
+from signaling.http import admin, events, health, hls, metrics, pages, privacy, qa, recordings, sources, whep, whip, ws
 from signaling.http.middleware import MIDDLEWARES, api_options
 from signaling.keys import (
     ACCESS,
@@ -108,6 +108,7 @@ async def _cluster_ctx(app: web.Application) -> AsyncIterator[None]:
 
     await node.cluster.start(node.report, on_message)
     access.announce = node.announce
+    node.on_privacy = lambda path, pause: privacy.apply_privacy(app, path, pause)
     if node.cluster.enabled:
         access.elsewhere = node.sessions_elsewhere
     generations = None
@@ -191,6 +192,7 @@ def create_app(config: ServerConfig, broadcaster: Broadcaster | None = None) -> 
     app.add_routes(whip.routes())
     app.add_routes(whep.routes())
     app.add_routes(hls.routes())
+    app.add_routes(privacy.routes())
     app.add_routes(ws.routes())
     app.add_routes(events.routes())
     app.add_routes(admin.routes())

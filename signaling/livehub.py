@@ -113,7 +113,7 @@ class WsHub:
         # live/stalled, viewers, codec, recording and who publishes only: rates change every
         # second and would wake every page
         key = json.dumps([(s["path"], s["live"], s["stalled"], s["viewers"], s["video_codec"], s["recording"],
-                           s["publisher_name"], s["low_wanted"]) for s in streams])
+                           s["publisher_name"], s["low_wanted"], s["privacy_by"]) for s in streams])
         if key != conn.last_streams:
             conn.last_streams = key
             await conn.send({"type": "streams", "streams": streams})

@@ -101,7 +101,8 @@ function addCard() {
   const q = (sel) => node.querySelector(sel);
   const card = {
     node, feed: q(".feed"), camera: q(".camera"), mic: q(".mic"), quality: q(".quality"), preview: q(".preview"),
-    start: q(".start"), stop: q(".stop"), record: q(".record"), remove: q(".remove"), status: q(".feed-status"),
+    start: q(".start"), stop: q(".stop"), record: q(".record"), privacy: q(".privacy"), remove: q(".remove"),
+    status: q(".feed-status"), paused: false,
     health: q(".feed-health"), badge: q(".onair-badge"), capture: q(".capture"), notice: q(".card-notice"),
     media: null, opening: null, publisher: null, path: null, touched: false, asked: null, noticeTimer: null,
   };
@@ -120,6 +121,7 @@ function addCard() {
   card.stop.addEventListener("click", () => stopCard(card));
   card.remove.addEventListener("click", () => removeCard(card));
   card.record.addEventListener("click", () => toggleRecording(card));
+  card.privacy.addEventListener("click", () => togglePrivacy(card));
   for (const select of [card.camera, card.mic, card.quality]) {
     select.addEventListener("change", async () => {
       card.touched = true;
@@ -141,7 +143,29 @@ function showBadge(card, state) {
   card.node.dataset.state = kind;
 }
 
+// One click hides the feed from everyone at once (the server drops its pictures); again resumes it.
+async function togglePrivacy(card) {
+  if (!card.path) return;
+  const [, t, name] = card.path.split("/");
+  const paused = !card.paused;
+  try {
+    await api(token, `/api/events/${event}/privacy/${t}/${name}`, { method: "POST", body: { paused } });
+    showPrivacy(card, paused);
+    notice(card, paused ? "Paused for privacy: nobody sees this feed, nothing is recorded" : "Resumed", paused ? "warn" : "ok");
+  } catch (error) {
+    notice(card, `Privacy: ${error.message}`, "bad");
+  }
+}
+
+function showPrivacy(card, paused) {
+  card.paused = paused;
+  card.privacy.textContent = paused ? "Resume" : "Privacy";
+  card.privacy.setAttribute("aria-pressed", String(paused));
+  card.node.dataset.privacy = String(paused);
+}
+
 function setButtons(card, live) {
+  card.privacy.disabled = !live;
   card.start.disabled = live;
   card.stop.disabled = !live;
   card.feed.disabled = live;
@@ -310,6 +334,7 @@ function onStreams(list) {
   for (const card of cards) {
     const info = card.path ? streams.get(card.path.split("/").slice(1).join("/")) : null;
     card.publisher.wantLow(Boolean(info?.low_wanted));
+    if (info && Boolean(info.privacy_by) !== card.paused) showPrivacy(card, Boolean(info.privacy_by));  // set elsewhere too
   }
   syncTalkback();
 }

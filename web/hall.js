@@ -18,6 +18,7 @@ const health = byId("health", HTMLElement);
 let titles = new Map();
 let live = [];                 // live feed paths, "theatre/feed"
 let stalled = new Set();       // live feeds whose publisher is reconnecting
+let paused = new Set();        // live feeds paused for privacy (the server sends no picture)
 let onDemand = new Set();      // feeds pulled on demand: playing one starts it
 const playable = (feed) => live.includes(feed) || onDemand.has(feed);
 let slots = {};                // the Q&A's on-air slots
@@ -31,7 +32,7 @@ function render() {
   const feeds = hallFeeds(layout, live);
   tilesBox.dataset.mode = layout.mode;
   const same = feeds.length === tiles.length && feeds.every((f, i) => tiles[i].feed === f);
-  for (const tile of tiles) tile.player.setLive(playable(tile.feed), stalled.has(tile.feed));
+  for (const tile of tiles) tile.player.setLive(playable(tile.feed), stalled.has(tile.feed) || paused.has(tile.feed));
   if (same && (tiles.length || tilesBox.querySelector(".hall-idle"))) return updateTiles();
   for (const tile of tiles) tile.player.stop();
   tiles = feeds.map((feed, index) => {
@@ -58,10 +59,12 @@ function updateTiles() {
     const s = tile.player.state;
     const waiting = s === "waiting" || (!playable(tile.feed) && s !== "live");
     const name = feedLabel(titles, tile.feed);
-    tile.state.textContent = s === "live" ? "" : waiting ? `Waiting for ${name} to go live …`
+    const hidden = paused.has(tile.feed);
+    tile.video.style.visibility = hidden ? "hidden" : "";
+    tile.state.textContent = hidden ? `${name}: paused for privacy` : s === "live" ? "" : waiting ? `Waiting for ${name} to go live …`
       : s === "ended" ? "This hall link no longer works; ask the organizer for a new one"
         : stalled.has(tile.feed) ? `${name}: the operating room is reconnecting …` : `${name} reconnecting …`;
-    tile.state.hidden = s === "live";
+    tile.state.hidden = s === "live" && !hidden;
   }
 }
 
@@ -120,6 +123,7 @@ async function start() {
   const onStreams = (streams) => {
     live = streams.filter((s) => s.live).map((s) => s.path.split("/").slice(1).join("/"));
     stalled = new Set(streams.filter((s) => s.live && s.stalled).map((s) => s.path.split("/").slice(1).join("/")));
+    paused = new Set(streams.filter((s) => s.privacy_by).map((s) => s.path.split("/").slice(1).join("/")));
     onDemand = new Set(streams.filter((s) => s.on_demand).map((s) => s.path.split("/").slice(1).join("/")));
     render();
   };

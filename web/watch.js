@@ -75,6 +75,7 @@ function play(feed) {
 function describe(state, feed, text) {
   if (state === "idle" || !feed) return "Pick a feed below.";
   const name = feedLabel(titles, feed);
+  if (streams.get(feed)?.privacy) return `${name}: paused for privacy`;
   if (state === "live") return "";
   if (state === "waiting") return `Waiting for ${name} to go live …`;
   if (streams.get(feed)?.stalled) return `${name}: the operating room is reconnecting …`;
@@ -87,7 +88,7 @@ function describe(state, feed, text) {
 function onMainState(state, text) {
   const feed = mainFeed();
   stateBox.textContent = describe(state, feed, text);
-  stateBox.hidden = state === "live";
+  stateBox.hidden = state === "live" && !streams.get(feed)?.privacy;
   if (state === "ended") showNoAccess(`${text} Ask the organizer for a new link.`);
 }
 
@@ -226,7 +227,7 @@ function onStreams(list) {
   for (const s of list) {
     const feed = s.path.split("/").slice(1).join("/");
     next.set(feed, { feed, live: s.live, onDemand: Boolean(s.on_demand), stalled: Boolean(s.stalled), viewers: s.viewers,
-      video: Boolean(s.video_codec) });
+      video: Boolean(s.video_codec), privacy: Boolean(s.privacy_by) });
   }
   for (const [feed, s] of streams) if (!next.has(feed)) next.set(feed, { ...s, live: false, onDemand: false });
   streams = next;
@@ -240,8 +241,15 @@ function onStreams(list) {
       stateBox.hidden = false;
     }
   }
-  if (main.path) main.setLive(playable(mainFeed()), streams.get(mainFeed())?.stalled ?? false);
-  for (const t of tiles) if (t.feed) t.player.setLive(playable(t.feed), streams.get(t.feed)?.stalled ?? false);
+  // paused for privacy: no picture comes (the server sends none), so the players must not
+  // reconnect, and the last picture shown before the pause is hidden too
+  const held = (feed) => Boolean(streams.get(feed)?.stalled || streams.get(feed)?.privacy);
+  if (main.path) main.setLive(playable(mainFeed()), held(mainFeed()));
+  video.style.visibility = main.path && streams.get(mainFeed())?.privacy ? "hidden" : "";
+  for (const t of tiles) {
+    if (t.feed) t.player.setLive(playable(t.feed), held(t.feed));
+    t.video.style.visibility = t.feed && streams.get(t.feed)?.privacy ? "hidden" : "";
+  }
   renderFeeds();
   syncTalkback();
 }

@@ -102,6 +102,11 @@ class Producer:
         self.retired_bytes_out = 0
         self.frames_held = 0     # frames not forwarded after an incoming loss, until a keyframe
         self._broken = False
+        # privacy pause: nothing the source sends reaches any reader (viewers, workers, the
+        # recorder, HLS, thumbnails); after it, video starts again on a keyframe
+        self.paused = False
+        self.frames_paused = 0
+        self._resume_on_keyframe = False
         self.retired_frames_dropped = 0
         self._closed = False
         # told the number of readers whenever it changes (a rendition made on demand follows it)
@@ -179,6 +184,10 @@ class Producer:
         self._last_push_wall = now
         self.clock.on_frame(out_ts, time.time())
 
+        if self.paused or (self._resume_on_keyframe and not keyframe):
+            self.frames_paused += 1  # the timeline goes on: readers see a gap, not a jump
+            return
+        self._resume_on_keyframe = False
         codec = self.codec
         if keyframe and self.kind == "video":
             if codec == "H264":
@@ -203,6 +212,18 @@ class Producer:
             self._kf_outstanding = any(c.waiting_for_keyframe for c in self.readers)
             if self._kf_arrived is not None:
                 self._kf_arrived.set()
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        """Frames flow again; video from the next keyframe (asked for now)."""
+        if not self.paused:
+            return
+        self.paused = False
+        if self.kind == "video":
+            self._resume_on_keyframe = True
+            self.request_keyframe()
 
     @property
     def last_frame_at(self) -> float | None:

@@ -42,6 +42,15 @@ class StreamInfo:
     low_rendition: str | None = None  # "publisher" (sends its own), "server" (made while watched), else None
     node: str | None = None  # in a cluster: the node that holds the feed's source
     low_wanted: bool = False  # someone watches the low rendition (a console encodes its own only then)
+    privacy_by: str | None = None  # paused for privacy: who did it (nothing of the picture leaves the server)
+    privacy_audio: bool = False    # … and the sound still goes on
+
+
+@dataclass(frozen=True)
+class PrivacyPause:
+    by: str            # who paused (a person's name and role, for the pages and the event's log)
+    since: float       # time.time()
+    keep_audio: bool   # the sound goes on (the surgeon keeps talking); the picture never does
 
 
 class Stream:
@@ -57,6 +66,7 @@ class Stream:
         self.live_since: float | None = None
         # the low rendition: the publisher's own, or made while someone watches it (`make_low`: how)
         self.renditions = Renditions(path, self.video, make=make_low)
+        self.privacy: PrivacyPause | None = None
         # rates, sampled by Broadcaster once a second
         self._sample: tuple[float, int, int] | None = None
         self.bitrate_in = 0
@@ -141,7 +151,22 @@ class Stream:
                          or getattr(self.local_source, "transcoding", None)),
             low_rendition=self.renditions.made_by,
             low_wanted=bool(self.renditions.low.readers),
+            privacy_by=self.privacy.by if self.privacy else None,
+            privacy_audio=bool(self.privacy and self.privacy.keep_audio),
         )
+
+    def set_privacy(self, pause: PrivacyPause | None) -> None:
+        """Pause (or resume) every picture of the feed at once: the feed's video and its low
+        rendition (the publisher's own too), and its sound unless kept. Kept across a
+        reconnect of the publisher: only someone resuming ends it."""
+        self.privacy = pause
+        video = (self.video, self.renditions.low)
+        for producer in video:
+            producer.pause() if pause is not None else producer.resume()
+        if pause is not None and not pause.keep_audio:
+            self.audio.pause()
+        else:
+            self.audio.resume()
 
     def close(self) -> None:
         self.renditions.close()

@@ -128,6 +128,13 @@ class Thumbnails:
             if reader.latest is not None:
                 self._kept[stream.path] = reader.latest
 
+    def forget(self, path: StreamPath) -> None:
+        """The feed's stills are gone (paused for privacy: the last one may show what was hidden)."""
+        self._kept.pop(path, None)
+        reader = self._readers.get(path)
+        if reader is not None:
+            reader.latest = None
+
     def get(self, path: StreamPath) -> Thumbnail | None:
         reader = self._readers.get(path)
         return reader.latest if reader is not None and reader.latest else self._kept.get(path)

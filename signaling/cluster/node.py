@@ -21,7 +21,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -29,7 +29,7 @@ import aiohttp
 from broadcast.broadcaster import Broadcaster
 from broadcast.lifecycle import CloseReason
 from broadcast.participant import Participant, Role
-from broadcast.relay.stream import StreamInfo
+from broadcast.relay.stream import PrivacyPause, StreamInfo
 from broadcast.relay.streampath import StreamPath
 from broadcast.sources.pulled import PullSettings
 from broadcast.webrtc.wheppull import Hangup, PullRefused, Signal, WhepPull
@@ -82,6 +82,8 @@ class ClusterNode:
                  token_gen: Callable[[str], int], live_counts: Callable[[], Counter[str]] | None = None) -> None:
         self.cluster = cluster
         self.live_counts = live_counts  # live connections per link on this node
+        # a privacy pause set on another node, applied here (set by the app)
+        self.on_privacy: Callable[[StreamPath, PrivacyPause | None], Awaitable[None]] | None = None
         self.broadcaster = broadcaster
         self.issuer = issuer
         self.token_gen = token_gen  # an event's link generation (links of older ones are revoked)
@@ -328,6 +330,14 @@ class ClusterNode:
             await access.revoke(event, message["jti"], expires_at=message.get("expires_at"), announce=False)
         elif kind == "revoke_all" and isinstance(message.get("gen"), int):
             await access.revoke_all(event, gen=message["gen"], announce=False)
+        elif kind == "privacy" and isinstance(message.get("path"), str) and self.on_privacy is not None:
+            try:
+                path = StreamPath.parse(message["path"])
+            except ValueError:
+                return
+            pause = PrivacyPause(str(message.get("by", "another node"))[:120], time.time(),
+                                 bool(message.get("audio"))) if message.get("paused") else None
+            await self.on_privacy(path, pause)
         elif kind == "kick" and isinstance(message.get("jti"), str):
             jti, by = message["jti"], str(message.get("by", "an organizer"))[:80]
             await access.close_where(lambda p: p.event == event and p.token_id == jti,

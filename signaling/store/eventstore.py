@@ -40,6 +40,10 @@ CREATE TABLE IF NOT EXISTS retired (
     slug TEXT PRIMARY KEY, token_gen INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS revoked (
     jti TEXT PRIMARY KEY, event TEXT NOT NULL, revoked_at REAL NOT NULL, expires_at INTEGER);
+CREATE TABLE IF NOT EXISTS event_log (
+    id INTEGER PRIMARY KEY, event TEXT NOT NULL, at REAL NOT NULL, who TEXT NOT NULL, action TEXT NOT NULL,
+    detail TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS event_log_by_event ON event_log (event, at);
 CREATE TABLE IF NOT EXISTS sources (
     path TEXT PRIMARY KEY, event TEXT NOT NULL REFERENCES events(slug) ON DELETE CASCADE,
     url TEXT NOT NULL, transport TEXT NOT NULL, token TEXT, added_by TEXT NOT NULL, created_at REAL NOT NULL,
@@ -327,6 +331,18 @@ class EventStore:
     def revoked_count(self, slug: str) -> int:
         """How many of the event's links are revoked (HLS prefixes change with it)."""
         return self._mem.revoked_per_event[slug]
+
+    # -- the event's log: who did what that matters afterwards (a privacy pause) ---------
+    def log_action(self, event: str, who: str, action: str, detail: str, at: float | None = None) -> None:
+        with self._lock, transaction(self._db):
+            self._db.execute("INSERT INTO event_log (event, at, who, action, detail) VALUES (?,?,?,?,?)",
+                             (event, at if at is not None else time.time(), who, action, detail))
+
+    def event_log(self, event: str, limit: int = 1000) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute("SELECT at, who, action, detail FROM event_log WHERE event=? ORDER BY at DESC, id "
+                                    "DESC LIMIT ?", (event, limit)).fetchall()
+        return [{"at": at, "who": who, "action": action, "detail": detail} for at, who, action, detail in rows]
 
     def token_gen(self, slug: str) -> int:
         event = self._mem.events.get(slug)

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from broadcast.participant import Role
-from tests.support.clusternodes import Cluster, RedisProcess, start_redis
+from tests.support.clusternodes import Cluster, Node, RedisProcess, start_redis
 from tests.support.demoproc import ROOT, server_environment
 from tests.support.peers import bearer, publish, watch
 from tests.support.qaclient import connect, joined
@@ -185,12 +185,14 @@ async def test_what_an_organizer_does_on_one_node_holds_on_every_node(cluster: C
         on_b = await watch(http, b.base, ward, token=viewer)
         await on_b.wait_frames(5, timeout=20.0)
 
-        async def listed_on_a() -> bool:
-            async with http.get(f"{a.base}/api/events/ward/tokens", headers=bearer(organizer)) as resp:
+        async def listed_on(node: Node) -> bool:
+            async with http.get(f"{node.base}/api/events/ward/tokens", headers=bearer(organizer)) as resp:
                 rows = [t for t in (await resp.json())["tokens"] if t["jti"] == jti]
             return bool(rows) and rows[0]["name"] == "Dr One Device" and rows[0]["live_sessions"] == 1
-        await eventually("C's link listed on A with its session on B", listed_on_a, within=3.0)
-        # a link's session limit holds across the nodes: its one session is on B, C refuses another
+        await eventually("C's link listed on A with its session on B", lambda: listed_on(a), within=3.0)
+        # a link's session limit holds across the nodes once they have B's heartbeat (each node
+        # reads the directory once a second): its one session is on B, C refuses another
+        await eventually("B's session of the link counted on C", lambda: listed_on(c), within=3.0)
         await watch(http, c.base, ward, token=viewer, expect=429)
 
         # the sessions of every node are listed on any node, and kicked from there
