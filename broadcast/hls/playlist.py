@@ -69,7 +69,6 @@ class MediaPlaylist:
         self.ended = False
         self._next_msn = 0
         self._changed = asyncio.Event()
-        self.bytes_in = 0
 
     # -- what the muxer hands in (on the loop) -------------------------------------------
     def add_init(self, number: int, data: bytes, codecs: str, resolution: tuple[int, int] | None) -> None:
@@ -107,11 +106,12 @@ class MediaPlaylist:
                     self.discontinuities += 1
             self._drop_unused_inits()
         current.parts.append(Part(data, duration, independent))
-        self.bytes_in += len(data)
         self._pulse()
 
     def end(self) -> None:
-        """The feed stopped: the segment being made is complete (players wait for the next)."""
+        """The feed stopped: the segment being made is complete, and no part is hinted until the
+        feed is back (players wait, or give up)."""
+        self.ended = True
         if self.segments and not self.segments[-1].complete:
             self._finish()
         self._pulse()

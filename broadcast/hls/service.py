@@ -51,7 +51,6 @@ class FeedHls:
         self.muxer = HlsMuxer(f"{path} ({variant})", s.part_s, s.target_s, self.playlist.add_init,
                               self.playlist.add_part, variant)
         self.last_request = time.monotonic()
-        self.started_at = time.monotonic()
         self.responses: Counter[str] = Counter()  # by kind: playlist, blocking, part, segment, init
         self._part_serves: Counter[str] = Counter()  # per part file, while it is listed
 

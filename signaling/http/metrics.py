@@ -165,12 +165,15 @@ class HlsCollector(Collector):
                                  "the number of players without a shared cache, 1-2 with one",
                                  labels=["path", "variant"])
         parts = CounterMetricFamily("orcast_hls_parts", "Parts muxed", labels=["path", "variant"])
+        dropped = CounterMetricFamily("orcast_hls_dropped_frames", "Frames the HLS muxer dropped because it fell "
+                                      "behind (it starts again on a keyframe)", labels=["path", "variant"])
         for (path, variant), hls in sorted(feeds.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
             for kind in ("playlist", "blocking", "part", "segment", "init"):
                 answers.add_metric([str(path), variant, kind], hls.responses[kind])
             most.add_metric([str(path), variant], hls.most_serves_of_a_part)
             parts.add_metric([str(path), variant], hls.muxer.parts)
-        yield from (on, answers, most, parts)
+            dropped.add_metric([str(path), variant], hls.muxer.frames_dropped)
+        yield from (on, answers, most, parts, dropped)
 
 
 class ClusterCollector(Collector):

@@ -23,7 +23,7 @@ from signaling.auth.links import role_link
 from signaling.keys import ACCESS
 from tests.conftest import RunningServer, organizer_session, start_server
 from tests.support.chromium import PICTURE_SPREAD_JS, chromium, collect_console_errors, screenshot
-from tests.support.linkwire import SERVER_ADDR, Wire
+from tests.support.linkwire import SERVER_ADDR, Wire, require_namespaces
 
 pytestmark = pytest.mark.browser
 PATH = "course/or1/endoscope"
@@ -104,8 +104,7 @@ async def test_the_viewer_page_plays_hls_when_asked(server: RunningServer, live:
 @pytest.fixture
 def no_udp_wire() -> Iterator[subprocess.Popen[str]]:
     """The viewer's host behind a firewall that lets no UDP through (tests/support/linkwire.py)."""
-    if os.geteuid() != 0 or not os.path.exists("/dev/net/tun") or not shutil.which("ip"):
-        pytest.skip("a firewalled link needs root, /dev/net/tun and iproute2")
+    require_namespaces("a firewalled link")
     with Wire(NAMESPACE, "--down-kbps", "0", "--delay-ms", "5", "--loss", "0", "--block-udp") as link:
         yield link.process
 

@@ -27,18 +27,16 @@ from broadcast.sources.synthetic import encode_clip
 from broadcast.workers.remotesession import RemoteViewerSession
 from signaling.keys import ACCESS, BROADCASTER
 from tests.conftest import RunningServer, make_config, organizer_session, start_server
-from tests.support.linkwire import SERVER_ADDR, Wire
+from tests.support.linkwire import SERVER_ADDR, Wire, require_namespaces
 from tests.support.peers import publish_clip
 
 PATH = "course/or1/endoscope"
 NAMESPACE = f"orcv{os.getpid() % 100000}"
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/net/tun") or not shutil.which("ip"),
-                                reason="a shaped link needs root, /dev/net/tun and iproute2")
-
 
 @pytest.fixture
 def wire() -> Iterator[subprocess.Popen[str]]:
+    require_namespaces("a shaped link")
     with Wire(NAMESPACE, "--down-kbps", "1000", "--delay-ms", "50", "--loss", "0.01", "--queue-ms", "300") as link:
         yield link.process
 

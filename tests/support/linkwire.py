@@ -26,6 +26,7 @@ import asyncio
 import fcntl
 import os
 import random
+import shutil
 import struct
 import subprocess
 import sys
@@ -37,6 +38,20 @@ IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
 SERVER_ADDR = "10.78.0.1"
 VIEWER_ADDR = "10.78.0.2"
+
+
+def require_namespaces(what: str) -> None:
+    """A test on a link of its own needs root, /dev/net/tun and iproute2. In CI (`.ci/run` sets
+    CI) their absence is a failure, never a skip: a skipped network test proves nothing."""
+    missing = [name for name, ok in (("root", os.geteuid() == 0), ("/dev/net/tun", os.path.exists("/dev/net/tun")),
+                                     ("iproute2 (ip)", shutil.which("ip") is not None)) if not ok]
+    if not missing:
+        return
+    import pytest  # only the tests call this
+    message = f"{what} needs {', '.join(missing)}: run ./scripts/test.sh as root"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 class Wire:
