@@ -16,6 +16,7 @@ from broadcast.qa.board import BoardLimits
 from broadcast.qa.boards import QaSettings
 from broadcast.qa.store import DB_FILE as QA_DB_FILE
 from broadcast.recording.manager import RecordingSettings
+from broadcast.telestration.annotationlog import AnnotationLog
 from broadcast.workers.pool import WorkerSettings
 from signaling.auth.access import Access
 from signaling.auth.hlsprefix import HlsPrefixes
@@ -27,7 +28,22 @@ from signaling.cluster.forward import session_forwarding
 from signaling.cluster.node import ClusterNode
 from signaling.config.settings import ServerConfig
 from signaling.health import Health
-from signaling.http import admin, events, health, hls, metrics, pages, privacy, qa, recordings, sources, whep, whip, ws
+from signaling.http import (
+    admin,
+    drawings,
+    events,
+    health,
+    hls,
+    metrics,
+    pages,
+    privacy,
+    qa,
+    recordings,
+    sources,
+    whep,
+    whip,
+    ws,
+)
 from signaling.http.middleware import MIDDLEWARES, api_options
 from signaling.keys import (
     ACCESS,
@@ -37,6 +53,7 @@ from signaling.keys import (
     HEALTH,
     HLS_PREFIXES,
     METRICS,
+    TELESTRATION,
     TICKETS,
     WEB_ROOT,
     WS_HUB,
@@ -44,6 +61,7 @@ from signaling.keys import (
 from signaling.livehub import WsHub
 from signaling.logs.format import install_bad_http_filter
 from signaling.store.eventstore import EventStore
+from signaling.telestration import Telestration
 
 logger = logging.getLogger(__name__)
 GENERATIONS_S = 5.0  # how often a node checks the cluster's link generations (revocations come at once)
@@ -109,6 +127,7 @@ async def _cluster_ctx(app: web.Application) -> AsyncIterator[None]:
     await node.cluster.start(node.report, on_message)
     access.announce = node.announce
     node.on_privacy = lambda path, pause: privacy.apply_privacy(app, path, pause)
+    node.on_draw = app[TELESTRATION].on_announced
     if node.cluster.enabled:
         access.elsewhere = node.sessions_elsewhere
     generations = None
@@ -180,6 +199,8 @@ def create_app(config: ServerConfig, broadcaster: Broadcaster | None = None) -> 
     app[HLS_PREFIXES] = HlsPrefixes(secret)
     app[WS_HUB] = WsHub(app[BROADCASTER])
     app[WS_HUB].infos = app[CLUSTER].stream_infos  # every node's feeds
+    app[TELESTRATION] = Telestration(app[BROADCASTER], app[WS_HUB], app[ACCESS],
+                                     AnnotationLog(config.recordings_root), app[CLUSTER])
     app[HEALTH] = Health()
     app[METRICS] = metrics.make_registry(app[BROADCASTER], app[CLUSTER])
     # cleanup runs in reverse: the hub and access close before the broadcaster
@@ -187,12 +208,14 @@ def create_app(config: ServerConfig, broadcaster: Broadcaster | None = None) -> 
     app.cleanup_ctx.append(_access_ctx)
     app.cleanup_ctx.append(_cluster_ctx)
     app.cleanup_ctx.append(ws.hub_ctx)
+    app.cleanup_ctx.append(drawings.telestration_ctx)
     app.on_shutdown.append(ws.on_shutdown)
     app.cleanup_ctx.append(health.health_ctx)
     app.add_routes(whip.routes())
     app.add_routes(whep.routes())
     app.add_routes(hls.routes())
     app.add_routes(privacy.routes())
+    app.add_routes(drawings.routes())
     app.add_routes(ws.routes())
     app.add_routes(events.routes())
     app.add_routes(admin.routes())

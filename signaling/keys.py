@@ -18,6 +18,7 @@ from signaling.livehub import WsHub
 if TYPE_CHECKING:
     from signaling.auth.access import Access
     from signaling.cluster.node import ClusterNode
+    from signaling.telestration import Telestration
 
 BROADCASTER = web.AppKey("broadcaster", Broadcaster)
 CONFIG = web.AppKey("config", ServerConfig)
@@ -27,5 +28,6 @@ HLS_PREFIXES = web.AppKey("hls_prefixes", HlsPrefixes)
 ACCESS: web.AppKey[Access] = web.AppKey("access")
 CLUSTER: web.AppKey[ClusterNode] = web.AppKey("cluster")
 WS_HUB = web.AppKey("ws_hub", WsHub)
+TELESTRATION: web.AppKey[Telestration] = web.AppKey("telestration")
 HEALTH = web.AppKey("health", Health)
 METRICS = web.AppKey("metrics", CollectorRegistry)

@@ -10,6 +10,7 @@ import json
 import logging
 import secrets
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PUSH_INTERVAL_S = 1.0
+OUTBOX_MAX = 400  # messages a page may be behind (a drawing flood is ~40 a second)
 # what a page tells its person (auth.js closedMessage)
 PAGE_KINDS = {CloseReason.REVOKED: "revoked", CloseReason.EVENT_REVOKED: "revoked",
               CloseReason.EVENT_DELETED: "revoked", CloseReason.EXPIRED: "expired", CloseReason.KICKED: "kicked"}
@@ -42,11 +44,47 @@ class WsConnection:
         self.participant: Participant = identity.participant
         self.connected_at = time.time()
         self.last_streams: str | None = None
+        self.watching: frozenset[str] = frozenset()  # the feeds ("or1/endoscope") whose drawings it gets
+        # what many pages are told at once (drawings) waits here: one slow page slows nobody else
+        self._outbox: deque[str] = deque()
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self.overflowed = 0  # times its outbox was full (a page that cannot keep up)
 
     async def send(self, message: dict[str, Any]) -> None:
         if not self.ws.closed:
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await self.ws.send_str(json.dumps(message))
+
+    def post(self, text: str) -> bool:
+        """Queue an encoded message without waiting. False: the page is OUTBOX_MAX behind, its
+        queue was dropped (the caller sends it the state afresh)."""
+        if self.ws.closed:
+            return True
+        if len(self._outbox) >= OUTBOX_MAX:
+            self._outbox.clear()
+            self.overflowed += 1
+            return False
+        self._outbox.append(text)
+        self._wake.set()
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write(), name=f"writing to {self.id}")
+        return True
+
+    async def _write(self) -> None:
+        while not self.ws.closed:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._outbox and not self.ws.closed:
+                try:
+                    await self.ws.send_str(self._outbox.popleft())
+                except (ConnectionError, RuntimeError):
+                    self._outbox.clear()
+                    return
+
+    async def stop_writer(self) -> None:
+        self._outbox.clear()
+        await stop_task(self._writer)
 
     async def close(self, reason: CloseReason = CloseReason.OTHER, detail: str = "") -> None:
         """Idempotent; tells the page why before closing. 1012 (a server restart): come back in

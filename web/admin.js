@@ -44,13 +44,13 @@ function renderTheatres() {
   byId("recordings-link", HTMLAnchorElement).href = event ? `/recordings/${event.slug}` : "/recordings";
 }
 
-async function download(format) {
+async function download(format, what = "questions") {
   const event = current();
   try {
-    const response = await fetch(`/api/events/${event.slug}/questions?format=${format}`,
+    const response = await fetch(`/api/events/${event.slug}/${what}?format=${format}`,
       { headers: { Authorization: `Bearer ${token}` } });
     if (!response.ok) throw new Error((await response.json().catch(() => ({}))).error || response.statusText);
-    const name = (response.headers.get("Content-Disposition") || "").match(/filename="([^"]+)"/)?.[1] || `questions.${format}`;
+    const name = (response.headers.get("Content-Disposition") || "").match(/filename="([^"]+)"/)?.[1] || `${what}.${format}`;
     const url = URL.createObjectURL(await response.blob());
     const a = el("a", { href: url, download: name });
     document.body.append(a);
@@ -224,6 +224,8 @@ addTheatre.addEventListener("submit", (e) => {
 
 byId("export-csv", HTMLButtonElement).addEventListener("click", () => download("csv"));
 byId("export-json", HTMLButtonElement).addEventListener("click", () => download("json"));
+byId("export-annotations-csv", HTMLButtonElement).addEventListener("click", () => download("csv", "annotations"));
+byId("export-annotations-json", HTMLButtonElement).addEventListener("click", () => download("json", "annotations"));
 
 eventSelect.addEventListener("change", () => loadEvents(eventSelect.value).then(refresh));
 

@@ -5,11 +5,13 @@
 // reconnects by itself with backoff when the network or the server drops.
 import { api, closedMessage, openEvent, pathPart, showNoAccess, takeToken } from "./lib/auth.js";
 import { byId, el, exposeForTests, option, setStatus } from "./lib/dom.js";
+import { FeedDrawings } from "./lib/drawtool.js";
 import { openEventSocket } from "./lib/eventsocket.js";
 import { isRecording, isSlug, isTalkback } from "./lib/model.js";
 import { FeedPlayer } from "./lib/player.js";
 import { FeedPublisher } from "./lib/publisher.js";
 import { QaConnection, onAirFor } from "./lib/qa.js";
+import { StrokeOverlay } from "./lib/telestration.js";
 
 const event = pathPart(2);
 const fixedTheatre = pathPart(3);
@@ -23,6 +25,7 @@ let devices = { video: [], audio: [] };
 const talkback = new Map();
 let qa = null;
 let healthTimer = null;
+let drawings = null;       // strokes faculty draw, over each card's preview
 
 const theatre = () => theatreSelect.value;
 
@@ -105,6 +108,7 @@ function addCard() {
     status: q(".feed-status"), paused: false,
     health: q(".feed-health"), badge: q(".onair-badge"), capture: q(".capture"), notice: q(".card-notice"),
     media: null, opening: null, publisher: null, path: null, touched: false, asked: null, noticeTimer: null,
+    overlay: null,
   };
   const used = new Set(cards.map((c) => c.feed.value));
   card.feed.value = NAMES.find((n) => !used.has(n));
@@ -118,6 +122,7 @@ function addCard() {
     },
   });
   card.start.addEventListener("click", () => goLive(card));
+  card.overlay = new StrokeOverlay(card.preview);  // what faculty draw shows on the OR's own screen too
   card.stop.addEventListener("click", () => stopCard(card));
   card.remove.addEventListener("click", () => removeCard(card));
   card.record.addEventListener("click", () => toggleRecording(card));
@@ -198,6 +203,7 @@ function stopCard(card) {
 function removeCard(card) {
   stopCard(card);
   card.media?.getTracks().forEach((t) => t.stop());
+  drawings?.detach(card.overlay);
   card.node.remove();
   cards.splice(cards.indexOf(card), 1);
 }
@@ -216,6 +222,8 @@ async function toggleRecording(card) {
 
 async function showHealth() {
   for (const card of cards) {
+    const live = card.path && card.publisher.state === "live" ? card.path.split("/").slice(1).join("/") : null;
+    drawings?.attach(card.overlay, live);
     const info = card.path ? streams.get(card.path.split("/").slice(1).join("/")) : null;
     const s = await card.publisher.sample();
     const parts = [];
@@ -374,7 +382,9 @@ async function start() {
   const conn = byId("conn", HTMLElement);
   const socket = openEventSocket(event, token, {
     onStreams,
+    onMessage: (data) => drawings.onMessage(data),
     onState: (s, again) => {
+      if (s === "connected") drawings.watch(true);
       setStatus(conn, s === "connected" ? "server connected" : "server reconnecting …", s === "connected" ? "ok" : "warn");
       if (again) [...cards.map((c) => c.publisher), ...[...talkback.values()].map((t) => t.player), qa].forEach((x) => x?.retryNow());
     },
@@ -390,6 +400,7 @@ async function start() {
       showNoAccess(closedMessage(reason, kind));
     },
   });
+  drawings = new FeedDrawings((m) => socket.send(m));
   onStreams(info.streams);
   qa = new QaConnection(event, token, { onSlots: showOnAir }).start();
   navigator.mediaDevices?.addEventListener?.("devicechange", listDevices);
@@ -406,4 +417,5 @@ exposeForTests({
   get peer() { return cards[0]?.publisher.pc; },
   get feeds() { return cards.map((c) => ({ path: c.path, state: c.publisher.state, lowActive: c.publisher.lowActive })); },
   get talkback() { return [...talkback.values()].map((t) => t.player.pc); },
+  get strokes() { return cards.map((c) => ({ path: c.path, strokes: c.overlay ? [...c.overlay.strokes.values()] : [] })); },
 });

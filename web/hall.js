@@ -3,11 +3,13 @@
 // by side, or a 2×2 grid) and the question on air. Recovers by itself from network loss, a
 // server restart or a publisher that leaves and comes back.
 import { api, closedMessage, noAccessMessage, pathPart, showNoAccess, takeToken } from "./lib/auth.js";
-import { byId, el, exposeForTests, feedLabel } from "./lib/dom.js";
+import { byId, el, exposeForTests, feedLabel, privacyCard } from "./lib/dom.js";
+import { FeedDrawings } from "./lib/drawtool.js";
 import { openEventSocket } from "./lib/eventsocket.js";
 import { hallFeeds, hallQuestion } from "./lib/hallview.js";
 import { FeedPlayer } from "./lib/player.js";
 import { QaConnection } from "./lib/qa.js";
+import { StrokeOverlay } from "./lib/telestration.js";
 
 const HALL_QUALITY = new URL(location.href).searchParams.get("quality") === "hls" ? "hls" : "high";
 
@@ -27,6 +29,9 @@ let tiles = [];                // {feed, player, box, state}
 let qa = null;
 let unhealthySince = 0;
 let watchdogTimer = null;
+let socket = null;
+// the strokes faculty and moderators draw, over the same pictures
+const drawings = new FeedDrawings((message) => socket?.send(message));
 
 function render() {
   const feeds = hallFeeds(layout, live);
@@ -34,13 +39,18 @@ function render() {
   const same = feeds.length === tiles.length && feeds.every((f, i) => tiles[i].feed === f);
   for (const tile of tiles) tile.player.setLive(playable(tile.feed), stalled.has(tile.feed) || paused.has(tile.feed));
   if (same && (tiles.length || tilesBox.querySelector(".hall-idle"))) return updateTiles();
-  for (const tile of tiles) tile.player.stop();
+  for (const tile of tiles) {
+    tile.player.stop();
+    drawings.detach(tile.overlay);
+    tile.overlay.close();
+  }
   tiles = feeds.map((feed, index) => {
     const video = el("video", { autoplay: true, playsinline: true, "aria-label": feedLabel(titles, feed) });
     video.muted = index !== 0;  // the hall hears the first tile
     const state = el("div", { className: "tile-state" });
     const box = el("figure", { className: "tile" }, video, el("figcaption", { text: feedLabel(titles, feed) }), state);
-    const tile = { feed, box, state, video, player: null };
+    const tile = { feed, box, state, video, player: null, overlay: new StrokeOverlay(video) };
+    drawings.attach(tile.overlay, feed);
     // the hall is on the hospital's LAN: the feed as published, never a rendition picked for a slow link
     // ?quality=hls: a hall far away (another city) plays over HLS, through its own network's cache
     tile.player = new FeedPlayer(video, token, { onState: () => updateTiles(), choice: HALL_QUALITY });
@@ -61,7 +71,8 @@ function updateTiles() {
     const name = feedLabel(titles, tile.feed);
     const hidden = paused.has(tile.feed);
     tile.video.style.visibility = hidden ? "hidden" : "";
-    tile.state.textContent = hidden ? `${name}: paused for privacy` : s === "live" ? "" : waiting ? `Waiting for ${name} to go live …`
+    privacyCard(tile.state, hidden ? name : null);
+    if (!hidden) tile.state.textContent = s === "live" ? "" : waiting ? `Waiting for ${name} to go live …`
       : s === "ended" ? "This hall link no longer works; ask the organizer for a new one"
         : stalled.has(tile.feed) ? `${name}: the operating room is reconnecting …` : `${name} reconnecting …`;
     tile.state.hidden = s === "live" && !hidden;
@@ -128,9 +139,13 @@ async function start() {
     render();
   };
   onStreams(info.streams);
-  openEventSocket(event, token, {
+  socket = openEventSocket(event, token, {
     onStreams,
-    onState: (_state, again) => { if (again) [...tiles.map((t) => t.player), qa].forEach((x) => x?.retryNow()); },
+    onMessage: (data) => drawings.onMessage(data),
+    onState: (state, again) => {
+      if (state === "connected") drawings.watch(true);
+      if (again) [...tiles.map((t) => t.player), qa].forEach((x) => x?.retryNow());
+    },
     onMediaLost: (ids) => tiles.forEach((t) => t.player.sessionsLost(ids)),
     onClosing: (reason, kind) => {
       clearInterval(watchdogTimer);
@@ -152,4 +167,5 @@ start();
 exposeForTests({
   get tiles() { return tiles.map((t) => ({ feed: t.feed, state: t.player.state, peer: t.player.pc })); },
   get qa() { return qa; },
+  get strokes() { return tiles.map((t) => ({ feed: t.feed, strokes: [...t.overlay.strokes.values()] })); },
 });

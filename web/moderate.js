@@ -182,6 +182,27 @@ function applyLayout(e) {
 
 const STATE_TEXT = (s) => (!s.live ? (s.on_demand ? "on demand (idle)" : "off air") : s.stalled ? "reconnecting" : "live");
 
+// The privacy pause, as on the technician's console: every viewer and the hall see a card
+// instead of the picture at once, and the recording has a gap
+function privacyButton(s) {
+  const [, t, f] = s.path.split("/");
+  const paused = Boolean(s.privacy_by);
+  return el("button", {
+    className: "privacy", "aria-pressed": String(paused),
+    "aria-label": `${paused ? "Resume" : "Privacy pause"} ${feedLabel(titles, `${t}/${f}`)}`,
+    title: paused ? `paused by ${s.privacy_by}` : "Hide this feed from everyone at once (the recording has a gap)",
+    onclick: async () => {
+      try {
+        await api(token, `/api/events/${event}/privacy/${t}/${f}`, { method: "POST", body: { paused: !paused } });
+        setStatus(deskStatus, `${feedLabel(titles, `${t}/${f}`)}: ${paused ? "resumed" : "paused for privacy"}`, "ok");
+      } catch (error) {
+        setStatus(deskStatus, `Privacy: ${error.message}`, "bad");
+      }
+      refreshHealth();
+    },
+  }, paused ? "Resume" : "Privacy");
+}
+
 async function refreshHealth() {
   const table = byId("health", HTMLElement);
   try {
@@ -200,7 +221,8 @@ async function refreshHealth() {
       el("td", { className: s.live && !s.stalled ? "ok" : "warn", text: STATE_TEXT(s) }),
       el("td", { text: String(s.viewers) }),
       el("td", { text: s.live ? `${(s.bitrate_in_bps / 1e6).toFixed(1)} Mbit/s` : "–" }),
-      el("td", { text: s.recording === "recording" ? "● REC" : s.recording }))));
+      el("td", { text: s.recording === "recording" ? "● REC" : s.recording }),
+      el("td", {}, privacyButton(s)))));
     renderPreview();
   } catch (error) {
     // what the table shows is no longer known: say since when, never keep showing "live"

@@ -2,8 +2,9 @@
 // Recordings: start/stop recording (technician, moderator, organizer) and the library:
 // list, play and seek in the browser, download, delete (organizer).
 import { api, noAccessMessage, pathPart, showNoAccess, takeToken } from "./lib/auth.js";
-import { byId, el, feedLabel, setStatus } from "./lib/dom.js";
+import { byId, el, exposeForTests, feedLabel, setStatus } from "./lib/dom.js";
 import { isRecording } from "./lib/model.js";
+import { LASER_FADE_MS, StrokeOverlay } from "./lib/telestration.js";
 
 const token = takeToken();
 const $ = (id) => byId(id, HTMLElement);
@@ -95,12 +96,64 @@ async function refreshControl() {
 
 // A recording is one or more segments (cut every recording.segment_minutes, or where the
 // feed reconnected): they play one after the other, as one recording.
-let playing = null;  // {rec, index}
+let playing = null;  // {rec, index, start}
+const overlay = new StrokeOverlay(player);
+let annotations = { recording: null, items: [], fadeS: 8 };
+
+// The strokes drawn on the live picture, each at its second in the recording
+async function loadAnnotations(rec) {
+  if (annotations.recording === rec.id) return;
+  annotations = { recording: rec.id, items: [], fadeS: 8 };
+  try {
+    const [e, t, f] = rec.path.split("/");
+    const got = await api(token, `/api/recordings/${e}/${t}/${f}/${rec.id}/annotations`);
+    annotations = { recording: rec.id, items: got.annotations.sort((a, b) => a.t - b.t), fadeS: got.fade_s };
+  } catch (error) {
+    $("strokes-note").textContent = `Drawings could not be loaded: ${error.message}`;
+    return;
+  }
+  const n = annotations.items.filter((a) => a.type === "stroke").length;
+  $("strokes-note").textContent = n ? `${n} drawing${n === 1 ? "" : "s"} on this recording` : "Nothing was drawn on this recording";
+  showStrokes();
+}
+
+/** The strokes on screen at second `at` of the recording, as the live pages showed them. */
+function strokesAt(items, at, fadeS) {
+  const shown = [];
+  for (const s of items) {
+    if (s.type !== "stroke" || s.t > at) continue;
+    const removed = items.find((o) => o.t >= s.t && o.t <= at && ((o.type === "undo" && o.id === s.id) ||
+      (o.type === "clear" && o.t > s.t)));
+    if (removed) continue;
+    const pinOp = items.filter((o) => o.type === "pin" && o.id === s.id && o.t <= at).pop();
+    const pinned = pinOp ? pinOp.pinned : s.pinned;
+    const drawn = Math.max(0.001, (s.ended_at || s.started_at) - s.started_at);
+    const since = at - s.t;
+    const fade = s.kind === "laser" ? LASER_FADE_MS / 1000 : fadeS;
+    const left = drawn + fade - since;
+    if (!pinned && left <= 0) continue;
+    const part = Math.min(1, since / drawn);
+    const points = s.kind === "free" || s.kind === "laser" ? s.points.slice(0, Math.max(1, Math.ceil(s.points.length * part))) : s.points;
+    shown.push({ ...s, points, alpha: pinned ? 1 : Math.min(1, left / (s.kind === "laser" ? fade : 1)) });
+  }
+  return shown;
+}
+
+function showStrokes() {
+  if (!playing) return;
+  overlay.showStill(strokesAt(annotations.items, playing.start + player.currentTime, annotations.fadeS));
+}
+
+function followPlayback() {
+  showStrokes();
+  if (!player.paused && !player.ended) requestAnimationFrame(followPlayback);
+}
 
 function play(rec, index = 0) {
-  playing = { rec, index };
-  $("player-panel").hidden = false;
   const start = rec.segments.slice(0, index).reduce((sum, s) => sum + (s.duration_s || 0), 0);
+  playing = { rec, index, start };
+  $("player-panel").hidden = false;
+  loadAnnotations(rec);
   $("player-title").textContent = `${feedName(rec.path)} · ${when(rec.started_at)}` +
     (rec.segments.length > 1 ? ` · part ${index + 1} of ${rec.segments.length} (from ${clock(start)})` : "");
   player.src = rec.segments[index].url;
@@ -173,6 +226,10 @@ async function main() {
   fillTheatres();
   eventSelect.addEventListener("change", () => { fillTheatres(); refresh(); });
   theatreSelect.addEventListener("change", refresh);
+  player.addEventListener("play", followPlayback);
+  player.addEventListener("seeked", showStrokes);
+  player.addEventListener("timeupdate", showStrokes);
+  byId("show-strokes", HTMLInputElement).addEventListener("change", (e) => overlay.setHidden(!(/** @type {HTMLInputElement} */ (e.target)).checked));
   player.addEventListener("ended", () => {
     if (playing && playing.index + 1 < playing.rec.segments.length) play(playing.rec, playing.index + 1);
   });
@@ -180,3 +237,9 @@ async function main() {
 }
 
 main();
+
+// A read-only handle for diagnostics and browser tests (see exposeForTests).
+exposeForTests({
+  get annotations() { return annotations; },
+  get strokes() { return [...overlay.strokes.values()]; },
+});

@@ -3,12 +3,14 @@
 // or a 2×2 multi-view, which theatre is heard, fullscreen, a quality indicator, the Q&A panel,
 // and for faculty "speak to OR". Everything reconnects by itself.
 import { closedMessage, openEvent, pathPart, showNoAccess, takeToken } from "./lib/auth.js";
-import { byId, el, exposeForTests, feedLabel, option, setStatus } from "./lib/dom.js";
+import { byId, el, exposeForTests, feedLabel, option, privacyCard, setStatus } from "./lib/dom.js";
+import { DrawTool, FeedDrawings } from "./lib/drawtool.js";
 import { openEventSocket } from "./lib/eventsocket.js";
 import { QA_DEFAULTS, TALKBACK_PREFIX, isFeed, isTalkback } from "./lib/model.js";
 import { FeedPlayer } from "./lib/player.js";
 import { FeedPublisher } from "./lib/publisher.js";
 import { QaConnection, byVotes, onAirFor } from "./lib/qa.js";
+import { StrokeOverlay } from "./lib/telestration.js";
 import { Thumbnails } from "./lib/thumbnails.js";
 
 const event = pathPart(2);
@@ -28,6 +30,9 @@ let thumbs = null;
 let you = null;
 let serverUp = true;
 let qualityTimer = null;           // the event's WebSocket is connected: live states are current
+let drawings = null;           // FeedDrawings: strokes over the pictures (lib/drawtool.js)
+let overlay = null;            // the strokes over the main picture
+let drawTool = null;
 
 const theatreOf = (feed) => feed.split("/")[0];
 const liveFeeds = () => [...streams.values()].filter((s) => s.live).map((s) => s.feed);
@@ -65,6 +70,8 @@ function play(feed) {
   url.searchParams.set("feed", feed);
   history.replaceState(null, "", url.pathname + url.search);
   main.play(`${event}/${feed}`, playable(feed));
+  drawings?.attach(overlay, feed);
+  drawTool?.refresh();
   byId("caption", HTMLElement).textContent = feedLabel(titles, feed);
   if (mode === "single") heard = theatreOf(feed);
   renderFeeds();
@@ -85,16 +92,28 @@ function describe(state, feed, text) {
   return `Connecting to ${name} …`;
 }
 
+let mainState = { state: "idle", text: "" };
 function onMainState(state, text) {
-  const feed = mainFeed();
-  stateBox.textContent = describe(state, feed, text);
-  stateBox.hidden = state === "live" && !streams.get(feed)?.privacy;
+  mainState = { state, text };
+  showMainState();
   if (state === "ended") showNoAccess(`${text} Ask the organizer for a new link.`);
+}
+
+function showMainState() {
+  const feed = mainFeed();
+  const paused = Boolean(feed && streams.get(feed)?.privacy);
+  privacyCard(stateBox, paused ? feedLabel(titles, feed) : null);
+  if (!paused) stateBox.textContent = describe(mainState.state, feed, mainState.text);
+  stateBox.hidden = mainState.state === "live" && !paused;
 }
 
 // -- multi-view ----------------------------------------------------------------------------
 function buildMulti() {
-  for (const t of tiles) t.player.stop();
+  for (const t of tiles) {
+    t.player.stop();
+    drawings?.detach(t.overlay);
+    t.overlay?.close();
+  }
   const picks = liveFeeds().filter((f) => !isTalkback(f));
   const current = mainFeed();
   if (current && !picks.includes(current)) picks.unshift(current);
@@ -106,18 +125,21 @@ function buildMulti() {
     const select = el("select", { "aria-label": `Feed in tile ${i + 1}` }, option("", "(empty)"),
       [...streams.keys()].filter((f) => !isTalkback(f)).map((f) => option(f, feedLabel(titles, f), f === picks[i])));
     const hear = el("input", { type: "radio", name: "hear", "aria-label": `Hear tile ${i + 1}` });
-    const tile = { feed: picks[i] || null, video: tileVideo, state, select, hear, player: null, box: null };
+    const tile = { feed: picks[i] || null, video: tileVideo, state, select, hear, player: null, box: null, overlay: null };
     tile.player = new FeedPlayer(tileVideo, token, {
       choice: byId("quality-choice", HTMLSelectElement).value,
       onState: (s, text) => {
-        state.textContent = tile.feed ? describe(s, tile.feed, text) : "";
-        state.hidden = s === "live" || !tile.feed;
+        const paused = Boolean(tile.feed && streams.get(tile.feed)?.privacy);
+        privacyCard(state, paused ? feedLabel(titles, tile.feed) : null);
+        if (!paused) state.textContent = tile.feed ? describe(s, tile.feed, text) : "";
+        state.hidden = (s === "live" && !paused) || !tile.feed;
       },
     });
     select.addEventListener("change", () => setTile(tile, select.value || null));
     hear.addEventListener("change", () => { heardTile = i; applyAudio(); });
     tile.box = el("figure", { className: "tile" }, tileVideo, state,
       el("figcaption", {}, select, el("label", { className: "hear" }, hear, " hear")));
+    tile.overlay = new StrokeOverlay(tileVideo);
     setTile(tile, tile.feed);
     return tile;
   });
@@ -129,6 +151,7 @@ function setTile(tile, feed) {
   tile.feed = feed;
   tile.player.play(feed ? `${event}/${feed}` : null, feed ? playable(feed) : false);
   tile.state.hidden = !feed;
+  if (tile.overlay) drawings?.attach(tile.overlay, feed);
   applyAudio();
 }
 
@@ -246,6 +269,7 @@ function onStreams(list) {
   const held = (feed) => Boolean(streams.get(feed)?.stalled || streams.get(feed)?.privacy);
   if (main.path) main.setLive(playable(mainFeed()), held(mainFeed()));
   video.style.visibility = main.path && streams.get(mainFeed())?.privacy ? "hidden" : "";
+  if (main.path) showMainState();
   for (const t of tiles) {
     if (t.feed) t.player.setLive(playable(t.feed), held(t.feed));
     t.video.style.visibility = t.feed && streams.get(t.feed)?.privacy ? "hidden" : "";
@@ -394,7 +418,11 @@ async function start() {
   const conn = byId("conn", HTMLElement);
   const socket = openEventSocket(event, token, {
     onStreams,
+    onMessage: (data) => {
+      if (!drawings.onMessage(data) && data.type === "error" && data.about) drawTool?.say(data.message);
+    },
     onState: (s, again) => {
+      if (s === "connected") drawings.watch(true);
       setStatus(conn, s === "connected" ? "connected" : "server unreachable, reconnecting …", s === "connected" ? "ok" : "warn");
       if (serverUp !== (s === "connected")) {
         serverUp = s === "connected";
@@ -410,6 +438,10 @@ async function start() {
       showNoAccess(closedMessage(reason, kind));
     },
   });
+  drawings = new FeedDrawings((m) => socket.send(m));
+  overlay = new StrokeOverlay(video);
+  drawTool = new DrawTool({ drawings, overlay, toolbar: byId("draw-bar", HTMLElement), feed: mainFeed,
+    lagMs: () => main?.quality?.networkMs ?? 0 });
   onStreams(info.streams);
   byId("view-single", HTMLButtonElement).addEventListener("click", () => setMode("single"));
   byId("view-multi", HTMLButtonElement).addEventListener("click", () => setMode("multi"));
@@ -490,4 +522,7 @@ exposeForTests({
   get talk() { return talk; },
   get talkback() { return [...talkbackPlayers.values()].map((p) => p.player.pc); },
   get qa() { return qa; },
+  get drawings() { return drawings; },
+  get strokes() { return overlay ? [...overlay.strokes.values()] : []; },
+  get drawTool() { return drawTool; },
 });

@@ -63,6 +63,8 @@ class SegmentRecord:
     start_reason: str = "start"     # start | rotation | reconnect | codec change | resolution change | gap
     end_reason: str | None = None   # stop | rotation | feed offline | disk full | crash | …
     error: str | None = None
+    # the first picture's place on the feed's media clock (annotations are kept on that clock)
+    media_start: float | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SegmentRecord:

@@ -368,7 +368,8 @@ class Recorder:
             path=str(self.path), file=media.name, recording=self.recording_id, state="recording",
             started_at=utc_iso(now), video_codec=fmt.video_codec,
             width=size[0] if is_video else None, height=size[1] if is_video else None,
-            audio_codec="opus" if fmt.audio else None, start_reason=self._next_reason)
+            audio_codec="opus" if fmt.audio else None, start_reason=self._next_reason,
+            media_start=round(self._wall(item), 3))
         write_sidecar(media, self._record)
         self._video_base = frame.timestamp if is_video else 0
         self._audio_base = None

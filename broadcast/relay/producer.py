@@ -213,6 +213,18 @@ class Producer:
             if self._kf_arrived is not None:
                 self._kf_arrived.set()
 
+    def media_time(self, seconds_ago: float, sender_clock: bool) -> float | None:
+        """Where the picture that arrived `seconds_ago` sits on this feed's media clock (the
+        clock the recorder puts audio and video on: the sender's when `sender_clock`, else ours
+        by arrival). None before the first frame."""
+        if self._last_out is None:
+            return None
+        offset = self.clock.sender_offset if sender_clock else self.clock.arrival_offset
+        if offset is None:
+            return None
+        since_last = time.monotonic() - self._last_push_wall
+        return self._last_out / self.clock_rate + offset + since_last - seconds_ago
+
     def pause(self) -> None:
         self.paused = True
 

@@ -113,6 +113,13 @@ class Stream:
             if producer.source is not None:
                 producer.detach(producer.source)
 
+    def media_time(self, seconds_ago: float = 0.0) -> float | None:
+        """The feed's media clock `seconds_ago` (what a stroke drawn on the picture then is
+        kept with): the sender's clock once both tracks have sender reports, as the recorder does."""
+        sender = self.video.clock.sender_offset is not None and (
+            self.audio.source is None or self.audio.clock.sender_offset is not None)
+        return self.video.media_time(seconds_ago, sender)
+
     def sample_rates(self) -> None:
         now = time.monotonic()
         bytes_in = self.video.bytes_in + self.audio.bytes_in

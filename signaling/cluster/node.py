@@ -84,6 +84,7 @@ class ClusterNode:
         self.live_counts = live_counts  # live connections per link on this node
         # a privacy pause set on another node, applied here (set by the app)
         self.on_privacy: Callable[[StreamPath, PrivacyPause | None], Awaitable[None]] | None = None
+        self.on_draw: Callable[[dict[str, Any]], Awaitable[None]] | None = None  # a stroke drawn on another node
         self.broadcaster = broadcaster
         self.issuer = issuer
         self.token_gen = token_gen  # an event's link generation (links of older ones are revoked)
@@ -338,6 +339,8 @@ class ClusterNode:
             pause = PrivacyPause(str(message.get("by", "another node"))[:120], time.time(),
                                  bool(message.get("audio"))) if message.get("paused") else None
             await self.on_privacy(path, pause)
+        elif kind == "draw" and self.on_draw is not None:
+            await self.on_draw(message)
         elif kind == "kick" and isinstance(message.get("jti"), str):
             jti, by = message["jti"], str(message.get("by", "an organizer"))[:80]
             await access.close_where(lambda p: p.event == event and p.token_id == jti,

@@ -83,6 +83,8 @@ theatres = ["or1", "or2", "or3", "podium", "faculty"]
 record = true                    # record every feed of this event that goes live
 public = false                   # true: watching needs no link (publishing always does)
 adhoc_theatres = false           # true: any theatre name is accepted
+viewers_draw = false             # true: viewers may draw on the picture too (faculty, moderators, organizers can)
+stroke_fade_s = 8                # a stroke drawn on the picture fades after this many seconds unless pinned
 # starts_at = "2026-11-24T07:30:00+01:00"
 # ends_at = "2026-11-24T18:00:00+01:00"
 

@@ -118,7 +118,8 @@ _SOURCE_KEYS: dict[str, type | tuple[type, ...]] = {"path": str, "url": str, "tr
                                                     "token": str}
 _EVENT_KEYS: dict[str, type | tuple[type, ...]] = {
     "slug": str, "title": str, "theatres": list, "record": bool, "public": bool,
-    "adhoc_theatres": bool, "starts_at": str, "ends_at": str}
+    "adhoc_theatres": bool, "starts_at": str, "ends_at": str, "viewers_draw": bool,
+    "stroke_fade_s": (int, float)}
 
 
 def _check_type(key: str, value: Any, expected: type | tuple[type, ...], problems: list[str]) -> bool:
@@ -263,12 +264,17 @@ def _apply_events(cfg: ServerConfig, value: Any, problems: list[str]) -> None:
                 single_line(title, "the title", 200)
             except ValueError as exc:
                 problems.append(f"{where}.title: {exc}")
+        fade = item.get("stroke_fade_s", 8.0)
+        if isinstance(fade, (int, float)) and not 1 <= fade <= 600:
+            problems.append(f"{where}.stroke_fade_s: 1 to 600 seconds (pin a stroke to keep it)")
+            ok = False
         if ok:
             cfg.events.append(Event(
                 slug=slug, title=item.get("title", slug), theatres=tuple(theatres),
                 record=item.get("record", False), public=item.get("public", False),
                 adhoc_theatres=item.get("adhoc_theatres", False), starts_at=item.get("starts_at"),
-                ends_at=item.get("ends_at"), source="config"))
+                ends_at=item.get("ends_at"), source="config", viewers_draw=item.get("viewers_draw", False),
+                stroke_fade_s=float(item.get("stroke_fade_s", 8.0))))
 
 
 def _apply_sources(cfg: ServerConfig, value: Any, problems: list[str]) -> None:

@@ -14,12 +14,13 @@ from signaling.http.bodies import check_keys, field
 from signaling.store.eventstore import Event, Theatre
 
 MAX_TITLE = 200
+MIN_FADE_S, MAX_FADE_S = 1.0, 600.0
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2})?(Z|[+-]\d{2}:?\d{2})?)?$")
 
 
 def parse_event(data: dict[str, Any], slug: str | None = None) -> Event:
     check_keys(data, {"slug", "title", "theatres", "record", "public", "adhoc_theatres",
-                      "starts_at", "ends_at"})
+                      "starts_at", "ends_at", "viewers_draw", "stroke_fade_s"})
     slug = slug or field(data, "slug", str, required=True)
     if not is_slug(slug):
         raise web.HTTPBadRequest(text="'slug' must be 1-63 of a-z, 0-9 and '-', like \"hpb-2026\"\n")
@@ -38,7 +39,16 @@ def parse_event(data: dict[str, Any], slug: str | None = None) -> Event:
     return Event(slug=slug, title=title, theatres=tuple(theatres),
                  record=field(data, "record", bool, default=False),
                  public=field(data, "public", bool, default=False),
-                 adhoc_theatres=field(data, "adhoc_theatres", bool, default=False), **dates)
+                 adhoc_theatres=field(data, "adhoc_theatres", bool, default=False),
+                 viewers_draw=field(data, "viewers_draw", bool, default=False),
+                 stroke_fade_s=fade_seconds(data.get("stroke_fade_s", 8.0)), **dates)
+
+
+def fade_seconds(value: Any) -> float:
+    if type(value) not in (int, float) or not MIN_FADE_S <= value <= MAX_FADE_S:
+        raise web.HTTPBadRequest(text=f"'stroke_fade_s' is how long a stroke stays: {MIN_FADE_S:g}-{MAX_FADE_S:g} "
+                                      "seconds (pin a stroke to keep it)\n")
+    return float(value)
 
 
 def parse_theatre(item: Any) -> Theatre:

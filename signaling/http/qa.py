@@ -49,7 +49,7 @@ def _iso(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds") if ts else ""
 
 
-def _cell(value: Any) -> Any:
+def csv_cell(value: Any) -> Any:
     # a question starting with "=" must not become a formula in a spreadsheet
     if isinstance(value, str) and value.startswith(_FORMULA_START):
         return "'" + value
@@ -60,7 +60,7 @@ def _csv_row(q: Question) -> list[Any]:
     view = q.moderator_view()
     view["created_at"], view["answered_at"], view["updated_at"] = (
         _iso(q.created_at), _iso(q.answered_at), _iso(q.updated_at))
-    return [_cell(view.get(column)) if view.get(column) is not None else "" for column in CSV_COLUMNS]
+    return [csv_cell(view.get(column)) if view.get(column) is not None else "" for column in CSV_COLUMNS]
 
 
 async def export_questions(request: web.Request) -> web.Response:

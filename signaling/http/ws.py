@@ -4,6 +4,7 @@ Browsers cannot put a token in a WebSocket header, so the first message authenti
 `{"type": "auth", "token": "…"}` (non-browser clients may send `Authorization: Bearer` on the
 upgrade request instead). The server answers `hello`, then sends `streams` whenever the
 event's feeds change. A connection whose link is revoked gets `closing` and is closed.
+Pages draw on the pictures over it too (`watch`, `draw`: signaling/telestration.py).
 
 Close codes: 4000 + the HTTP status the same failure gets elsewhere (4401, 4403, 4404, 4429),
 4408 when no `auth` arrives in time.
@@ -22,7 +23,7 @@ from aiohttp import WSMsgType, web
 from broadcast import jsontext
 from signaling.auth.access import Identity, bearer_token
 from signaling.auth.tokens import MAX_TOKEN_CHARS
-from signaling.keys import ACCESS, WS_HUB
+from signaling.keys import ACCESS, TELESTRATION, WS_HUB
 from signaling.livehub import WsConnection
 
 logger = logging.getLogger(__name__)
@@ -100,14 +101,16 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
             if msg.type != WSMsgType.TEXT:
                 await conn.send({"type": "error", "message": "send JSON text messages"})
                 continue
-            await _handle(conn, msg.data)
+            await _handle(request.app, conn, msg.data)
     finally:
         access.connections.discard(conn)
         hub.connections.discard(conn)
+        request.app[TELESTRATION].end_connection(conn)
+        await conn.stop_writer()
     return ws
 
 
-async def _handle(conn: WsConnection, text: str) -> None:
+async def _handle(app: web.Application, conn: WsConnection, text: str) -> None:
     try:
         data = jsontext.loads(text)
     except ValueError as exc:
@@ -120,11 +123,13 @@ async def _handle(conn: WsConnection, text: str) -> None:
     kind = data["type"]
     if kind == "ping":
         await conn.send({"type": "pong", "time": time.time()})
+    elif kind in ("watch", "draw"):
+        await app[TELESTRATION].handle(conn, data)
     elif kind == "auth":
         await conn.send({"type": "error", "message": "already authenticated"})
     else:
         await conn.send({"type": "error", "message": f"unknown message type {kind[:40]!r} "
-                                                       "(known: ping)"})
+                                                       "(known: ping, watch, draw)"})
 
 
 async def on_shutdown(app: web.Application) -> None:

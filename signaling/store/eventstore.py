@@ -21,14 +21,17 @@ from signaling.auth.tokens import TokenClaims
 logger = logging.getLogger(__name__)
 
 DB_FILE = "orcast.sqlite3"
-SCHEMA_VERSION = 2
-# a version-1 file (before on-demand sources) gets their column
-_MIGRATIONS = {2: "ALTER TABLE sources ADD COLUMN on_demand INTEGER NOT NULL DEFAULT 0"}
+SCHEMA_VERSION = 3
+# a version-1 file (before on-demand sources) gets their column, a version-2 file the drawing settings
+_MIGRATIONS = {2: "ALTER TABLE sources ADD COLUMN on_demand INTEGER NOT NULL DEFAULT 0",
+               3: "ALTER TABLE events ADD COLUMN viewers_draw INTEGER NOT NULL DEFAULT 0; "
+                  "ALTER TABLE events ADD COLUMN stroke_fade_s REAL NOT NULL DEFAULT 8"}
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     slug TEXT PRIMARY KEY, title TEXT NOT NULL, record INTEGER NOT NULL, public INTEGER NOT NULL,
     adhoc_theatres INTEGER NOT NULL, starts_at TEXT, ends_at TEXT,
-    token_gen INTEGER NOT NULL DEFAULT 0, source TEXT NOT NULL, created_at REAL NOT NULL);
+    token_gen INTEGER NOT NULL DEFAULT 0, source TEXT NOT NULL, created_at REAL NOT NULL,
+    viewers_draw INTEGER NOT NULL DEFAULT 0, stroke_fade_s REAL NOT NULL DEFAULT 8);
 CREATE TABLE IF NOT EXISTS theatres (
     event TEXT NOT NULL REFERENCES events(slug) ON DELETE CASCADE, slug TEXT NOT NULL,
     title TEXT NOT NULL, position INTEGER NOT NULL, PRIMARY KEY (event, slug));
@@ -93,6 +96,8 @@ class Event:
     ends_at: str | None = None
     token_gen: int = 0            # tokens minted with a lower gen are revoked
     source: str = "api"           # "config" events are rewritten from the file at start-up
+    viewers_draw: bool = False    # viewers may draw on the picture too (faculty, moderators, organizers always)
+    stroke_fade_s: float = 8.0    # a stroke fades this long after it ends, unless pinned
 
     def theatre(self, slug: str) -> Theatre | None:
         return next((t for t in self.theatres if t.slug == slug), None)
@@ -150,11 +155,11 @@ class EventStore:
         with self._lock:
             events = {}
             for row in self._db.execute("SELECT slug, title, record, public, adhoc_theatres, starts_at, "
-                                        "ends_at, token_gen, source FROM events"):
+                                        "ends_at, token_gen, source, viewers_draw, stroke_fade_s FROM events"):
                 theatres = tuple(Theatre(s, t) for s, t in self._db.execute(
                     "SELECT slug, title FROM theatres WHERE event=? ORDER BY position", (row[0],)))
                 events[row[0]] = Event(row[0], row[1], theatres, bool(row[2]), bool(row[3]), bool(row[4]),
-                                       row[5], row[6], row[7], row[8])
+                                       row[5], row[6], row[7], row[8], bool(row[9]), float(row[10]))
             rows = self._db.execute("SELECT jti, event FROM revoked").fetchall()
         self._mem = _Memory(events, {r[0] for r in rows}, Counter(r[1] for r in rows))
 
@@ -181,12 +186,14 @@ class EventStore:
                 event = replace(event, token_gen=max(event.token_gen, int(time.time()), floor))
             with transaction(self._db):
                 self._db.execute(
-                    "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(slug) DO UPDATE SET "
+                    "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(slug) DO UPDATE SET "
                     "title=excluded.title, record=excluded.record, public=excluded.public, "
                     "adhoc_theatres=excluded.adhoc_theatres, starts_at=excluded.starts_at, "
-                    "ends_at=excluded.ends_at, source=excluded.source",
+                    "ends_at=excluded.ends_at, source=excluded.source, viewers_draw=excluded.viewers_draw, "
+                    "stroke_fade_s=excluded.stroke_fade_s",
                     (event.slug, event.title, event.record, event.public, event.adhoc_theatres,
-                     event.starts_at, event.ends_at, event.token_gen, event.source, time.time()))
+                     event.starts_at, event.ends_at, event.token_gen, event.source, time.time(),
+                     event.viewers_draw, event.stroke_fade_s))
                 self._db.execute("DELETE FROM theatres WHERE event=?", (event.slug,))
                 self._db.executemany("INSERT INTO theatres VALUES (?,?,?,?)",
                                      [(event.slug, t.slug, t.title, i) for i, t in enumerate(event.theatres)])

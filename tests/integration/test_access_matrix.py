@@ -95,12 +95,21 @@ async def run_cell(server: RunningServer, row: Row, column: str, token: str | No
     if action == "options whip":
         async with http.options(f"{base}/whip/{LIVE}") as r:
             return r.status
-    if action == "ws":
+    if action in ("ws", "ws draw"):
         async with http.ws_connect(f"{base}/ws/{EVENT}") as ws:
             await ws.send_json({"type": "auth", "token": token})
             msg = await ws.receive(timeout=10)
             if msg.type == aiohttp.WSMsgType.TEXT and msg.json()["type"] == "hello":
-                return 101
+                if action == "ws":
+                    return 101
+                await ws.send_json({"type": "draw", "feed": "or1/endoscope", "op": "begin", "id": f"m{n}",
+                                    "kind": "free", "color": "#ffd400", "points": [[0.5, 0.5]], "end": True})
+                while True:  # `drawn` when the stroke is taken, else an error with the status
+                    data = await ws.receive_json(timeout=10)
+                    if data["type"] == "drawn":
+                        return 200
+                    if data["type"] == "error":
+                        return int(data["status"])
             while msg.type == aiohttp.WSMsgType.TEXT:  # the error message, then the close
                 msg = await ws.receive(timeout=10)
             assert msg.type == aiohttp.WSMsgType.CLOSE
@@ -170,6 +179,14 @@ async def run_cell(server: RunningServer, row: Row, column: str, token: str | No
         url = f"/api/recordings?event={EVENT}"
     elif action == "download":
         url = f"/api/recordings/{EVENT}/or1/endoscope/20260101T080000Z.mp4"
+    elif action == "annotations":
+        url = f"/api/events/{EVENT}/annotations?format=csv"
+    elif action == "privacy or1":
+        method, url, body = "POST", f"/api/events/{LIVE.event}/privacy/{LIVE.theatre}/{LIVE.feed}", {"paused": False}
+    elif action == "event log":
+        url = f"/api/events/{EVENT}/log"
+    elif action == "recording strokes":
+        url = f"/api/recordings/{EVENT}/or1/endoscope/20260101T080000Z/annotations"
     elif action == "questions":
         url = f"/api/events/{EVENT}/questions?format=csv"
     elif action == "delete recording":

@@ -75,3 +75,13 @@ export function exposeForTests(hooks) {
     // storage blocked: no hooks
   }
 }
+
+/** The still card a feed paused for privacy shows instead of its picture (the server sends none),
+ * or back to a plain state line (`name` null). */
+export function privacyCard(box, name) {
+  box.classList.toggle("privacy-card", Boolean(name));
+  if (name) {
+    box.replaceChildren(el("strong", { text: "Paused for privacy" }),
+      el("small", { text: `${name} · the picture comes back when the operating room resumes` }));
+  }
+}

@@ -11,10 +11,11 @@ const FATAL = new Set([4400, 4401, 4403, 4404]);
  * @property {(reason: string, kind: string) => void} [onClosing]
  * @property {(state: string, again?: boolean) => void} [onState]
  * @property {(sessions: string[]) => void} [onMediaLost] the server lost these media sessions (a worker died)
+ * @property {(data: any) => void} [onMessage] anything else (drawings: lib/drawtool.js)
  */
 
 /** @param {string} event @param {string} token @param {EventSocketHandlers} handlers */
-export function openEventSocket(event, token, { onHello, onStreams, onClosing, onState, onMediaLost }) {
+export function openEventSocket(event, token, { onHello, onStreams, onClosing, onState, onMediaLost, onMessage }) {
   let socket = null;
   let delay = 1000;
   let stopped = false;
@@ -46,9 +47,11 @@ export function openEventSocket(event, token, { onHello, onStreams, onClosing, o
       } else if (data.type === "closing") {
         stopped = true;
         onClosing?.(data.reason, data.kind || "ended");
-      } else if (data.type === "error" && data.status) {
+      } else if (data.type === "error" && data.status && !data.about) {
         stopped = true;
         onClosing?.(data.message, data.status === 401 ? "revoked" : "ended");
+      } else {
+        onMessage?.(data);
       }
     };
     socket.onclose = (event) => {
@@ -68,6 +71,10 @@ export function openEventSocket(event, token, { onHello, onStreams, onClosing, o
     close() {
       stopped = true;
       socket?.close();
+    },
+    /** Sent if connected (a drawing made while the server is away is not worth keeping). */
+    send(message) {
+      if (socket?.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
     },
   };
 }
