@@ -202,7 +202,7 @@ def create_app(config: ServerConfig, broadcaster: Broadcaster | None = None) -> 
     app[TELESTRATION] = Telestration(app[BROADCASTER], app[WS_HUB], app[ACCESS],
                                      AnnotationLog(config.recordings_root), app[CLUSTER])
     app[HEALTH] = Health()
-    app[METRICS] = metrics.make_registry(app[BROADCASTER], app[CLUSTER])
+    app[METRICS] = metrics.make_registry(app[BROADCASTER], app[CLUSTER], app[TELESTRATION])
     # cleanup runs in reverse: the hub and access close before the broadcaster
     app.cleanup_ctx.append(_broadcaster_ctx)
     app.cleanup_ctx.append(_access_ctx)

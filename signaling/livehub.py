@@ -50,6 +50,7 @@ class WsConnection:
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self.overflowed = 0  # times its outbox was full (a page that cannot keep up)
+        self.dropped = 0     # messages it sent over the socket's rate, dropped unread (signaling/http/ws.py)
 
     async def send(self, message: dict[str, Any]) -> None:
         if not self.ws.closed:

@@ -29,6 +29,7 @@ let theatres = [];
 let feeds = [];       // "theatre/feed" known to be or have been live
 let qa = null;
 let live = [];        // live feeds, for the hall preview
+let paused = new Set(); // feeds paused for privacy: no still of them is shown
 let slots = {};
 let thumbs = null;
 let lastHealthAt = 0;
@@ -209,10 +210,12 @@ async function refreshHealth() {
     const { streams } = await api(token, `/api/events/${event}/streams`);
     lastHealthAt = Date.now();
     live = [];
+    paused = new Set();
     for (const s of streams) {
       const feed = s.path.split("/").slice(1).join("/");
       if (!feeds.includes(feed)) feeds.push(feed);
       if (s.live) live.push(feed);
+      if (s.privacy_by) paused.add(feed);
     }
     table.classList.remove("stale");
     byId("health-note", HTMLElement).hidden = true;
@@ -247,9 +250,9 @@ function renderPreview() {
   const shown = hallFeeds(layout, live);
   const tiles = shown.map((feed) => {
     const img = el("img", { alt: "", className: "preview-img" });
-    thumbs?.attach(img, feed, live.includes(feed));
-    return el("figure", { className: "preview-tile" }, img,
-      el("figcaption", { text: `${feedLabel(titles, feed)}${live.includes(feed) ? "" : " (waiting)"}` }));
+    thumbs?.attach(img, feed, live.includes(feed), paused.has(feed));
+    const note = paused.has(feed) ? " (paused for privacy)" : live.includes(feed) ? "" : " (waiting)";
+    return el("figure", { className: "preview-tile" }, img, el("figcaption", { text: `${feedLabel(titles, feed)}${note}` }));
   });
   const pick = hallQuestion(slots, shown);
   const grid = el("div", { className: "preview-tiles", dataset: { mode: layout.mode } },

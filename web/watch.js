@@ -207,7 +207,7 @@ function renderFeeds() {
     el("h3", { text: titles.get(theatre) || theatre }),
     el("div", { className: "thumb-row" }, feeds.map(([feed, s]) => {
       const img = el("img", { alt: "", className: "thumb-img" });
-      thumbs?.attach(img, feed, s.live);
+      thumbs?.attach(img, feed, s.live, s.privacy);
       return el("button", {
         className: "thumb", "aria-pressed": String(feed === mainFeed() && mode === "single"),
         "aria-label": `${feedLabel(titles, feed)}, ${!serverUp ? "state unknown" : s.live ? "live" : s.onDemand ? "on demand" : "not live"}`,
@@ -386,6 +386,12 @@ function showQuality() {
   const box = byId("quality", HTMLElement);
   const tile = mode === "multi" ? tiles[heardTile] : null;
   const q = mode === "multi" ? tile?.player.quality : main?.quality;
+  const shown = mode === "multi" ? tile?.feed : mainFeed();
+  if (shown && streams.get(shown)?.privacy) {
+    box.textContent = "paused for privacy: no picture is sent";
+    box.dataset.grade = "fair";
+    return;
+  }
   if (!q) {
     box.textContent = "";
     delete box.dataset.grade;

@@ -26,6 +26,7 @@ from broadcast.relay.producer import NetworkReader
 from signaling.auth.access import bearer_token
 from signaling.cluster.node import ClusterNode
 from signaling.keys import ACCESS, CONFIG, METRICS
+from signaling.telestration import Telestration
 
 JOIN_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0)
 RECORDING_STATES = ("off", "waiting", "starting", "recording", "stopped", "failed")
@@ -148,6 +149,29 @@ class MediaCollector(Collector):
         yield from (workers, up, restarts)
 
 
+class TelestrationCollector(Collector):
+    """Drawing on the pictures: messages taken, dropped (a page over its rate), refused (a link
+    that may not draw), strokes on the pictures now, and annotations written."""
+
+    def __init__(self, telestration: Telestration) -> None:
+        self.telestration = telestration
+
+    def collect(self) -> Iterator[Metric]:
+        t = self.telestration
+        for name, value, text in (
+                ("orcast_draw_messages", t.messages, "Drawing messages taken and sent to the pages of their feed"),
+                ("orcast_draw_dropped", t.dropped, "Drawing messages dropped: a page sent more than its rate"),
+                ("orcast_draw_refused", t.refused, "Drawing messages from links that may not draw there"),
+                ("orcast_annotations_written", t.log.written if t.log else 0,
+                 "Annotations kept next to the recordings")):
+            counter = CounterMetricFamily(name, text)
+            counter.add_metric([], value)
+            yield counter
+        strokes = GaugeMetricFamily("orcast_draw_strokes", "Strokes on the pictures now (not yet faded)")
+        strokes.add_metric([], sum(len(b.strokes) for b in t.boards.values()))
+        yield strokes
+
+
 class HlsCollector(Collector):
     """The feeds made into LL-HLS now, and what their players (or the caches in front) fetch."""
 
@@ -199,12 +223,15 @@ class ClusterCollector(Collector):
         yield from (nodes, remote, pulls, up)
 
 
-def make_registry(broadcaster: Broadcaster, node: ClusterNode | None = None) -> CollectorRegistry:
+def make_registry(broadcaster: Broadcaster, node: ClusterNode | None = None,
+                  telestration: Telestration | None = None) -> CollectorRegistry:
     """A registry for one server (no process-wide default registry: two apps in one process
     — the tests — keep their own figures)."""
     registry = CollectorRegistry(auto_describe=True)
     registry.register(MediaCollector(broadcaster))
     registry.register(HlsCollector(broadcaster))
+    if telestration is not None:
+        registry.register(TelestrationCollector(telestration))
     if node is not None:
         registry.register(ClusterCollector(node))
     joins = Histogram("orcast_viewer_join_seconds", "From a viewer's accepted offer to its first video frame",

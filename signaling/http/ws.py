@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from aiohttp import WSMsgType, web
 
 from broadcast import jsontext
+from broadcast.ratelimiter import RateLimiter
 from signaling.auth.access import Identity, bearer_token
 from signaling.auth.tokens import MAX_TOKEN_CHARS
 from signaling.keys import ACCESS, TELESTRATION, WS_HUB
@@ -31,6 +32,12 @@ logger = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 16 * 1024
 AUTH_TIMEOUT_S = 10.0
 HEARTBEAT_S = 20.0
+# A page sends a few messages a second, drawing ~25: past MESSAGE_RATE (a burst of MESSAGE_BURST)
+# they are dropped unread, and a page that has had ABUSE_DROPS dropped is closed (4429): a page
+# gone wrong must not take the server's CPU from everyone else's
+MESSAGE_RATE = 200.0
+MESSAGE_BURST = 400
+ABUSE_DROPS = 5000
 
 
 async def _authenticate(request: web.Request, ws: web.WebSocketResponse, event: str) -> Identity | None:
@@ -90,6 +97,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     hub.connections.add(conn)
     access.release(identity)
     who = identity.participant
+    guard = RateLimiter(MESSAGE_RATE, MESSAGE_BURST)
     try:
         claims = identity.claims
         await conn.send({"type": "hello", "connection": conn.id, "you": {
@@ -98,6 +106,16 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
             "event": access.event(event).to_json()})
         await hub.push_to(conn)
         async for msg in ws:
+            if guard.take("page") > 0:
+                conn.dropped += 1
+                if conn.dropped >= ABUSE_DROPS:
+                    logger.warning("%s (%s): %d messages over the limit of %d a second; closed", conn.id,
+                                   who.describe(), conn.dropped, int(MESSAGE_RATE))
+                    await conn.send({"type": "error", "status": 429, "message": "this page sent far too many "
+                                     "messages and was disconnected; reload it"})
+                    await ws.close(code=4429, message=b"too many messages")
+                    break
+                continue
             if msg.type != WSMsgType.TEXT:
                 await conn.send({"type": "error", "message": "send JSON text messages"})
                 continue

@@ -16,7 +16,7 @@ import pytest
 
 from broadcast.participant import Role
 from broadcast.relay.streampath import StreamPath
-from signaling.keys import CONFIG, TELESTRATION
+from signaling.keys import CONFIG, TELESTRATION, WS_HUB
 from tests.conftest import RunningServer, make_config, organizer_session, start_server
 from tests.support.drawclient import DrawSocket
 from tests.support.peers import publish
@@ -173,12 +173,22 @@ async def test_a_flood_from_one_page_is_cut_down_and_slows_nobody(server: Runnin
               f"{max(arrivals) - sent_at:.3f} s (the bench measures this under load)")
         await flooder.wait_for(lambda m: m.get("about") == "draw" and "too fast" in m["message"])
         telestration = server.app[TELESTRATION]
-        # the page's burst passed, the rest was dropped (the stroke's points are capped too)
-        assert telestration.dropped >= 1000, telestration.dropped
+        # the page's burst passed, the rest was dropped: unread past the socket's rate, then past the
+        # drawing rate (and the stroke's points are capped too)
+        unread = sum(c.dropped for c in server.app[WS_HUB].connections)
+        assert telestration.dropped + unread >= 1000, (telestration.dropped, unread)
         forwarded = len(viewers[0].of("draw", op="add", id=viewers[0].of("draw", op="begin")[0]["stroke"]["id"]))
         assert forwarded <= 81, forwarded
         # told once a second that it is too fast, not once a message
         assert len([e for e in drawing_errors(flooder) if "too fast" in e]) <= 5
+
+        # a page that goes on is disconnected; everyone else draws and sees on
+        await asyncio.gather(*(flooder.ws.send_str(text) for text in flood * 4), return_exceptions=True)
+        _, closing = await flooder.wait_for(lambda m: m.get("status") == 429)
+        assert "reload" in closing["message"]
+        await faculty.stroke(FEED, [[0.7, 0.7], [0.8, 0.8]], color="#00b0ff")
+        for sock in viewers:
+            await sock.wait_for(lambda m: m.get("op") == "begin" and m["stroke"]["color"] == "#00b0ff")
     finally:
         for sock in [flooder, faculty, *viewers]:
             await sock.close()

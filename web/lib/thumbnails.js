@@ -23,8 +23,23 @@ export class Thumbnails {
     this.stopped = true;
   }
 
-  // Show `feed`'s picture in `img` (now if there is one, and on every refresh).
-  attach(img, feed, live) {
+  // A feed paused for privacy: its last still goes from every picture on the page (it may show
+  // what the pause is hiding), and nothing is fetched until it is resumed.
+  forget(feed) {
+    this.live.delete(feed);
+    const url = this.urls.get(feed);
+    this.urls.delete(feed);
+    for (const img of this.images.get(feed) || []) img.removeAttribute("src");
+    if (url) URL.revokeObjectURL(url);
+  }
+
+  // Show `feed`'s picture in `img` (now if there is one, and on every refresh); none while `paused`.
+  attach(img, feed, live, paused = false) {
+    if (paused) {
+      this.forget(feed);
+      this.images.get(feed)?.add(img) ?? this.images.set(feed, new Set([img]));
+      return;
+    }
     if (live) this.live.add(feed);
     else this.live.delete(feed);
     if (!this.images.has(feed)) this.images.set(feed, new Set());
