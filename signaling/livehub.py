@@ -109,6 +109,7 @@ class WsHub:
         self.broadcaster = broadcaster
         self.infos: Callable[[], list[StreamInfo]] = broadcaster.stream_infos  # a cluster's: every node's
         self.connections: set[WsConnection] = set()
+        self.instance = secrets.token_urlsafe(8)  # this process: a page that sees another knows it restarted
         self._task: asyncio.Task[None] | None = None
         self._sends: set[asyncio.Task[None]] = set()
         broadcaster.lost_listeners.append(self.sessions_lost)

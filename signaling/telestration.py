@@ -227,10 +227,15 @@ class Telestration:
         return board.apply(drawer, data, time.time(), media_time)
 
     def _record(self, path: StreamPath, item: dict[str, Any]) -> None:
-        """Kept by the node that holds the feed (its recorder is there); alone, by this one."""
+        """Kept by the node that holds the feed (its recorder is there, not a node that pulls it
+        from there); alone, by this one."""
+        if self.log is None:
+            return
+        if self.node is None or not self.node.cluster.enabled:
+            self.log.record(path, item)
+            return
         stream = self.broadcaster.streams.get(path)
-        clustered = self.node is not None and self.node.cluster.enabled
-        if self.log is not None and ((stream is not None and stream.live) or not clustered):
+        if stream is not None and stream.live and str(path) not in self.node.pulls:
             self.log.record(path, item)
 
     def _live(self, path: StreamPath) -> bool:

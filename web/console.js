@@ -383,10 +383,10 @@ async function start() {
   const socket = openEventSocket(event, token, {
     onStreams,
     onMessage: (data) => drawings.onMessage(data),
-    onState: (s, again) => {
+    onState: (s, again, restarted) => {
       if (s === "connected") drawings.watch(true);
       setStatus(conn, s === "connected" ? "server connected" : "server reconnecting …", s === "connected" ? "ok" : "warn");
-      if (again) [...cards.map((c) => c.publisher), ...[...talkback.values()].map((t) => t.player), qa].forEach((x) => x?.retryNow());
+      if (again) [...cards.map((c) => c.publisher), ...[...talkback.values()].map((t) => t.player), qa].forEach((x) => x?.retryNow(restarted));
     },
     onMediaLost: (ids) => [...talkback.values()].forEach((t) => t.player.sessionsLost(ids)),
     onClosing: (reason, kind) => {

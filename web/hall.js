@@ -142,9 +142,9 @@ async function start() {
   socket = openEventSocket(event, token, {
     onStreams,
     onMessage: (data) => drawings.onMessage(data),
-    onState: (state, again) => {
+    onState: (state, again, restarted) => {
       if (state === "connected") drawings.watch(true);
-      if (again) [...tiles.map((t) => t.player), qa].forEach((x) => x?.retryNow());
+      if (again) [...tiles.map((t) => t.player), qa].forEach((x) => x?.retryNow(restarted));
     },
     onMediaLost: (ids) => tiles.forEach((t) => t.player.sessionsLost(ids)),
     onClosing: (reason, kind) => {

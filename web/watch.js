@@ -427,14 +427,14 @@ async function start() {
     onMessage: (data) => {
       if (!drawings.onMessage(data) && data.type === "error" && data.about) drawTool?.say(data.message);
     },
-    onState: (s, again) => {
+    onState: (s, again, restarted) => {
       if (s === "connected") drawings.watch(true);
       setStatus(conn, s === "connected" ? "connected" : "server unreachable, reconnecting …", s === "connected" ? "ok" : "warn");
       if (serverUp !== (s === "connected")) {
         serverUp = s === "connected";
         renderFeeds();
       }
-      if (again) [main, ...tiles.map((t) => t.player), qa, talk].forEach((x) => x?.retryNow());
+      if (again) [main, ...tiles.map((t) => t.player), qa, talk].forEach((x) => x?.retryNow(restarted));
     },
     onMediaLost: (ids) => [main, ...tiles.map((t) => t.player)].forEach((x) => x?.sessionsLost(ids)),
     onClosing: (reason, kind) => {

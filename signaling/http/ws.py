@@ -24,7 +24,7 @@ from broadcast import jsontext
 from broadcast.ratelimiter import RateLimiter
 from signaling.auth.access import Identity, bearer_token
 from signaling.auth.tokens import MAX_TOKEN_CHARS
-from signaling.keys import ACCESS, TELESTRATION, WS_HUB
+from signaling.keys import ACCESS, CLUSTER, TELESTRATION, WS_HUB
 from signaling.livehub import WsConnection
 
 logger = logging.getLogger(__name__)
@@ -103,6 +103,8 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         await conn.send({"type": "hello", "connection": conn.id, "you": {
             "event": event, "role": str(who.role), "name": who.name, "theatre": who.theatre,
             "expires_at": claims.exp if claims else None},
+            # a page that sees another instance of the same node knows its media sessions are gone
+            "server": {"node": request.app[CLUSTER].cluster.node_id, "instance": hub.instance},
             "event": access.event(event).to_json()})
         await hub.push_to(conn)
         async for msg in ws:

@@ -18,6 +18,7 @@ import pytest
 from broadcast.participant import Role
 from tests.support.clusternodes import Cluster, Node, RedisProcess, start_redis
 from tests.support.demoproc import ROOT, server_environment
+from tests.support.drawclient import DrawSocket
 from tests.support.peers import bearer, publish, watch
 from tests.support.qaclient import connect, joined
 
@@ -249,6 +250,46 @@ async def test_a_link_revoked_on_one_node_is_refused_on_another_within_two_secon
     (late,) = cluster.start("node-d")
     async with http.get(f"{late.base}/api/events/course", headers=bearer(token)) as resp:
         assert resp.status == 401, "a node that joined after the revocation let the link in"
+
+
+async def test_a_stroke_drawn_through_one_node_shows_on_another_and_is_kept_where_the_feed_is(
+        cluster: Cluster, http: aiohttp.ClientSession) -> None:
+    a, b, c = (cluster.nodes[n] for n in ("node-a", "node-b", "node-c"))
+    organizer = cluster.organizer()
+    technician, _ = await cluster.mint(http, a, Role.TECHNICIAN, theatre="or1")
+    faculty_token, _ = await cluster.mint(http, b, Role.FACULTY, name="Prof. Weber")
+    viewer_token, _ = await cluster.mint(http, c, Role.VIEWER)
+    publisher = await publish(http, a.base, PATH, token=technician)
+    faculty = viewer = None
+    try:
+        deadline = time.monotonic() + 15
+        while not any(s["path"] == PATH and s["live"] for s in await streams(http, b.base, organizer)):
+            assert time.monotonic() < deadline, "node B does not see the feed of node A"
+            await asyncio.sleep(0.1)
+        faculty = await DrawSocket.open(b.base, "course", faculty_token)
+        viewer = await DrawSocket.open(c.base, "course", viewer_token)
+        await viewer.watch("or1/endoscope")
+        await viewer.wait_for(lambda m: m.get("type") == "drawing")
+        drawn = time.monotonic()
+        await faculty.stroke("or1/endoscope", [[0.2, 0.2], [0.4, 0.4]], kind="arrow")
+        at, begun = await viewer.wait_for(lambda m: m.get("type") == "draw" and m["op"] == "begin")
+        await viewer.wait_for(lambda m: m.get("op") == "add" and m["end"])
+        assert begun["stroke"]["by"] == "Prof. Weber" and begun["stroke"]["kind"] == "arrow"
+        print(f"\ndrawn through node B, on a viewer of node C after {at - drawn:.3f} s")
+        await asyncio.sleep(1.0)  # written twice a second
+
+        async def kept(node: Node) -> list[dict[str, object]]:
+            async with http.get(f"{node.base}/api/events/course/annotations", headers=bearer(organizer)) as resp:
+                assert resp.status == 200, await resp.text()
+                return list((await resp.json())["feeds"].get("or1/endoscope", []))
+
+        assert [r["kind"] for r in await kept(a)] == ["arrow"], "the node that holds the feed keeps the stroke"
+        assert await kept(b) == [] and await kept(c) == []  # once, with the feed's recordings
+    finally:
+        for sock in (faculty, viewer):
+            if sock is not None:
+                await sock.close()
+        await publisher.pc.close()
 
 
 async def test_one_board_across_the_cluster_and_nothing_lost_when_a_node_dies(

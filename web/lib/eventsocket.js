@@ -9,7 +9,8 @@ const FATAL = new Set([4400, 4401, 4403, 4404]);
  * @property {(hello: any) => void} [onHello]
  * @property {(streams: any[]) => void} [onStreams]
  * @property {(reason: string, kind: string) => void} [onClosing]
- * @property {(state: string, again?: boolean) => void} [onState]
+ * @property {(state: string, again?: boolean, restarted?: string | null) => void} [onState] `restarted`:
+ *   the node (server) whose hello this is came back as a new process: its media sessions are gone
  * @property {(sessions: string[]) => void} [onMediaLost] the server lost these media sessions (a worker died)
  * @property {(data: any) => void} [onMessage] anything else (drawings: lib/drawtool.js)
  */
@@ -20,6 +21,7 @@ export function openEventSocket(event, token, { onHello, onStreams, onClosing, o
   let delay = 1000;
   let stopped = false;
   let reconnects = -1;
+  let server = null;  // the last hello's {node, instance}
 
   function connect() {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
@@ -34,9 +36,12 @@ export function openEventSocket(event, token, { onHello, onStreams, onClosing, o
       }
       if (data.type === "hello") {
         const again = delay > 1000 || reconnects > 0;
+        const next = data.server || null;
+        const restarted = next && server && next.node === server.node && next.instance !== server.instance ? next.node : null;
+        server = next;
         delay = 1000;
         reconnects += 1;
-        onState?.("connected", again);
+        onState?.("connected", again || Boolean(restarted), restarted);
         onHello?.(data);
       } else if (data.type === "streams") {
         onStreams?.(data.streams);

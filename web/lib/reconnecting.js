@@ -48,7 +48,16 @@ export class Reconnecting {
   // The server is reachable again (its WebSocket is back): do not wait out the backoff.
   // An attempt still "connecting" for a while was made to the server that went away (its ICE
   // would take half a minute to fail): it is given up too; a fresh one is left to finish.
-  retryNow() {
+  // `restarted`: the server (in a cluster, that node) came back as a new process, so every
+  // session it held is gone; a connection whose session was there comes back now instead of
+  // when ICE notices (~10 s for a publisher: the OR's picture).
+  retryNow(restarted = null) {
+    if (restarted && this._session && this.wanted() &&
+        (!this._session.includes("~") || this._session.endsWith(`~${restarted}`))) {
+      this._session = null;
+      this._reconnectNow();
+      return;
+    }
     const stale = this.state === "connecting" && Date.now() - this._connectingSince > STALE_CONNECTING_MS;
     const lost = this.pc && this.pc.connectionState !== "connected" && (this.state !== "connecting" || stale);
     if (this.wanted() && (lost || (this._timer && ["reconnecting", "stalled"].includes(this.state)))) {
