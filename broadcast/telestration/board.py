@@ -94,8 +94,9 @@ class DrawingBoard:
             raise StrokeError("no such stroke: begin it first (or it was cleared)")
         if stroke.ended_at is not None:
             raise StrokeError("this stroke has ended; begin a new one")
-        points = parse_points(data.get("points", []), len(stroke.points), stroke.kind)
-        if stroke.kind in ("arrow", "circle"):
+        line = stroke.kind in ("arrow", "circle")  # its first point stays, the second moves
+        points = parse_points(data.get("points", []), 1 if line else len(stroke.points), stroke.kind)
+        if line:
             stroke.points = (stroke.points[:1] + points)[-2:] if stroke.points else points[-2:]
         else:
             stroke.points.extend(points)

@@ -63,7 +63,7 @@ def parse_points(value: Any, already: int, kind: str) -> list[tuple[float, float
     if len(value) > MAX_POINTS_PER_MESSAGE:
         raise StrokeError(f"at most {MAX_POINTS_PER_MESSAGE} points per message (send the rest in the next one)")
     if already + len(value) > MAX_POINTS[kind]:
-        raise StrokeError(f"a {kind} stroke has at most {MAX_POINTS[kind]} points")
+        raise StrokeError(f"a stroke of kind {kind!r} has at most {MAX_POINTS[kind]} points")
     out = []
     for point in value:
         if not (isinstance(point, list) and len(point) == 2 and all(_number(v) for v in point)):
