@@ -207,7 +207,9 @@ byId("create", HTMLFormElement).addEventListener("submit", (e) => {
   e.preventDefault();
   const form = new FormData(byId("create", HTMLFormElement));
   const theatres = String(form.get("theatres") || "").split(",").map((t) => t.trim()).filter(Boolean);
-  act(api(token, "/api/events", { method: "POST", body: { slug: form.get("slug"), title: form.get("title"), theatres } })
+  const body = { slug: form.get("slug"), title: form.get("title"), theatres, viewers_draw: form.get("viewers_draw") === "on",
+    stroke_fade_s: Number(form.get("stroke_fade_s") || 8) };
+  act(api(token, "/api/events", { method: "POST", body })
     .then(async (r) => { await loadEvents(r.event.slug); return r; }),
   (r) => `Created ${r.event.title}`);
 });

@@ -31,7 +31,11 @@ let unhealthySince = 0;
 let watchdogTimer = null;
 let socket = null;
 // the strokes faculty and moderators draw, over the same pictures
-const drawings = new FeedDrawings((message) => socket?.send(message));
+// (over HLS the picture is seconds behind the OR: its strokes wait as long)
+const drawings = new FeedDrawings((message) => socket?.send(message), (feed) => {
+  const player = tiles.find((t) => t.feed === feed)?.player;
+  return player?.transport === "hls" ? Math.max(0, (player.quality?.networkMs ?? 0) - 300) : 0;
+});
 
 function render() {
   const feeds = hallFeeds(layout, live);
@@ -165,7 +169,7 @@ async function start() {
 start();
 
 exposeForTests({
-  get tiles() { return tiles.map((t) => ({ feed: t.feed, state: t.player.state, peer: t.player.pc })); },
+  get tiles() { return tiles.map((t) => ({ feed: t.feed, state: t.player.state, peer: t.player.pc, transport: t.player.transport })); },
   get qa() { return qa; },
   get strokes() { return tiles.map((t) => ({ feed: t.feed, strokes: [...t.overlay.strokes.values()] })); },
 });

@@ -185,12 +185,17 @@ function setMode(next) {
     main.stop();
     buildMulti();
   } else {
-    for (const t of tiles) t.player.stop();
+    for (const t of tiles) {
+      t.player.stop();
+      drawings?.detach(t.overlay);
+      t.overlay?.close();
+    }
     tiles = [];
     byId("multi", HTMLElement).replaceChildren();  // no picker may start a player after this
     const feed = new URL(location.href).searchParams.get("feed") || liveFeeds().find((f) => !isTalkback(f));
     if (feed) play(feed);
   }
+  drawTool?.refresh();  // drawing is on the one-feed view's picture
   applyAudio();
 }
 
@@ -444,9 +449,12 @@ async function start() {
       showNoAccess(closedMessage(reason, kind));
     },
   });
-  drawings = new FeedDrawings((m) => socket.send(m));
+  // a picture over HLS is seconds behind the OR: its strokes wait as long (less the drawer's own delay)
+  drawings = new FeedDrawings((m) => socket.send(m), (feed) => (main?.transport === "hls" && feed === mainFeed()
+    ? Math.max(0, (main.quality?.networkMs ?? 0) - 300) : 0));
   overlay = new StrokeOverlay(video);
-  drawTool = new DrawTool({ drawings, overlay, toolbar: byId("draw-bar", HTMLElement), feed: mainFeed,
+  drawTool = new DrawTool({ drawings, overlay, toolbar: byId("draw-bar", HTMLElement),
+    feed: () => (mode === "single" ? mainFeed() : null),
     lagMs: () => main?.quality?.networkMs ?? 0 });
   onStreams(info.streams);
   byId("view-single", HTMLButtonElement).addEventListener("click", () => setMode("single"));

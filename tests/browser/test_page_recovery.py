@@ -31,26 +31,30 @@ pytestmark = pytest.mark.browser
 DECODED_JS = """async (which) => {
   const o = window.orcast;
   const pc = which === 'main' ? o.peer : which === 'tile' ? o.tiles[0]?.peer : o.talkback[0];
-  if (!pc || pc.connectionState !== 'connected') return -1;
+  if (!pc || pc.connectionState !== 'connected') return [null, -1];
+  pc.__testId = pc.__testId || Math.random();  // which connection: the page replaces it when it reconnects
   for (const s of (await pc.getStats()).values()) {
-    if (s.type === 'inbound-rtp' && s.kind === 'video') return s.framesDecoded || 0;
+    if (s.type === 'inbound-rtp' && s.kind === 'video') return [pc.__testId, s.framesDecoded || 0];
   }
-  return 0;
+  return [pc.__testId, 0];
 }"""
 
 
 async def picture_moves(page: Page, which: str, timeout: float) -> float:
     """Seconds until the page's connection `which` decodes new frames (AssertionError after `timeout`)."""
     started = time.monotonic()
-    first = None
+    first: tuple[float, int] | None = None  # (connection, frames decoded) when first seen decoding
     while time.monotonic() - started < timeout:
-        count = await page.evaluate(DECODED_JS, which)
-        if count > 0 and first is None:
-            first = count
-        elif first is not None and count >= first + 3:
+        pc, count = await page.evaluate(DECODED_JS, which)
+        if count > 0 and (first is None or first[0] != pc):
+            first = (pc, count)  # a connection the page has since replaced counts no more
+        elif first is not None and count >= first[1] + 3:
             return time.monotonic() - started
         await asyncio.sleep(0.1)
-    raise AssertionError(f"{which}: no moving picture within {timeout} s")
+    state = await page.evaluate("""() => JSON.stringify({tiles: (window.orcast.tiles || []).map((t) => ({state: t.state,
+        transport: t.transport, pc: t.peer && t.peer.connectionState})), state: window.orcast.state,
+        transport: window.orcast.transport, text: document.body.innerText.slice(0, 300)})""")
+    raise AssertionError(f"{which}: no moving picture within {timeout} s; the page: {state}")
 
 
 async def feed_frames(http: aiohttp.ClientSession, base: str, token: str, path: str) -> int:

@@ -106,9 +106,14 @@ def viewer_of(server: RunningServer) -> RemoteViewerSession | None:
                  if isinstance(s, RemoteViewerSession) and str(s.path) == PATH and not s.closed), None)
 
 
-async def status_of(server: RunningServer, viewer: RemoteViewerSession) -> dict[str, Any]:
+async def status_of(server: RunningServer, viewer: RemoteViewerSession, page: Page | None = None) -> dict[str, Any]:
     """The viewer's rendition, why, its auto policy and link, from the worker that holds it."""
     async with server.http.get(f"{server.base}/whep/{PATH}/{viewer.id}/quality") as resp:
+        if resp.status != 200 and page is not None:  # the page made a new session: why?
+            why = await page.evaluate("() => JSON.stringify({state: window.orcast.state, recoveries: "
+                                      "window.orcast.recoveries, transport: window.orcast.transport, "
+                                      "note: document.getElementById('state').textContent})")
+            raise AssertionError(f"{await resp.text()}; the page: {why}; now {viewer_of(server)}")
         assert resp.status == 200, await resp.text()
         return dict(await resp.json())
 
@@ -151,7 +156,7 @@ async def test_auto_moves_a_browser_on_the_weak_link_to_the_low_rendition_and_ba
         await page.wait_for_function("() => document.getElementById('video').videoWidth === 640", timeout=10000)
         low = await measure(page, 15.0)
         print(f"\nauto on the 1 Mbit/s link: low {down_s} s after the session began; {low}; "
-              f"{await status_of(server, viewer)}")
+              f"{await status_of(server, viewer, page)}")
         assert down_s is not None and down_s < 5.0, await status_of(server, viewer)
         assert low["note"].startswith("Low quality") and "slow" in low["note"] and low["width"] == 640, low
         assert low["fps"] >= 25 and low["freezes"] <= 1, low
@@ -167,7 +172,7 @@ async def test_auto_moves_a_browser_on_the_weak_link_to_the_low_rendition_and_ba
         assert up_s is not None, await status_of(server, viewer)
         await page.wait_for_function("() => document.getElementById('video').videoWidth === 1280", timeout=10000)
         high = await measure(page, 10.0)
-        state = await status_of(server, viewer)
+        state = await status_of(server, viewer, page)
         print(f"unshaped: high {up_s} s after the limit went; {high}; {state}")
         assert high["fps"] >= 25 and high["width"] == 1280 and not high["note"], high
         assert state["auto"] is not None and state["auto"]["switches"] == 2, state

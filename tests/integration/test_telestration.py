@@ -7,17 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from broadcast.participant import Role
 from broadcast.relay.streampath import StreamPath
-from signaling.keys import CONFIG, TELESTRATION, WS_HUB
-from tests.conftest import RunningServer, make_config, organizer_session, start_server
+from signaling.keys import TELESTRATION, WS_HUB
+from tests.conftest import RunningServer
+from tests.integration.test_recording import rec_server
 from tests.support.drawclient import DrawSocket
 from tests.support.peers import publish
 
@@ -25,13 +24,7 @@ PATH = "course/or1/endoscope"
 FEED = "or1/endoscope"
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[RunningServer]:
-    runner, base, app = await start_server(make_config(min_free_gb=0.0))
-    async with organizer_session(app) as http:
-        yield RunningServer(base, app, http)
-    await runner.cleanup()
-    shutil.rmtree(app[CONFIG].data_dir, ignore_errors=True)
+__all__ = ["rec_server"]
 
 
 async def live(server: RunningServer, path: str = PATH) -> None:
@@ -195,7 +188,8 @@ async def test_a_flood_from_one_page_is_cut_down_and_slows_nobody(server: Runnin
         await publisher.pc.close()
 
 
-async def test_strokes_are_kept_with_the_media_clock_and_placed_in_the_recording(server: RunningServer) -> None:
+async def test_strokes_are_kept_with_the_media_clock_and_placed_in_the_recording(rec_server: RunningServer) -> None:
+    server = rec_server
     http, base = server.http, server.base
     publisher = await publish(http, base, PATH)
     await live(server)

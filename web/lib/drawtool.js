@@ -10,9 +10,16 @@ const SEND_EVERY_MS = 40;   // points go out in batches: ~25 messages a second w
 const MAX_BATCH = 64;       // the server's limit per message
 
 export class FeedDrawings {
-  /** @param {(message: object) => void} send */
-  constructor(send) {
+  /**
+   * @param {(message: object) => void} send
+   * @param {(feed: string) => number} [delayMs] how much later than a WebRTC page this page shows
+   *   the feed's picture (HLS: seconds): its strokes wait as long, to land on the same picture
+   */
+  constructor(send, delayMs = () => 0) {
     this.send = send;
+    this.delayMs = delayMs;
+    /** @type {Map<string, number>} feed → when its last delayed change shows (changes keep their order) */
+    this.due = new Map();
     /** @type {Map<import("./telestration.js").StrokeOverlay, string | null>} */
     this.views = new Map();
     /** @type {Map<string, {mayDraw: boolean, fadeS: number, palette: string[], kinds: string[]}>} */
@@ -59,7 +66,13 @@ export class FeedDrawings {
       return true;
     }
     if (data.type === "draw" && typeof data.feed === "string") {
-      for (const o of this.overlaysOf(data.feed)) o.apply(data);
+      const show = () => { for (const o of this.overlaysOf(data.feed)) o.apply(data); };
+      const at = Math.max(performance.now() + (this.delayMs(data.feed) || 0), this.due.get(data.feed) || 0);
+      if (at <= performance.now()) show();
+      else {
+        this.due.set(data.feed, at);
+        setTimeout(show, at - performance.now());
+      }
       return true;
     }
     if (data.type === "drawn" && typeof data.feed === "string") {
