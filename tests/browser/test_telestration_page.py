@@ -160,6 +160,14 @@ async def test_faculty_draws_over_the_or_picture_everyone_sees_it_and_privacy_bl
                       document.visibilityState, n, c.hidden, JSON.stringify(window.orcast.strokes)]; }""", video)
             assert yellow(on_line), f"{name}: no stroke at the middle of the line: {on_line} {layout}"
             assert off_line is not None and off_line[3] < 30, f"{name}: the stroke is elsewhere: {off_line}"
+        # fullscreen (the picture fills the screen, letterboxed the other way): still on the line
+        await viewer.evaluate("document.querySelector('.main-tile').requestFullscreen()")
+        await viewer.wait_for_function("document.fullscreenElement && document.getElementById('video').clientHeight"
+                                       " === window.innerHeight")
+        await asyncio.sleep(0.3)
+        assert yellow(await pixel(viewer, "#video", 0.45, 0.45)), "fullscreen: the stroke is not on the line"
+        assert (await pixel(viewer, "#video", 0.45, 0.2) or [0, 0, 0, 255])[3] < 30
+        await viewer.evaluate("document.exitFullscreen()")
         viewer_points = await viewer.evaluate("window.orcast.strokes[0].points")
         assert viewer_points[0] == pytest.approx([0.3, 0.3], abs=0.02)
         assert viewer_points[-1] == pytest.approx([0.6, 0.6], abs=0.02)
