@@ -53,6 +53,7 @@ MAX_WATCHED = 16        # feeds one page shows at once (the hall's grid)
 MAX_LAG_S = 3.0         # how long a page may say its picture stood before the stroke
 PRUNE_S = 1.0
 FLUSH_S = 0.5
+RETENTION_S = 3600.0
 DRAWING_ROLES = frozenset({Role.FACULTY, Role.MODERATOR, Role.ORGANIZER})
 
 
@@ -82,7 +83,8 @@ class Telestration:
 
     def start(self) -> None:
         self._tasks = [start_every(PRUNE_S, self.prune, "forgetting faded strokes"),
-                       start_every(FLUSH_S, self.flush, "keeping annotations")]
+                       start_every(FLUSH_S, self.flush, "keeping annotations"),
+                       start_every(RETENTION_S, self.expire, "annotation retention", first_after=60.0)]
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -91,6 +93,12 @@ class Telestration:
         for board in self.boards.values():
             board.end_connection("", now)  # strokes drawn when the server stopped are kept too
         await self.flush()
+
+    async def expire(self) -> None:
+        """The recordings' retention holds for what was drawn on them too."""
+        days = self.broadcaster.recordings.settings.delete_after_days
+        if self.log is not None and days > 0:
+            await asyncio.to_thread(self.log.expire, days)
 
     async def flush(self) -> None:
         if self.log is not None:

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ class AnnotationLog:
         self.root = root
         self._pending: dict[StreamPath, list[str]] = {}
         self._lock = threading.Lock()
+        self._files = threading.Lock()  # appending and rewriting (retention) never overlap
         self._full: set[StreamPath] = set()
         self.written = 0
 
@@ -46,6 +49,10 @@ class AnnotationLog:
         """Write what is pending (blocking: call it in a thread)."""
         with self._lock:
             pending, self._pending = self._pending, {}
+        with self._files:
+            self._append(pending)
+
+    def _append(self, pending: dict[StreamPath, list[str]]) -> None:
         for path, lines in pending.items():
             target = self.file(path)
             try:
@@ -56,12 +63,39 @@ class AnnotationLog:
                         logger.error("%s: %s is over %d MB; new strokes are shown but not kept", path, target,
                                      MAX_FILE_BYTES // 2**20)
                     continue
-                with target.open("a", encoding="utf-8") as out:
-                    out.write("\n".join(lines) + "\n")
+                with target.open("a+b") as out:
+                    size = out.seek(0, os.SEEK_END)
+                    if size:
+                        out.seek(size - 1)
+                    torn = size > 0 and out.read(1) != b"\n"
+                    # a line a crash cut short stays alone (skipped when read), the next ones are whole
+                    out.write((("\n" if torn else "") + "\n".join(lines) + "\n").encode())
                 self.written += len(lines)
             except OSError as exc:
                 logger.error("%s: %d annotation(s) could not be kept in %s (%s); check the recordings "
                              "directory's space and permissions", path, len(lines), target, exc)
+
+    def expire(self, days: float, now: float | None = None) -> int:
+        """Retention, as for the recordings: annotations older than `days` go (blocking: call it
+        in a thread). Returns how many."""
+        cutoff = (now or time.time()) - days * 86400
+        removed = 0
+        with self._files:
+            for file in self.root.glob(f"*/*/*/{FILE_NAME}"):
+                items = list(self._read_file(file))
+                kept = [i for i in items if not (isinstance(t := _moment(i), float) and t < cutoff)]
+                if len(kept) == len(items):
+                    continue
+                removed += len(items) - len(kept)
+                tmp = file.with_name(f".{FILE_NAME}.tmp")
+                try:
+                    tmp.write_text("".join(json.dumps(i, separators=(",", ":")) + "\n" for i in kept), encoding="utf-8")
+                    os.replace(tmp, file)
+                except OSError as exc:
+                    logger.error("retention: %s could not be rewritten (%s)", file, exc)
+        if removed:
+            logger.info("retention: %d annotation(s) older than %g days deleted", removed, days)
+        return removed
 
     def read(self, path: StreamPath) -> list[dict[str, Any]]:
         """What is kept for one feed, oldest first (pending lines included)."""
@@ -94,3 +128,8 @@ class AnnotationLog:
                 continue
             if isinstance(item, dict):
                 yield item
+
+
+def _moment(item: dict[str, Any]) -> float | None:
+    value = item.get("ended_at") or item.get("at") or item.get("started_at")
+    return float(value) if isinstance(value, (int, float)) else None

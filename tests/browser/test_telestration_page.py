@@ -21,7 +21,7 @@ from broadcast.participant import Role
 from signaling.auth.links import role_link
 from tests.conftest import RunningServer
 from tests.integration.test_recording import control, rec_server, wait_state
-from tests.support.chromium import chromium, collect_console_errors, hooked_context, screenshot
+from tests.support.chromium import TEST_HOOKS, chromium, collect_console_errors, hooked_context, screenshot
 
 __all__ = ["rec_server"]
 pytestmark = pytest.mark.browser
@@ -50,6 +50,12 @@ PIXEL_JS = """([selector, fx, fy]) => {
   }
   return best;
 }"""
+# where the main video's picture is on the page (CSS pixels)
+PICTURE_BOX_JS = """() => {
+  const v = document.getElementById('video'); const r = v.getBoundingClientRect();
+  const s = Math.min(r.width / v.videoWidth, r.height / v.videoHeight);
+  const w = v.videoWidth * s, h = v.videoHeight * s;
+  return { x: r.left + (r.width - w) / 2, y: r.top + (r.height - h) / 2, w, h }; }"""
 # the page's main video is playing frames
 PLAYING_JS = """(selector) => { const v = document.querySelector(selector);
   return Boolean(v && v.videoWidth > 0 && v.readyState >= 2 && !v.paused); }"""
@@ -73,11 +79,7 @@ def yellow(rgba: list[int] | None) -> bool:
 
 async def drag_over_picture(page: Page, start: tuple[float, float], end: tuple[float, float], steps: int = 12) -> None:
     """A mouse stroke from `start` to `end` (fractions of the picture) on the page's main video."""
-    box: dict[str, Any] = await page.evaluate("""() => {
-      const v = document.getElementById('video'); const r = v.getBoundingClientRect();
-      const s = Math.min(r.width / v.videoWidth, r.height / v.videoHeight);
-      const w = v.videoWidth * s, h = v.videoHeight * s;
-      return { x: r.left + (r.width - w) / 2, y: r.top + (r.height - h) / 2, w, h }; }""")
+    box: dict[str, Any] = await page.evaluate(PICTURE_BOX_JS)
     at = lambda f: (box["x"] + f[0] * box["w"], box["y"] + f[1] * box["h"])  # noqa: E731
     await page.mouse.move(*at(start))
     await page.mouse.down()
@@ -86,6 +88,23 @@ async def drag_over_picture(page: Page, start: tuple[float, float], end: tuple[f
         await page.mouse.move(*at((start[0] + (end[0] - start[0]) * t, start[1] + (end[1] - start[1]) * t)))
         await asyncio.sleep(0.02)
     await page.mouse.up()
+
+
+async def touch_drag_over_picture(page: Page, start: tuple[float, float], end: tuple[float, float]) -> None:
+    """The same with a finger (a phone): touch events through the DevTools protocol. The picture's
+    place is read before each touch: a tap's scrolling into view may still be moving the page."""
+    async def at(f: tuple[float, float]) -> dict[str, float]:
+        box: dict[str, Any] = await page.evaluate(PICTURE_BOX_JS)
+        return {"x": box["x"] + f[0] * box["w"], "y": box["y"] + f[1] * box["h"]}
+
+    cdp = await page.context.new_cdp_session(page)
+    await cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [await at(start)]})
+    for i in range(1, 9):
+        t = i / 8
+        point = (start[0] + (end[0] - start[0]) * t, start[1] + (end[1] - start[1]) * t)
+        await cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [await at(point)]})
+        await asyncio.sleep(0.03)
+    await cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
 
 
 async def decoded_frames(page: Page) -> int:
@@ -182,6 +201,24 @@ async def test_faculty_draws_over_the_or_picture_everyone_sees_it_and_privacy_bl
         await viewer.wait_for_function("window.orcast.drawTool.note.textContent.includes('viewers cannot draw')")
         await asyncio.sleep(0.3)
         assert await hall.evaluate("window.orcast.strokes[0].strokes.length") == 1
+
+        # a moderator on a phone draws an arrow with a finger
+        phone_context = await desk.browser.new_context(  # type: ignore[union-attr]
+            bypass_csp=True, viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
+        await phone_context.add_init_script(TEST_HOOKS)
+        phone = await phone_context.new_page()
+        errors["phone"] = collect_console_errors(phone)
+        await phone.goto(link(server, Role.MODERATOR, name="Moderator Kim", feed=FEED).replace("/moderate/", "/watch/"))
+        await phone.wait_for_function(PLAYING_JS, arg="#video", timeout=20000)
+        await phone.tap("#draw-bar > button:has-text('Draw')")
+        await phone.tap("#draw-bar button:has-text('Arrow')")
+        await touch_drag_over_picture(phone, (0.7, 0.2), (0.85, 0.35))
+        arrow = "(s) => s.some((x) => x.kind === 'arrow' && x.endedAt != null)"
+        await hall.wait_for_function(f"window.orcast.strokes.some((t) => ({arrow})(t.strokes))", timeout=5000)
+        await asyncio.sleep(0.3)
+        assert yellow(await pixel(hall, "#tiles video", 0.775, 0.275)), (
+            "the phone's arrow is not on the hall",
+            await hall.evaluate("JSON.stringify(window.orcast.strokes[0].strokes.map((s) => [s.kind, s.points]))"))
 
         # privacy: one click on the console and the picture is gone for the viewer and the hall
         before = await decoded_frames(viewer)

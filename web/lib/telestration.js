@@ -43,6 +43,7 @@ export class StrokeOverlay {
     this.fadeMs = 8000;
     this.hidden = false;
     this.frame = 0;
+    this.fallback = 0;
     this.resize = new ResizeObserver(() => this.redraw());
     this.resize.observe(video);
     video.addEventListener("loadedmetadata", () => this.redraw());
@@ -124,7 +125,11 @@ export class StrokeOverlay {
   }
 
   redraw() {
-    if (!this.frame) this.frame = requestAnimationFrame(() => this.draw());
+    if (this.frame) return;
+    this.frame = requestAnimationFrame(() => this.draw());
+    // a window the browser thinks hidden (a hall screen it counts as covered) gets no animation
+    // frames: a timer draws it all the same
+    this.fallback = window.setTimeout(() => { if (this.frame) this.draw(); }, 250);
   }
 
   alphaOf(s, now) {
@@ -136,6 +141,8 @@ export class StrokeOverlay {
   }
 
   draw() {
+    cancelAnimationFrame(this.frame);
+    clearTimeout(this.fallback);
     this.frame = 0;
     const video = this.video, canvas = this.canvas;
     // the canvas covers the video's box exactly, at the screen's own pixel density
