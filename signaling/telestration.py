@@ -36,7 +36,7 @@ from broadcast.participant import Participant, Role
 from broadcast.ratelimiter import RateLimiter
 from broadcast.relay.streampath import StreamPath
 from broadcast.telestration.annotationlog import AnnotationLog
-from broadcast.telestration.board import Drawer, DrawingBoard
+from broadcast.telestration.board import DEFAULT_FADE_S, Drawer, DrawingBoard
 from broadcast.telestration.stroke import KINDS, PALETTE, WIDTHS, StrokeError
 from signaling.livehub import WsConnection, WsHub
 
@@ -251,7 +251,7 @@ class Telestration:
 
     def _fade_s(self, event: str) -> float:
         found = self.access.store.get(event)
-        return found.stroke_fade_s if found is not None else 8.0
+        return found.stroke_fade_s if found is not None else DEFAULT_FADE_S
 
     def _why_not(self, who: Participant) -> str:
         if who.role is Role.FACULTY:

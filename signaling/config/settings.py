@@ -17,6 +17,7 @@ from broadcast.errors import InvalidSource
 from broadcast.plaintext import single_line
 from broadcast.relay.streampath import StreamPath, is_slug
 from broadcast.sources.pulled import TRANSPORTS, PullSettings, check_url
+from broadcast.telestration.board import DEFAULT_FADE_S
 from broadcast.webrtc.session import IceServer
 from broadcast.webrtc.udpports import UdpPortRange
 from signaling.auth.tokens import parse_ttl
@@ -264,7 +265,7 @@ def _apply_events(cfg: ServerConfig, value: Any, problems: list[str]) -> None:
                 single_line(title, "the title", 200)
             except ValueError as exc:
                 problems.append(f"{where}.title: {exc}")
-        fade = item.get("stroke_fade_s", 8.0)
+        fade = item.get("stroke_fade_s", DEFAULT_FADE_S)
         if isinstance(fade, (int, float)) and not 1 <= fade <= 600:
             problems.append(f"{where}.stroke_fade_s: 1 to 600 seconds (pin a stroke to keep it)")
             ok = False
@@ -274,7 +275,7 @@ def _apply_events(cfg: ServerConfig, value: Any, problems: list[str]) -> None:
                 record=item.get("record", False), public=item.get("public", False),
                 adhoc_theatres=item.get("adhoc_theatres", False), starts_at=item.get("starts_at"),
                 ends_at=item.get("ends_at"), source="config", viewers_draw=item.get("viewers_draw", False),
-                stroke_fade_s=float(item.get("stroke_fade_s", 8.0))))
+                stroke_fade_s=float(item.get("stroke_fade_s", DEFAULT_FADE_S))))
 
 
 def _apply_sources(cfg: ServerConfig, value: Any, problems: list[str]) -> None:

@@ -25,6 +25,7 @@ from aiohttp import web
 
 from broadcast.participant import Capability
 from broadcast.recording.library import SegmentRecord
+from broadcast.telestration.board import DEFAULT_FADE_S
 from signaling.http.params import query_choice, stream_path
 from signaling.http.qa import csv_cell
 from signaling.http.recordings import RECORDING_ID
@@ -80,7 +81,7 @@ async def recording_annotations(request: web.Request) -> web.Response:
     telestration = request.app[TELESTRATION]
     records = telestration.log.read(path) if telestration.log is not None else []
     event = access.store.get(path.event)
-    return web.json_response({"recording": rec_id, "fade_s": event.stroke_fade_s if event else 8.0,
+    return web.json_response({"recording": rec_id, "fade_s": event.stroke_fade_s if event else DEFAULT_FADE_S,
                               "annotations": place(records, rec.segments)},
                              headers={"Cache-Control": "no-store"})
 

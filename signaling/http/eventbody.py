@@ -10,6 +10,7 @@ from aiohttp import web
 
 from broadcast.plaintext import single_line
 from broadcast.relay.streampath import is_slug
+from broadcast.telestration.board import DEFAULT_FADE_S
 from signaling.http.bodies import check_keys, field
 from signaling.store.eventstore import Event, Theatre
 
@@ -41,7 +42,7 @@ def parse_event(data: dict[str, Any], slug: str | None = None) -> Event:
                  public=field(data, "public", bool, default=False),
                  adhoc_theatres=field(data, "adhoc_theatres", bool, default=False),
                  viewers_draw=field(data, "viewers_draw", bool, default=False),
-                 stroke_fade_s=fade_seconds(data.get("stroke_fade_s", 8.0)), **dates)
+                 stroke_fade_s=fade_seconds(data.get("stroke_fade_s", DEFAULT_FADE_S)), **dates)
 
 
 def fade_seconds(value: Any) -> float:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from broadcast.sqlitedb import SchemaTooNew, open_database, transaction
+from broadcast.telestration.board import DEFAULT_FADE_S
 from signaling.auth.tokens import TokenClaims
 
 logger = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ class Event:
     token_gen: int = 0            # tokens minted with a lower gen are revoked
     source: str = "api"           # "config" events are rewritten from the file at start-up
     viewers_draw: bool = False    # viewers may draw on the picture too (faculty, moderators, organizers always)
-    stroke_fade_s: float = 8.0    # a stroke fades this long after it ends, unless pinned
+    stroke_fade_s: float = DEFAULT_FADE_S  # a stroke fades this long after it ends, unless pinned
 
     def theatre(self, slug: str) -> Theatre | None:
         return next((t for t in self.theatres if t.slug == slug), None)
